@@ -1,0 +1,164 @@
+"""GeARConfig: every architecture, scoring and loss choice of a GeAR model in one place.
+
+Defaults follow the paper (Liu et al., 2025, Section 3 and Appendix C) where the paper says something;
+where it is silent (how cross-attention becomes a sentence score, how cross-attention is initialised)
+the choice is exposed here and documented.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from transformers import BertConfig, PretrainedConfig
+
+HeadPooling = Literal["mean", "max"]
+QueryPooling = Literal["mean", "max", "cls"]
+SentencePooling = Literal["sum", "mean", "max"]
+_CHOICES = {
+    "ranking_head_pooling": ("mean", "max"),
+    "ranking_query_pooling": ("mean", "max", "cls"),
+    "ranking_sentence_pooling": ("sum", "mean", "max"),
+    "decoder_init": ("random", "encoder"),
+    "cross_attention_init": ("random", "self_attention"),
+}
+
+
+class GeARConfig(PretrainedConfig):
+    """Configuration of a :class:`~gear_core.GeARModel`.
+
+    Args:
+        encoder_name_or_path: where the base encoder came from (a local folder or a hub name); informative.
+        encoder_config: the base BERT encoder's config as a dict (``BertConfig.to_dict()``). Query encoder,
+            document encoder, fusion encoder and decoder are all shaped from it.
+        shared_encoder: one encoder for queries and documents (half the encoder parameters) instead of two.
+        cross_attention_layers: encoder layers (0-based) that get a cross-attention block in the fusion
+            encoder; ``None`` means every layer, as in the paper.
+        cross_attention_init: ``"random"`` (BERT initialisation, as ALBEF/BLIP) or ``"self_attention"``
+            (copy the layer's self-attention weights, so an untrained model already attends to lexical
+            matches in the document).
+        ranking_layer: the fusion layer whose cross-attention ranks sentences; negative counts from the top.
+            The paper reads the 10th of 12 layers, i.e. ``-3``.
+        ranking_head_pooling: how attention heads are combined (``"mean"`` or ``"max"``).
+        ranking_query_pooling: which query tokens' attention counts: all real tokens averaged (``"mean"``),
+            their maximum (``"max"``) or the ``[CLS]`` token alone (``"cls"``).
+        ranking_sentence_pooling: how a sentence's token weights become its score (``"sum"``, ``"mean"``,
+            ``"max"``).
+        decoder_num_layers: layers of the evidence decoder; ``None`` means as many as the encoder.
+        decoder_init: ``"random"`` (the paper) or ``"encoder"`` (copy the encoder's weights where they fit).
+        share_decoder_embeddings: the decoder reuses the query encoder's word embeddings (smaller checkpoint).
+        decoder_start_token: the token that starts generation (BLIP's ``[DEC]``).
+        contrastive_temperature: initial value of the learnable contrastive temperature.
+        momentum: EMA coefficient of the momentum encoder.
+        queue_size: number of momentum features kept as extra negatives.
+        soft_label_weight: final weight of the momentum model's soft labels (ramped up during training).
+        lm_loss_weight: alpha in ``loss = L_CL + alpha * L_LM``.
+        max_query_length / max_document_length / max_target_length: token limits.
+        document_stride: tokens shared by consecutive windows when a document is longer than
+            ``max_document_length`` (sentence ranking reads every window); ``None`` means
+            ``min(128, max_document_length // 4)``.
+    """
+
+    model_type = "gear"
+
+    def __init__(
+        self,
+        encoder_name_or_path: str | None = None,
+        encoder_config: dict[str, Any] | None = None,
+        shared_encoder: bool = False,
+        cross_attention_layers: list[int] | None = None,
+        cross_attention_init: Literal["random", "self_attention"] = "self_attention",
+        ranking_layer: int = -3,
+        ranking_head_pooling: HeadPooling = "mean",
+        ranking_query_pooling: QueryPooling = "mean",
+        ranking_sentence_pooling: SentencePooling = "sum",
+        decoder_num_layers: int | None = None,
+        decoder_init: Literal["random", "encoder"] = "random",
+        share_decoder_embeddings: bool = False,
+        decoder_start_token: str = "[DEC]",
+        contrastive_temperature: float = 0.07,
+        momentum: float = 0.995,
+        queue_size: int = 57600,
+        soft_label_weight: float = 0.4,
+        lm_loss_weight: float = 0.25,
+        max_query_length: int = 64,
+        max_document_length: int = 512,
+        max_target_length: int = 64,
+        document_stride: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.encoder_name_or_path = encoder_name_or_path
+        encoder_config = dict(encoder_config) if encoder_config else BertConfig().to_dict()
+        # Classification labels mean nothing here, and their int keys do not survive a JSON round trip.
+        self.encoder_config = {k: v for k, v in encoder_config.items() if k not in ("id2label", "label2id")}
+        self.shared_encoder = shared_encoder
+        self.cross_attention_layers = list(cross_attention_layers) if cross_attention_layers is not None else None
+        self.cross_attention_init = cross_attention_init
+        self.ranking_layer = ranking_layer
+        self.ranking_head_pooling = ranking_head_pooling
+        self.ranking_query_pooling = ranking_query_pooling
+        self.ranking_sentence_pooling = ranking_sentence_pooling
+        self.decoder_num_layers = decoder_num_layers
+        self.decoder_init = decoder_init
+        self.share_decoder_embeddings = share_decoder_embeddings
+        self.decoder_start_token = decoder_start_token
+        self.contrastive_temperature = contrastive_temperature
+        self.momentum = momentum
+        self.queue_size = queue_size
+        self.soft_label_weight = soft_label_weight
+        self.lm_loss_weight = lm_loss_weight
+        self.max_query_length = max_query_length
+        self.max_document_length = max_document_length
+        self.max_target_length = max_target_length
+        self.document_stride = min(128, max_document_length // 4) if document_stride is None else document_stride
+        # Only the decoder-to-encoder embedding tie is declared at this level (see GeARModel).
+        kwargs["tie_word_embeddings"] = share_decoder_embeddings
+        super().__init__(**kwargs)
+        self._validate()
+
+    def _validate(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"GeARConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        layers = self.num_encoder_layers
+        if not -layers <= self.ranking_layer < layers:
+            raise ValueError(f"ranking_layer={self.ranking_layer} is outside the encoder's {layers} layers")
+        if self.ranking_layer_index not in self.cross_attention_layer_indices:
+            raise ValueError(
+                f"ranking layer {self.ranking_layer_index} has no cross-attention; "
+                f"cross_attention_layers={self.cross_attention_layers}"
+            )
+        if not all(0 <= i < layers for i in self.cross_attention_layer_indices):
+            raise ValueError(f"cross_attention_layers must lie in [0, {layers}), got {self.cross_attention_layers}")
+        max_positions = self.encoder_config.get("max_position_embeddings", 512)
+        for name in ("max_query_length", "max_document_length", "max_target_length"):
+            value = getattr(self, name)
+            if not 2 < value <= max_positions:
+                raise ValueError(f"{name}={value} must lie in (2, {max_positions}] for this encoder")
+        if not 0 <= self.document_stride < self.max_document_length // 2:
+            raise ValueError("document_stride must be smaller than half of max_document_length")
+
+    @property
+    def num_encoder_layers(self) -> int:
+        return int(self.encoder_config["num_hidden_layers"])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.encoder_config["hidden_size"])
+
+    @property
+    def ranking_layer_index(self) -> int:
+        """The 0-based index of ``ranking_layer``."""
+        return self.ranking_layer % self.num_encoder_layers
+
+    @property
+    def cross_attention_layer_indices(self) -> list[int]:
+        if self.cross_attention_layers is None:
+            return list(range(self.num_encoder_layers))
+        return sorted(i % self.num_encoder_layers for i in self.cross_attention_layers)
+
+    def bert_config(self, **overrides: Any) -> BertConfig:
+        """The base encoder's BertConfig, with overrides (used to shape every sub-network)."""
+        values = {**self.encoder_config, **overrides}
+        for key in ("architectures", "_name_or_path", "transformers_version", "model_type"):
+            values.pop(key, None)
+        return BertConfig(**values)

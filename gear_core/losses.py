@@ -1,0 +1,89 @@
+"""GeAR's training losses as pure tensor functions (no modules, no state).
+
+``contrastive_loss`` is the ALBEF/BLIP image-text contrastive loss transposed to queries and documents:
+in-batch and queued negatives, positives decided by document id (several SQuAD questions share a
+paragraph, so the diagonal alone would mark true positives as negatives), and soft labels from the
+momentum model. ``lm_loss`` is the decoder's next-token cross-entropy.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def positive_targets(ids: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+    """Row-normalised matrix marking, for each row id, the candidates with the same id."""
+    positives = (ids[:, None] == candidate_ids[None, :]).to(torch.float32)
+    return positives / positives.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``-sum_j targets[i, j] * log_softmax(logits[i])_j``."""
+    return -(F.log_softmax(logits, dim=1) * targets).sum(dim=1).mean()
+
+
+def contrastive_loss(
+    query_embeds: torch.Tensor,
+    document_embeds: torch.Tensor,
+    document_ids: torch.Tensor,
+    temperature: torch.Tensor | float,
+    momentum_query_embeds: torch.Tensor | None = None,
+    momentum_document_embeds: torch.Tensor | None = None,
+    queued_query_embeds: torch.Tensor | None = None,
+    queued_document_embeds: torch.Tensor | None = None,
+    queued_ids: torch.Tensor | None = None,
+    soft_label_weight: float = 0.0,
+) -> torch.Tensor:
+    """Symmetric query->document and document->query contrastive loss.
+
+    Args:
+        query_embeds, document_embeds: (B, D) L2-normalised embeddings of the pairs (with gradient).
+        document_ids: (B,) id of each pair's document; equal ids are positives of each other.
+        temperature: softmax temperature (a learnable scalar in GeAR).
+        momentum_query_embeds, momentum_document_embeds: (B, D) the momentum encoder's embeddings of the
+            same batch. When given they replace the live embeddings as candidates (as in MoCo/ALBEF) and
+            their similarities give the soft labels. When absent, candidates are the live in-batch
+            embeddings and labels are hard.
+        queued_*: (Q, D) and (Q,) features and ids from earlier batches, used as extra candidates.
+        soft_label_weight: weight of the momentum model's softmax in the targets (0 = hard labels).
+    """
+    if momentum_query_embeds is None or momentum_document_embeds is None:
+        if soft_label_weight:
+            raise ValueError("soft labels need the momentum model's embeddings")
+        query_candidates, document_candidates = query_embeds, document_embeds
+    else:
+        query_candidates, document_candidates = momentum_query_embeds, momentum_document_embeds
+    candidate_ids = document_ids
+    if queued_ids is not None and queued_ids.numel():
+        query_candidates = torch.cat([query_candidates, queued_query_embeds], dim=0)
+        document_candidates = torch.cat([document_candidates, queued_document_embeds], dim=0)
+        candidate_ids = torch.cat([document_ids, queued_ids], dim=0)
+
+    query_to_document = query_embeds @ document_candidates.T / temperature
+    document_to_query = document_embeds @ query_candidates.T / temperature
+    targets = positive_targets(document_ids, candidate_ids)
+    query_targets, document_targets = targets, targets
+    if soft_label_weight:
+        with torch.no_grad():
+            soft_q2d = F.softmax(momentum_query_embeds @ document_candidates.T / temperature, dim=1)
+            soft_d2q = F.softmax(momentum_document_embeds @ query_candidates.T / temperature, dim=1)
+        query_targets = soft_label_weight * soft_q2d + (1 - soft_label_weight) * targets
+        document_targets = soft_label_weight * soft_d2q + (1 - soft_label_weight) * targets
+    return (
+        soft_cross_entropy(query_to_document, query_targets) + soft_cross_entropy(document_to_query, document_targets)
+    ) / 2
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Next-token cross-entropy: position t predicts ``labels[t + 1]``; ``ignore_index`` (padding) is skipped.
+
+    Returns the mean over predicted tokens; 0 (with gradient) if no token is predicted.
+    """
+    shifted_logits = logits[:, :-1].reshape(-1, logits.size(-1))
+    shifted_labels = labels[:, 1:].reshape(-1)
+    if not (shifted_labels != ignore_index).any():
+        return shifted_logits.sum() * 0.0
+    return F.cross_entropy(shifted_logits.float(), shifted_labels, ignore_index=ignore_index)

@@ -1,0 +1,632 @@
+"""GeARModel: bi-encoder retrieval, cross-attention sentence ranking and evidence generation in one model.
+
+Read top to bottom:
+
+1. ``embed``: the one pooling implementation (mean over real tokens, L2-normalised) used by training,
+   evaluation, the momentum encoder and serving.
+2. ``CrossAttention``: the light block each fusion layer adds; it returns its attention weights when asked
+   (the ranking layer), otherwise it runs the fused SDPA kernel.
+3. ``GeARModel``: query and document encoders (BERT), the fusion encoder (the query encoder's layers with a
+   cross-attention block after each self-attention), and a causal decoder that cross-attends to the fusion
+   output. Public API: ``encode_queries``, ``encode_documents``, ``rank_sentences``, ``generate``, and the
+   training ``forward``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoTokenizer, BertLMHeadModel, BertModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.utils import ModelOutput
+from transformers.utils import logging as hf_logging
+
+from gear_core.config import GeARConfig
+from gear_core.losses import IGNORE_INDEX, contrastive_loss, lm_loss
+from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
+
+# ----------------------------------------------------------------------------------------------------------
+# Pooling, masks and attention pooling: shared by every path.
+
+
+def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states where ``attention_mask`` is 1 (sentence-transformers' mean pooling)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
+
+
+def embed(encoder: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """L2-normalised mean-pooled embeddings: the bi-encoder's representation of a text."""
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return F.normalize(mean_pool(hidden, attention_mask), dim=-1)
+
+
+def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, L) 0/1 mask -> (B, 1, 1, L) additive mask broadcastable over heads and query positions."""
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def pool_attention(
+    attention: torch.Tensor, query_attention_mask: torch.Tensor, head_pooling: str, query_pooling: str
+) -> torch.Tensor:
+    """(B, heads, Lq, Ld) cross-attention -> (B, Ld): how much attention each document token receives."""
+    per_query_token = attention.mean(dim=1) if head_pooling == "mean" else attention.amax(dim=1)
+    if query_pooling == "cls":
+        return per_query_token[:, 0]
+    mask = query_attention_mask.to(per_query_token.dtype).unsqueeze(-1)
+    if query_pooling == "mean":
+        return (per_query_token * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+    return per_query_token.masked_fill(mask == 0, float("-inf")).amax(dim=1)
+
+
+def pool_sentences(
+    token_scores: np.ndarray, token_sentence: np.ndarray, num_sentences: int, pooling: str
+) -> np.ndarray:
+    """Token scores of one window -> per-sentence scores (NaN for sentences with no token in the window)."""
+    keep = token_sentence >= 0
+    index, values = token_sentence[keep], token_scores[keep].astype(np.float64)
+    counts = np.bincount(index, minlength=num_sentences)
+    if pooling == "max":
+        scores = np.full(num_sentences, -np.inf)
+        np.maximum.at(scores, index, values)
+    else:
+        scores = np.bincount(index, weights=values, minlength=num_sentences)
+        if pooling == "mean":
+            scores = scores / np.maximum(counts, 1)
+    return np.where(counts > 0, scores, np.nan)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The fusion encoder's cross-attention block.
+
+
+class CrossAttention(nn.Module):
+    """Query tokens attend to the document's token states; residual + LayerNorm as in BERT's attention."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float, layer_norm_eps: float) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden size {hidden_size} is not a multiple of {num_heads} heads")
+        self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        document_states: torch.Tensor,
+        document_mask: torch.Tensor,
+        return_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the new query states and, if asked, the (B, heads, Lq, Ld) attention weights."""
+        q = self._heads(self.query(hidden_states))
+        k = self._heads(self.key(document_states))
+        v = self._heads(self.value(document_states))
+        dropout = self.dropout.p if self.training else 0.0
+        weights = None
+        if return_weights:  # explicit softmax: fused kernels do not return weights
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + document_mask
+            weights = scores.softmax(dim=-1)
+            context = F.dropout(weights, dropout, self.training) @ v
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=document_mask, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(hidden_states.shape)
+        return self.LayerNorm(hidden_states + self.dropout(self.dense(context))), weights
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The model.
+
+
+@dataclass
+class GeAROutput(ModelOutput):
+    """What the training forward returns."""
+
+    loss: torch.Tensor | None = None
+    contrastive_loss: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    query_embeds: torch.Tensor | None = None
+    document_embeds: torch.Tensor | None = None
+    momentum_query_embeds: torch.Tensor | None = None
+    momentum_document_embeds: torch.Tensor | None = None
+
+
+class GeARModel(PreTrainedModel):
+    """GeAR (Liu et al., 2025): bi-encoder + fusion encoder + decoder sharing one set of weights.
+
+    Build a fresh one from a BERT-family encoder with :meth:`from_encoder`, load a trained one with
+    :meth:`from_pretrained` (safetensors only), save with :meth:`save_pretrained`.
+    """
+
+    config: GeARConfig
+    config_class = GeARConfig
+    base_model_prefix = "gear"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+
+    def __init__(self, config: GeARConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        if config.share_decoder_embeddings:
+            # The decoder reads and predicts with the query encoder's word embeddings.
+            self._tied_weights_keys = {
+                "decoder.bert.embeddings.word_embeddings.weight": "query_encoder.embeddings.word_embeddings.weight",
+                "decoder.cls.predictions.decoder.weight": "query_encoder.embeddings.word_embeddings.weight",
+            }
+        super().__init__(config)
+        encoder_config = config.bert_config(_attn_implementation="sdpa")
+        self.query_encoder = BertModel(encoder_config, add_pooling_layer=False)
+        self.document_encoder = None if config.shared_encoder else BertModel(encoder_config, add_pooling_layer=False)
+        self.cross_attention = nn.ModuleDict(
+            {
+                str(i): CrossAttention(
+                    encoder_config.hidden_size,
+                    encoder_config.num_attention_heads,
+                    encoder_config.attention_probs_dropout_prob,
+                    encoder_config.layer_norm_eps,
+                )
+                for i in config.cross_attention_layer_indices
+            }
+        )
+        decoder_config = config.bert_config(
+            is_decoder=True,
+            add_cross_attention=True,
+            num_hidden_layers=config.decoder_num_layers or config.num_encoder_layers,
+            tie_word_embeddings=True,
+            _attn_implementation="sdpa",
+        )
+        self.decoder = BertLMHeadModel(decoder_config)
+        self.temperature = nn.Parameter(torch.tensor(float(config.contrastive_temperature)))
+        self.tokenizer = tokenizer
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Encoders and decoder are BertPreTrainedModels and initialise themselves; this covers what GeAR adds.
+        std = self.config.encoder_config.get("initializer_range", 0.02)
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif module is self:
+            with torch.no_grad():
+                self.temperature.fill_(self.config.contrastive_temperature)
+
+    # ---- construction and persistence ----------------------------------------------------------------
+
+    @classmethod
+    def from_encoder(cls, name_or_path: str, **config_overrides: Any) -> GeARModel:
+        """A new GeAR from a plain BERT-family encoder (a local folder or a hub name).
+
+        Query and document encoders (and the decoder, with ``decoder_init="encoder"``) start from the encoder's
+        weights; with ``cross_attention_init="self_attention"`` each cross-attention block starts as a copy of
+        its layer's self-attention. ``config_overrides`` are GeARConfig fields.
+        """
+        with _quiet_transformers():  # the pooler weights GeAR does not use are reported as unexpected
+            encoder = BertModel.from_pretrained(name_or_path, add_pooling_layer=False)
+        if encoder.config.model_type != "bert":
+            raise ValueError(
+                f"{name_or_path} is a {encoder.config.model_type!r} model; GeAR needs a BERT-family encoder"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        config_overrides.setdefault("decoder_start_token", "[DEC]")
+        tokenizer.add_special_tokens({"bos_token": config_overrides["decoder_start_token"]})
+        # The decoder start token needs a row; encoders never see it, so their outputs do not change.
+        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        encoder_config = encoder.config.to_dict()
+        max_positions = encoder.config.max_position_embeddings
+        config_overrides.setdefault("max_document_length", min(512, max_positions))
+        config = GeARConfig(encoder_name_or_path=str(name_or_path), encoder_config=encoder_config, **config_overrides)
+        model = cls(config, tokenizer=tokenizer)
+        state = encoder.state_dict()
+        model.query_encoder.load_state_dict(state)
+        if model.document_encoder is not None:
+            model.document_encoder.load_state_dict(state)
+        if config.cross_attention_init == "self_attention":
+            for index, block in model.cross_attention.items():
+                model._copy_self_attention(int(index), block)
+        if config.decoder_init == "encoder":
+            missing, _ = model.decoder.bert.load_state_dict(state, strict=False)
+            assert not [k for k in missing if "crossattention" not in k], missing
+        model.decoder.tie_weights()
+        model.tie_weights()
+        return model
+
+    def _copy_self_attention(self, layer_index: int, block: CrossAttention) -> None:
+        attention = self.query_encoder.encoder.layer[layer_index].attention
+        with torch.no_grad():
+            for name in ("query", "key", "value"):
+                getattr(block, name).load_state_dict(getattr(attention.self, name).state_dict())
+            block.dense.load_state_dict(attention.output.dense.state_dict())
+            block.LayerNorm.load_state_dict(attention.output.LayerNorm.state_dict())
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> GeARModel:
+        """Load a model saved with :meth:`save_pretrained` (safetensors only, never pickles)."""
+        path = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+            raise FileNotFoundError(f"{path} is not a GeAR model folder (no config.json)")
+        if not os.path.isdir(path) and path.startswith((".", "/", "~")):
+            raise FileNotFoundError(f"no GeAR model folder at {path}")
+        kwargs["use_safetensors"] = True
+        tokenizer = kwargs.pop("tokenizer", None)
+        model = super().from_pretrained(path, *args, **kwargs)
+        model.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """Save weights (safetensors), config and tokenizer to a folder that :meth:`from_pretrained` reads."""
+        kwargs["safe_serialization"] = True
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(save_directory)
+
+    # ---- building blocks -----------------------------------------------------------------------------
+
+    @property
+    def document_encoder_module(self) -> BertModel:
+        return self.query_encoder if self.document_encoder is None else self.document_encoder
+
+    def _require_tokenizer(self) -> PreTrainedTokenizerBase:
+        if self.tokenizer is None:
+            raise ValueError("this GeARModel has no tokenizer; build it with from_encoder() or from_pretrained()")
+        return self.tokenizer
+
+    def fuse(
+        self,
+        query_input_ids: torch.Tensor,
+        query_attention_mask: torch.Tensor,
+        document_states: torch.Tensor,
+        document_attention_mask: torch.Tensor,
+        stop_after_ranking_layer: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The fusion encoder: query tokens through the query encoder's layers, each followed by cross-attention.
+
+        Returns the fused query states and the ranking layer's cross-attention weights (B, heads, Lq, Ld).
+        With ``stop_after_ranking_layer`` the layers above the ranking layer are skipped (ranking needs no more).
+        """
+        encoder = self.query_encoder
+        hidden = encoder.embeddings(input_ids=query_input_ids)
+        self_mask = additive_mask(query_attention_mask, hidden.dtype)
+        cross_mask = additive_mask(document_attention_mask, hidden.dtype)
+        ranking_layer = self.config.ranking_layer_index
+        last_layer = ranking_layer if stop_after_ranking_layer else self.config.num_encoder_layers - 1
+        ranking_attention = None
+        for index, layer in enumerate(encoder.encoder.layer[: last_layer + 1]):
+            hidden = layer.attention(hidden, self_mask)[0]
+            block = self.cross_attention[str(index)] if str(index) in self.cross_attention else None  # noqa: SIM401 (ModuleDict has no .get)
+            if block is not None:
+                hidden, weights = block(hidden, document_states, cross_mask, return_weights=index == ranking_layer)
+                ranking_attention = weights if weights is not None else ranking_attention
+            hidden = layer.feed_forward_chunk(hidden)
+        return hidden, ranking_attention
+
+    def document_token_scores(
+        self,
+        query_input_ids: torch.Tensor,
+        query_attention_mask: torch.Tensor,
+        document_input_ids: torch.Tensor,
+        document_attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """(B, Ld) attention each document token receives from the query at the ranking layer."""
+        document_states = self.document_encoder_module(
+            input_ids=document_input_ids, attention_mask=document_attention_mask
+        ).last_hidden_state
+        _, attention = self.fuse(
+            query_input_ids,
+            query_attention_mask,
+            document_states,
+            document_attention_mask,
+            stop_after_ranking_layer=True,
+        )
+        return pool_attention(
+            attention, query_attention_mask, self.config.ranking_head_pooling, self.config.ranking_query_pooling
+        )
+
+    def decoder_inputs(self, targets: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenised targets for the decoder: ``[DEC] tokens [SEP]`` and labels with padding ignored."""
+        tokenizer = self._require_tokenizer()
+        encoded = tokenizer(
+            list(targets), padding=True, truncation=True, max_length=self.config.max_target_length, return_tensors="pt"
+        )
+        input_ids = encoded["input_ids"].clone()
+        input_ids[:, 0] = tokenizer.bos_token_id
+        labels = input_ids.masked_fill(encoded["attention_mask"] == 0, IGNORE_INDEX)
+        return {
+            "target_input_ids": input_ids,
+            "target_attention_mask": encoded["attention_mask"],
+            "target_labels": labels,
+        }
+
+    # ---- training ------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        query_input_ids: torch.Tensor,
+        query_attention_mask: torch.Tensor,
+        document_input_ids: torch.Tensor,
+        document_attention_mask: torch.Tensor,
+        target_input_ids: torch.Tensor | None = None,
+        target_attention_mask: torch.Tensor | None = None,
+        target_labels: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
+        momentum: Any | None = None,
+        soft_label_weight: float = 0.0,
+        lm_loss_weight: float | None = None,
+        **unused: Any,
+    ) -> GeAROutput:
+        """Training forward: ``loss = contrastive_loss + lm_loss_weight * lm_loss``.
+
+        ``momentum`` is a :class:`~gear_core.momentum.MomentumEncoder`: its features and queue become the
+        candidates and give soft labels (weight ``soft_label_weight``). Without it, the contrastive loss uses
+        in-batch negatives and hard labels. Without targets, the LM loss is skipped.
+        """
+        batch_size = query_input_ids.shape[0]
+        if document_ids is None:
+            if momentum is not None:
+                raise ValueError("document_ids are needed with a momentum queue (to recognise queued positives)")
+            document_ids = torch.arange(batch_size, device=query_input_ids.device)
+        query_states = self.query_encoder(
+            input_ids=query_input_ids, attention_mask=query_attention_mask
+        ).last_hidden_state
+        document_states = self.document_encoder_module(
+            input_ids=document_input_ids, attention_mask=document_attention_mask
+        ).last_hidden_state
+        query_embeds = F.normalize(mean_pool(query_states, query_attention_mask), dim=-1)
+        document_embeds = F.normalize(mean_pool(document_states, document_attention_mask), dim=-1)
+        temperature = self.temperature.clamp(0.001, 0.5)
+
+        momentum_query = momentum_document = None
+        queued: tuple[torch.Tensor | None, ...] = (None, None, None)
+        if momentum is not None:
+            momentum_query, momentum_document = momentum.encode(
+                query_input_ids, query_attention_mask, document_input_ids, document_attention_mask
+            )
+            queued = momentum.queue.contents()
+        cl_loss = contrastive_loss(
+            query_embeds,
+            document_embeds,
+            document_ids,
+            temperature,
+            momentum_query,
+            momentum_document,
+            *queued,
+            soft_label_weight=soft_label_weight if momentum is not None else 0.0,
+        )
+
+        decoder_loss = None
+        if target_input_ids is not None:
+            fused, _ = self.fuse(query_input_ids, query_attention_mask, document_states, document_attention_mask)
+            logits = self.decoder(
+                input_ids=target_input_ids,
+                attention_mask=target_attention_mask,
+                encoder_hidden_states=fused,
+                encoder_attention_mask=query_attention_mask,
+            ).logits
+            labels = (
+                target_labels
+                if target_labels is not None
+                else target_input_ids.masked_fill(target_attention_mask == 0, IGNORE_INDEX)
+            )
+            decoder_loss = lm_loss(logits, labels)
+        alpha = self.config.lm_loss_weight if lm_loss_weight is None else lm_loss_weight
+        loss = cl_loss if decoder_loss is None else cl_loss + alpha * decoder_loss
+        return GeAROutput(
+            loss=loss,
+            contrastive_loss=cl_loss,
+            lm_loss=decoder_loss,
+            query_embeds=query_embeds,
+            document_embeds=document_embeds,
+            momentum_query_embeds=momentum_query,
+            momentum_document_embeds=momentum_document,
+        )
+
+    # ---- serving -------------------------------------------------------------------------------------
+
+    def _tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+        encoded = self._require_tokenizer()(
+            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        return {
+            "input_ids": encoded["input_ids"].to(self.device),
+            "attention_mask": encoded["attention_mask"].to(self.device),
+        }
+
+    @torch.no_grad()
+    def _encode(
+        self, texts: Sequence[str], encoder: BertModel, max_length: int, batch_size: int, show_progress: bool
+    ) -> np.ndarray:
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.config.hidden_size), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
+        batches = range(0, len(texts), batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="Encoding", unit="batch")
+        was_training = self.training
+        self.eval()
+        chunks = []
+        for start in batches:
+            chunk = [texts[i] for i in order[start : start + batch_size]]
+            inputs = self._tokenize(chunk, max_length)
+            chunks.append(embed(encoder, inputs["input_ids"], inputs["attention_mask"]).float().cpu().numpy())
+        self.train(was_training)
+        embeddings = np.empty((len(texts), self.config.hidden_size), dtype=np.float32)
+        embeddings[order] = np.concatenate(chunks)
+        return embeddings
+
+    def encode_queries(self, queries: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        """(n, dim) float32 L2-normalised query embeddings."""
+        return self._encode(queries, self.query_encoder, self.config.max_query_length, batch_size, show_progress)
+
+    def encode_documents(
+        self, documents: Sequence[str], batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """(n, dim) float32 L2-normalised document embeddings, in the query embeddings' space.
+
+        Documents longer than ``max_document_length`` tokens are truncated (as any bi-encoder does).
+        """
+        return self._encode(
+            documents, self.document_encoder_module, self.config.max_document_length, batch_size, show_progress
+        )
+
+    @torch.no_grad()
+    def rank_sentences_batch(
+        self,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        top_n: int | None = None,
+        batch_size: int = 16,
+    ) -> list[list[ScoredSentence]]:
+        """Rank each document's sentences for its query by fusion cross-attention, best first.
+
+        Documents longer than the window are read in overlapping windows; a sentence seen in several windows
+        keeps its best score. Each result's ``document[start_char:end_char] == text``.
+        """
+        queries, documents = _check_texts(queries), _check_texts(documents)
+        if len(queries) != len(documents):
+            raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
+        tokenizer = self._require_tokenizer()
+        sentences = [split_sentences(d) for d in documents]
+        scores = [np.full(len(s), np.nan) for s in sentences]
+        pairs = [i for i, s in enumerate(sentences) if s]
+        if pairs:
+            was_training = self.training
+            self.eval()
+            windows = tokenizer(
+                [documents[i] for i in pairs],
+                truncation=True,
+                max_length=self.config.max_document_length,
+                stride=self.config.document_stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+            )
+            window_pair = [pairs[j] for j in windows["overflow_to_sample_mapping"]]
+            # Longest windows first, so a batch holds similar lengths and little padding.
+            order = sorted(range(len(window_pair)), key=lambda w: -len(windows["input_ids"][w]))
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                query_inputs = self._tokenize([queries[window_pair[w]] for w in chunk], self.config.max_query_length)
+                document_inputs = tokenizer.pad(
+                    {"input_ids": [windows["input_ids"][w] for w in chunk]}, return_tensors="pt"
+                )
+                token_scores = (
+                    self.document_token_scores(
+                        query_inputs["input_ids"],
+                        query_inputs["attention_mask"],
+                        document_inputs["input_ids"].to(self.device),
+                        document_inputs["attention_mask"].to(self.device),
+                    )
+                    .float()
+                    .cpu()
+                    .numpy()
+                )
+                for row, w in enumerate(chunk):
+                    pair = window_pair[w]
+                    offsets = np.asarray(windows["offset_mapping"][w]).reshape(-1, 2)
+                    special = np.asarray(windows["special_tokens_mask"][w], dtype=bool)
+                    token_sentence = token_sentence_index(offsets[:, 0], offsets[:, 1], sentences[pair])
+                    token_sentence[special] = -1
+                    window_scores = pool_sentences(
+                        token_scores[row, : len(offsets)],
+                        token_sentence,
+                        len(sentences[pair]),
+                        self.config.ranking_sentence_pooling,
+                    )
+                    scores[pair] = np.fmax(scores[pair], window_scores)
+            self.train(was_training)
+        return [_ranked(s, np.nan_to_num(sc, nan=0.0), top_n) for s, sc in zip(sentences, scores, strict=True)]
+
+    def rank_sentences(self, query: str, document: str, top_n: int | None = 3) -> list[ScoredSentence]:
+        """The document's sentences that answer the query, best first (at most ``top_n``; all if None)."""
+        return self.rank_sentences_batch([query], [document], top_n=top_n)[0]
+
+    @torch.no_grad()
+    def generate_batch(
+        self, queries: Sequence[str], documents: Sequence[str], max_new_tokens: int | None = None, num_beams: int = 1
+    ) -> list[str]:
+        """Generated evidence / answer for each (query, document) pair."""
+        queries, documents = _check_texts(queries), _check_texts(documents)
+        if len(queries) != len(documents):
+            raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
+        if not queries:
+            return []
+        tokenizer = self._require_tokenizer()
+        was_training = self.training
+        self.eval()
+        query_inputs = self._tokenize(queries, self.config.max_query_length)
+        document_inputs = self._tokenize(documents, self.config.max_document_length)
+        document_states = self.document_encoder_module(**document_inputs).last_hidden_state
+        fused, _ = self.fuse(
+            query_inputs["input_ids"],
+            query_inputs["attention_mask"],
+            document_states,
+            document_inputs["attention_mask"],
+        )
+        start = torch.full((len(queries), 1), tokenizer.bos_token_id, dtype=torch.long, device=self.device)
+        output = self.decoder.generate(
+            input_ids=start,
+            encoder_hidden_states=fused,
+            encoder_attention_mask=query_inputs["attention_mask"],
+            max_new_tokens=max_new_tokens or self.config.max_target_length,
+            num_beams=num_beams,
+            do_sample=False,
+            eos_token_id=tokenizer.sep_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            # transformers 5's default cache breaks BERT cross-attention during generation
+            past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
+        )
+        self.train(was_training)
+        return [t.strip() for t in tokenizer.batch_decode(output[:, 1:], skip_special_tokens=True)]
+
+    def generate(self, query: str, document: str, max_new_tokens: int | None = None, num_beams: int = 1) -> str:
+        """The evidence / answer the decoder writes for this query and document."""
+        return self.generate_batch([query], [document], max_new_tokens=max_new_tokens, num_beams=num_beams)[0]
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("expected a list of strings, got a single string")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"item {i} is {type(text).__name__}, expected str")
+    return texts
+
+
+def _ranked(sentences: list[Sentence], scores: np.ndarray, top_n: int | None) -> list[ScoredSentence]:
+    order = np.argsort(-scores, kind="stable")
+    if top_n is not None:
+        order = order[:top_n]
+    return [
+        ScoredSentence(sentences[i].text, sentences[i].start_char, sentences[i].end_char, float(scores[i]))
+        for i in order
+    ]

@@ -1,0 +1,83 @@
+import math
+
+import pytest
+import torch
+
+from gear_core.losses import contrastive_loss, lm_loss, positive_targets, soft_cross_entropy
+
+E = math.e
+
+
+def test_positive_targets_normalise_duplicates():
+    targets = positive_targets(torch.tensor([3, 3, 4]), torch.tensor([3, 3, 4, 9]))
+    assert torch.allclose(targets, torch.tensor([[0.5, 0.5, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 1.0, 0]]))
+
+
+def test_soft_cross_entropy_hand_case():
+    logits = torch.tensor([[0.0, math.log(3.0)]])
+    assert soft_cross_entropy(logits, torch.tensor([[0.0, 1.0]])).item() == pytest.approx(-math.log(0.75))
+    assert soft_cross_entropy(logits, torch.tensor([[0.5, 0.5]])).item() == pytest.approx(
+        -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
+    )
+
+
+def test_in_batch_contrastive_hand_case():
+    eye = torch.eye(2)
+    loss = contrastive_loss(eye, eye, torch.tensor([0, 1]), temperature=1.0)
+    assert loss.item() == pytest.approx(math.log(1 + 1 / E))  # -log(e / (e + 1)) both ways
+
+
+def test_shared_document_is_a_positive_for_both_queries():
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    documents = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    loss = contrastive_loss(queries, documents, torch.tensor([0, 0]), temperature=1.0)
+    query_side = math.log(2)  # each query: two equal logits, half the target on each
+    document_side = math.log(1 + E) - 0.5  # each document: logits (1, 0), targets (.5, .5)
+    assert loss.item() == pytest.approx((query_side + document_side) / 2)
+
+
+def test_queue_candidates_with_the_same_id_are_positives():
+    query = torch.tensor([[1.0, 0.0]])
+    document = torch.tensor([[1.0, 0.0]])
+    loss = contrastive_loss(
+        query,
+        document,
+        torch.tensor([5]),
+        temperature=1.0,
+        momentum_query_embeds=query,
+        momentum_document_embeds=document,
+        queued_query_embeds=torch.tensor([[0.0, 1.0]]),
+        queued_document_embeds=torch.tensor([[1.0, 0.0]]),
+        queued_ids=torch.tensor([7]),
+    )
+    # q->d: candidates (d, queued d) both score 1; only the first is positive (id 5 vs 7): log 2.
+    # d->q: candidates (q, queued q) score (1, 0); the first is positive: -log(e / (e + 1)).
+    expected = (math.log(2) + math.log(1 + 1 / E)) / 2
+    assert loss.item() == pytest.approx(expected)
+
+
+def test_full_soft_labels_give_the_entropy_of_the_momentum_softmax():
+    torch.manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    d = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    loss = contrastive_loss(q, d, torch.arange(3), 0.5, q, d, soft_label_weight=1.0)
+    entropy = lambda logits: -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()  # noqa: E731
+    assert loss.item() == pytest.approx(((entropy(q @ d.T / 0.5) + entropy(d @ q.T / 0.5)) / 2).item(), rel=1e-5)
+
+
+def test_soft_labels_need_momentum_embeddings():
+    with pytest.raises(ValueError):
+        contrastive_loss(torch.eye(2), torch.eye(2), torch.arange(2), 1.0, soft_label_weight=0.4)
+
+
+def test_lm_loss_shifts_and_ignores_padding():
+    logits = torch.tensor([[[math.log(3.0), 0.0], [5.0, -5.0], [0.0, 0.0]]])
+    labels = torch.tensor([[1, 0, -100]])  # position 0 predicts label 0 (p = 3/4); the padded one is skipped
+    assert lm_loss(logits, labels).item() == pytest.approx(-math.log(0.75))
+
+
+def test_lm_loss_with_nothing_to_predict_is_zero_with_gradient():
+    logits = torch.zeros(1, 2, 3, requires_grad=True)
+    loss = lm_loss(logits, torch.tensor([[1, -100]]))
+    loss.backward()
+    assert loss.item() == 0.0

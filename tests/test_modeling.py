@@ -1,0 +1,240 @@
+"""GeARModel plumbing on a tiny random config: shapes, losses, training, persistence, spans, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from gear_core import GeARConfig, GeARModel
+from gear_core.modeling import pool_attention, pool_sentences
+from gear_core.momentum import MomentumEncoder
+
+DOCUMENT = (
+    "The Eiffel Tower is in Paris. It was finished in 1889. It was finished in 1889. "
+    "  Zoë’s café — naïve? ✓ Yes! 東京は日本の首都です。 The end."
+)
+
+
+def batch(model, queries, documents, targets=None):
+    q = model._tokenize(queries, model.config.max_query_length)
+    d = model._tokenize(documents, model.config.max_document_length)
+    inputs = {
+        "query_input_ids": q["input_ids"],
+        "query_attention_mask": q["attention_mask"],
+        "document_input_ids": d["input_ids"],
+        "document_attention_mask": d["attention_mask"],
+    }
+    if targets is not None:
+        inputs.update(model.decoder_inputs(targets))
+    return inputs
+
+
+def test_encode_shapes_and_normalisation(tiny_model):
+    queries = tiny_model.encode_queries(["a", "b c", ""])
+    documents = tiny_model.encode_documents([DOCUMENT])
+    assert queries.shape == (3, 32) and queries.dtype == np.float32
+    assert documents.shape == (1, 32)
+    assert np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    assert tiny_model.encode_queries([]).shape == (0, 32)
+
+
+def test_batched_encoding_matches_one_at_a_time(tiny_model):
+    texts = ["short", "a much longer text with many more tokens in it", "middle length text"]
+    together = tiny_model.encode_documents(texts, batch_size=2)
+    alone = np.concatenate([tiny_model.encode_documents([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_bad_inputs_have_clear_errors(tiny_model):
+    with pytest.raises(TypeError, match="single string"):
+        tiny_model.encode_queries("not a list")
+    with pytest.raises(TypeError, match="item 1"):
+        tiny_model.encode_documents(["ok", None])
+    with pytest.raises(ValueError, match="pair up"):
+        tiny_model.rank_sentences_batch(["q"], ["d1", "d2"])
+
+
+def test_config_rejects_bad_choices():
+    with pytest.raises(ValueError, match="ranking_head_pooling"):
+        GeARConfig(ranking_head_pooling="median")
+    with pytest.raises(ValueError, match="ranking_layer"):
+        GeARConfig(ranking_layer=12)
+    with pytest.raises(ValueError, match="no cross-attention"):
+        GeARConfig(cross_attention_layers=[0, 1], ranking_layer=-3)
+
+
+def test_fusion_attention_is_a_distribution_over_real_document_tokens(tiny_model):
+    inputs = batch(tiny_model, ["where", "when was it finished"], ["Short doc.", DOCUMENT])
+    states = tiny_model.document_encoder_module(
+        input_ids=inputs["document_input_ids"], attention_mask=inputs["document_attention_mask"]
+    ).last_hidden_state
+    fused, attention = tiny_model.fuse(
+        inputs["query_input_ids"], inputs["query_attention_mask"], states, inputs["document_attention_mask"]
+    )
+    assert fused.shape == (2, inputs["query_input_ids"].shape[1], 32)
+    assert attention.shape == (2, 4, inputs["query_input_ids"].shape[1], inputs["document_input_ids"].shape[1])
+    assert torch.allclose(attention.sum(-1), torch.ones(attention.shape[:-1]), atol=1e-5)
+    padding = inputs["document_attention_mask"][0] == 0
+    assert padding.any() and attention[0][..., padding].abs().max() == 0
+
+
+def test_attention_pooling_hand_case():
+    attention = torch.tensor([[[[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]], [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]])
+    mask = torch.tensor([[1, 1]])
+    assert torch.allclose(pool_attention(attention, mask, "mean", "cls"), torch.tensor([[0.75, 0.25, 0.0]]))
+    assert torch.allclose(pool_attention(attention, mask, "mean", "mean"), torch.tensor([[0.375, 0.375, 0.25]]))
+    assert torch.allclose(pool_attention(attention, mask, "max", "max"), torch.tensor([[1.0, 1.0, 1.0]]))
+    assert torch.allclose(
+        pool_attention(attention, torch.tensor([[1, 0]]), "mean", "mean"), torch.tensor([[0.75, 0.25, 0.0]])
+    )
+
+
+def test_sentence_pooling_hand_case():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    index = np.array([-1, 0, 0, 1, -1])
+    assert np.allclose(pool_sentences(scores, index, 3, "sum"), [0.5, 0.4, np.nan], equal_nan=True)
+    assert np.allclose(pool_sentences(scores, index, 3, "mean"), [0.25, 0.4, np.nan], equal_nan=True)
+    assert np.allclose(pool_sentences(scores, index, 3, "max"), [0.3, 0.4, np.nan], equal_nan=True)
+
+
+def test_ranked_spans_slice_the_document_exactly(tiny_model):
+    ranked = tiny_model.rank_sentences("when was it finished", DOCUMENT, top_n=None)
+    assert len(ranked) == 6  # punkt keeps the Japanese sentence with the next English one
+    assert [s.score for s in ranked] == sorted((s.score for s in ranked), reverse=True)
+    for sentence in ranked:
+        assert DOCUMENT[sentence.start_char : sentence.end_char] == sentence.text
+    repeated = [s for s in ranked if s.text == "It was finished in 1889."]
+    assert len({s.start_char for s in repeated}) == 2
+    assert len(tiny_model.rank_sentences("q", DOCUMENT, top_n=2)) == 2
+
+
+def test_long_documents_are_read_in_windows(tiny_model):
+    document = " ".join(f"Sentence number {i} talks about topic {i}." for i in range(40))
+    tokens = len(tiny_model.tokenizer(document)["input_ids"])
+    assert tokens > 3 * tiny_model.config.max_document_length
+    ranked = tiny_model.rank_sentences("topic 33", document, top_n=None)
+    assert len(ranked) == 40
+    assert all(s.score > 0 for s in ranked)  # every sentence was seen by some window
+    for sentence in ranked:
+        assert document[sentence.start_char : sentence.end_char] == sentence.text
+
+
+def test_batch_ranking_matches_single_pairs(tiny_model):
+    queries, documents = ["when", "eiffel", "x"], [DOCUMENT, "One. Two.", ""]
+    together = tiny_model.rank_sentences_batch(queries, documents, batch_size=2)
+    for query, document, result in zip(queries, documents, together, strict=True):
+        alone = tiny_model.rank_sentences(query, document, top_n=None)
+        assert [s.text for s in result] == [s.text for s in alone]
+        assert np.allclose([s.score for s in result], [s.score for s in alone], atol=1e-5)
+
+
+def test_empty_document_has_no_sentences(tiny_model):
+    assert tiny_model.rank_sentences("anything", "") == []
+    assert tiny_model.rank_sentences("anything", "   \n ") == []
+    assert tiny_model.rank_sentences("", "One sentence.")[0].text == "One sentence."
+
+
+def test_generate_returns_text(tiny_model):
+    text = tiny_model.generate("when was it finished", DOCUMENT, max_new_tokens=5)
+    assert isinstance(text, str) and text
+    assert tiny_model.generate_batch([], []) == []
+    assert len(tiny_model.generate_batch(["a", "b"], ["Doc one.", ""], max_new_tokens=3)) == 2
+
+
+def test_forward_returns_weighted_sum_of_losses(tiny_model):
+    inputs = batch(tiny_model, ["q one", "q two"], ["doc one.", "doc two."], targets=["one", "two words"])
+    out = tiny_model(**inputs)
+    assert out.loss.item() == pytest.approx(out.contrastive_loss.item() + 0.25 * out.lm_loss.item(), rel=1e-5)
+    assert out.lm_loss.item() > 0 and out.contrastive_loss.item() > 0
+    no_targets = tiny_model(**{k: v for k, v in inputs.items() if not k.startswith("target")})
+    assert no_targets.lm_loss is None and no_targets.loss is no_targets.contrastive_loss
+
+
+def test_forward_with_momentum_queue_and_soft_labels(tiny_model):
+    momentum = MomentumEncoder(tiny_model)
+    inputs = batch(tiny_model, ["q one", "q two"], ["doc one.", "doc two."], targets=["one", "two"])
+    ids = torch.tensor([10, 11])
+    with pytest.raises(ValueError, match="document_ids"):
+        tiny_model(**inputs, momentum=momentum)
+    for _ in range(3):
+        momentum.update(tiny_model)
+        out = tiny_model(**inputs, document_ids=ids, momentum=momentum, soft_label_weight=0.4)
+        momentum.queue.enqueue(out.momentum_query_embeds, out.momentum_document_embeds, ids)
+        assert torch.isfinite(out.loss)
+    assert int(momentum.queue.num_filled) == 6
+
+
+def test_a_few_optimiser_steps_lower_the_loss(tiny_model):
+    torch.manual_seed(0)
+    inputs = batch(
+        tiny_model,
+        ["capital of france", "largest planet", "who wrote hamlet", "boiling point of water"],
+        [
+            "Paris is the capital of France.",
+            "Jupiter is the largest planet.",
+            "Hamlet was written by Shakespeare.",
+            "Water boils at 100 degrees.",
+        ],
+        targets=["Paris", "Jupiter", "Shakespeare", "100 degrees"],
+    )
+    optimizer = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
+    tiny_model.train()
+    losses = []
+    for _ in range(8):
+        out = tiny_model(**inputs)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+    assert tiny_model.cross_attention["0"].query.weight.grad is not None  # the LM loss reaches the fusion encoder
+
+
+@pytest.mark.parametrize("overrides", [{}, {"shared_encoder": True, "share_decoder_embeddings": True}])
+def test_save_then_load_gives_identical_outputs(tiny_encoder_dir, tmp_path, overrides):
+    torch.manual_seed(1)
+    model = GeARModel.from_encoder(
+        tiny_encoder_dir, decoder_num_layers=1, ranking_layer=-1, max_document_length=48, **overrides
+    )
+    with torch.no_grad():
+        model.temperature.fill_(0.05)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file() and not list(tmp_path.glob("*.bin"))
+    loaded = GeARModel.from_pretrained(tmp_path)
+    without_path = lambda config: {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}  # noqa: E731
+    assert without_path(loaded.config) == without_path(model.config)
+    assert loaded.temperature.item() == pytest.approx(0.05)
+    assert np.array_equal(loaded.encode_queries(["q"]), model.encode_queries(["q"]))
+    assert np.array_equal(loaded.encode_documents([DOCUMENT]), model.encode_documents([DOCUMENT]))
+    assert loaded.rank_sentences("finished", DOCUMENT, None) == model.rank_sentences("finished", DOCUMENT, None)
+    assert loaded.generate("when", DOCUMENT, 6) == model.generate("when", DOCUMENT, 6)
+    model.eval(), loaded.eval()
+    inputs = batch(model, ["q"], [DOCUMENT], targets=["1889"])
+    assert torch.equal(loaded(**inputs).loss, model(**inputs).loss)
+
+
+def test_sharded_save_loads(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path, max_shard_size="500KB")
+    assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
+    loaded = GeARModel.from_pretrained(tmp_path)
+    assert np.array_equal(loaded.encode_queries(["q"]), tiny_model.encode_queries(["q"]))
+
+
+def test_missing_and_corrupt_checkpoints_are_refused(tiny_model, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        GeARModel.from_pretrained(str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        GeARModel.from_pretrained(tmp_path)
+    tiny_model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(Exception):  # noqa: B017 - safetensors' own error type varies by version
+        GeARModel.from_pretrained(tmp_path)
+
+
+def test_sharing_options_change_parameter_counts(tiny_encoder_dir):
+    separate = GeARModel.from_encoder(tiny_encoder_dir, decoder_num_layers=1, ranking_layer=-1)
+    shared = GeARModel.from_encoder(tiny_encoder_dir, decoder_num_layers=1, ranking_layer=-1, shared_encoder=True)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    encoder = sum(p.numel() for p in separate.query_encoder.parameters())
+    assert count(separate) - count(shared) == encoder
+    assert shared.document_encoder is None and shared.document_encoder_module is shared.query_encoder
