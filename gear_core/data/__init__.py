@@ -1,5 +1,24 @@
 """Data: SQuAD-format question-answer data, training triples, relevant-information synthesis."""
 
 from gear_core.data.squad import QAExample, SquadParagraph, load_split, read_squad
+from gear_core.data.triples import (
+    Triple,
+    read_paq_jsonl,
+    read_triples_jsonl,
+    triples_from_hf_squad,
+    triples_from_squad,
+    write_triples_jsonl,
+)
 
-__all__ = ["QAExample", "SquadParagraph", "load_split", "read_squad"]
+__all__ = [
+    "QAExample",
+    "SquadParagraph",
+    "Triple",
+    "load_split",
+    "read_paq_jsonl",
+    "read_squad",
+    "read_triples_jsonl",
+    "triples_from_hf_squad",
+    "triples_from_squad",
+    "write_triples_jsonl",
+]

@@ -1,0 +1,48 @@
+"""Batching: triples -> tensors for GeARModel.forward (runs in DataLoader workers)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from gear_core.data.triples import Triple
+from gear_core.modeling import decoder_inputs
+
+
+def document_key(document_id: str) -> int:
+    """A stable 63-bit integer for a document id (equal ids mark in-batch and queued positives)."""
+    return int.from_bytes(hashlib.blake2b(document_id.encode("utf-8"), digest_size=8).digest(), "big") >> 1
+
+
+class TripleCollator:
+    """Tokenises queries, documents and targets of a list of triples into one training batch."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        max_query_length: int = 64,
+        max_document_length: int = 512,
+        max_target_length: int = 64,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.max_query_length = max_query_length
+        self.max_document_length = max_document_length
+        self.max_target_length = max_target_length
+
+    def _encode(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+    def __call__(self, triples: Sequence[Triple]) -> dict[str, torch.Tensor]:
+        queries = self._encode([t.query for t in triples], self.max_query_length)
+        documents = self._encode([t.document for t in triples], self.max_document_length)
+        return {
+            "query_input_ids": queries["input_ids"],
+            "query_attention_mask": queries["attention_mask"],
+            "document_input_ids": documents["input_ids"],
+            "document_attention_mask": documents["attention_mask"],
+            "document_ids": torch.tensor([document_key(t.document_id) for t in triples], dtype=torch.long),
+            **decoder_inputs(self.tokenizer, [t.target for t in triples], self.max_target_length),
+        }

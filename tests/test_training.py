@@ -1,0 +1,179 @@
+"""Lightning training on a tiny model and tiny SQuAD-format data: schedules, batching, fit, export, resume."""
+
+import math
+import warnings
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from conftest import TINY_OVERRIDES
+
+from gear_core import GeARModel
+from gear_core.data.triples import Triple, write_triples_jsonl
+from gear_core.losses import IGNORE_INDEX
+from gear_core.training import (
+    GeARDataModule,
+    GeARLightningModule,
+    TripleCollator,
+    learning_rate_at,
+    soft_label_weight_at,
+)
+from gear_core.training.cli import run_training
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def test_learning_rate_schedule_hand_cases():
+    args = dict(total_steps=110, peak=1e-4, warmup_steps=10, warmup_start=1e-6, minimum=1e-6)
+    assert learning_rate_at(0, **args) == pytest.approx(1e-6)
+    assert learning_rate_at(5, **args) == pytest.approx(1e-6 + (1e-4 - 1e-6) / 2)
+    assert learning_rate_at(10, **args) == pytest.approx(1e-4)
+    assert learning_rate_at(60, **args) == pytest.approx(1e-6 + (1e-4 - 1e-6) / 2)  # half-way down the cosine
+    assert learning_rate_at(110, **args) == pytest.approx(1e-6)
+    assert learning_rate_at(500, **args) == pytest.approx(1e-6)
+
+
+def test_soft_label_ramp():
+    assert soft_label_weight_at(0.0, 0.4, 2.0) == 0.0
+    assert soft_label_weight_at(1.0, 0.4, 2.0) == pytest.approx(0.2)
+    assert soft_label_weight_at(5.0, 0.4, 2.0) == pytest.approx(0.4)
+    assert soft_label_weight_at(0.0, 0.4, 0.0) == 0.4
+
+
+def test_collator_batches_triples(tiny_model):
+    triples = [
+        Triple("q1", "Doc A. More.", "A", ((0, 6),), "a#0"),
+        Triple("q2 longer query", "Doc A. More.", "answer two", ((7, 12),), "a#0"),
+        Triple("q3", "Doc B.", "B", ((0, 6),), "b#0"),
+    ]
+    batch = TripleCollator(tiny_model.tokenizer, 16, 64, 12)(triples)
+    assert batch["query_input_ids"].shape[0] == 3
+    ids = batch["document_ids"].tolist()
+    assert ids[0] == ids[1] != ids[2]
+    assert (batch["target_input_ids"][:, 0] == tiny_model.tokenizer.bos_token_id).all()
+    assert (batch["target_labels"][batch["target_attention_mask"] == 0] == IGNORE_INDEX).all()
+    out = tiny_model(**batch)
+    assert math.isfinite(out.loss.item())
+
+
+def test_datamodule_holds_out_articles_and_filters_every_source(tiny_squad, tmp_path):
+    squad, split = tiny_squad
+    synthetic = tmp_path / "synthetic.jsonl"
+    write_triples_jsonl(
+        [
+            Triple("mars keywords", "Mars is red.", "Mars is red.", ((0, 12),), "wiki:Mars", "ri"),  # a test title
+            Triple("paris keywords", "Paris text.", "Paris text.", ((0, 11),), "wiki:Paris", "ri"),
+            Triple("water keywords", "Water text.", "Water text.", ((0, 11),), "wiki:Water", "ri"),
+        ],
+        synthetic,
+    )
+    dm = GeARDataModule(squad_path=squad, split_path=split, triples_paths=[str(synthetic)], validation_articles=1)
+    dm.setup("fit")
+    held_out = {p.title for p in dm.validation_corpus}
+    assert len(held_out) == 1 and dm.validation_triples
+    train_titles = {t.document_id.split("#")[0].removeprefix("wiki:") for t in dm.train_triples}
+    assert not train_titles & held_out
+    assert "Mars" not in train_titles
+    assert len(dm.train_triples) == 3 * 4 + 2 - (1 if held_out & {"Paris", "Water"} else 0)
+
+
+def _module_and_data(tiny_encoder_dir, tiny_squad, **module_args):
+    squad, split = tiny_squad
+    module = GeARLightningModule(
+        tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), learning_rate=1e-3, warmup_steps=2, **module_args
+    )
+    data = GeARDataModule(squad_path=squad, split_path=split, validation_articles=1, batch_size=4, num_workers=0)
+    return module, data
+
+
+def test_fast_dev_run(tiny_encoder_dir, tiny_squad):
+    module, data = _module_and_data(tiny_encoder_dir, tiny_squad)
+    trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer.fit(module, data)
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    assert "val/local_r1" in trainer.callback_metrics and "val/global_r5" in trainer.callback_metrics
+    assert int(module.momentum.queue.num_filled) == 8  # two batches of 4 queued
+
+
+class LossRecorder(L.Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append((trainer.global_step, float(outputs["loss"])))
+
+
+class StopAfterFirstEpoch(L.Callback):
+    """Simulates an interruption without changing max_epochs (which would change the cosine schedule)."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+def _fit(tiny_encoder_dir, tiny_squad, root, max_epochs=2, ckpt_path=None, interrupt=False):
+    L.seed_everything(0)
+    module, data = _module_and_data(tiny_encoder_dir, tiny_squad)
+    recorder = LossRecorder()
+    extra = [StopAfterFirstEpoch()] if interrupt else []
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+        callbacks=[recorder, L.pytorch.callbacks.ModelCheckpoint(dirpath=root, save_last=True), *extra],
+    )
+    trainer.fit(module, data, ckpt_path=ckpt_path)
+    return trainer, recorder.losses
+
+
+def test_resuming_continues_the_step_count_and_reproduces_the_next_loss(tiny_encoder_dir, tiny_squad, tmp_path):
+    _, straight = _fit(tiny_encoder_dir, tiny_squad, tmp_path / "straight")
+    _, first = _fit(tiny_encoder_dir, tiny_squad, tmp_path / "resumed", interrupt=True)
+    trainer, resumed = _fit(
+        tiny_encoder_dir, tiny_squad, tmp_path / "resumed", ckpt_path=str(tmp_path / "resumed" / "last.ckpt")
+    )
+    steps_per_epoch = len(first)
+    assert resumed[0][0] == steps_per_epoch + 1  # the step count carries on
+    assert trainer.global_step == 2 * steps_per_epoch
+    straight_second_epoch = [loss for _, loss in straight[steps_per_epoch:]]
+    assert [loss for _, loss in resumed] == pytest.approx(straight_second_epoch, rel=1e-5)
+
+
+def test_gear_train_cli_fits_and_exports_the_best_model(tiny_encoder_dir, tiny_squad, tmp_path):
+    squad, split = tiny_squad
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "max_epochs": 1,
+            "logger": False,
+            "enable_progress_bar": False,
+            "default_root_dir": str(tmp_path / "run"),
+        },
+        "model": {
+            "model_name_or_path": tiny_encoder_dir,
+            "config_overrides": dict(TINY_OVERRIDES),
+            "warmup_steps": 1,
+            "export_dir": str(tmp_path / "best"),
+        },
+        "data": {"squad_path": squad, "split_path": split, "validation_articles": 1, "batch_size": 4, "num_workers": 0},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    run_training(["-c", str(path), "--model.lm_loss_weight", "0"])
+    exported = GeARModel.from_pretrained(tmp_path / "best")
+    assert exported.rank_sentences("capital", "Paris is the capital. It is big.")
+    with pytest.raises(FileNotFoundError, match="minilm"):
+        run_training(["-c", "no-such-config"])
+
+
+def test_lm_weight_zero_trains_retrieval_only(tiny_encoder_dir, tiny_squad):
+    module, data = _module_and_data(tiny_encoder_dir, tiny_squad, lm_loss_weight=0.0)
+    data.setup("fit")
+    data.use_model(module.model)
+    batch = next(iter(data.train_dataloader()))
+    out = module.model(**batch, lm_loss_weight=0.0)
+    assert torch.equal(out.loss, out.contrastive_loss)
