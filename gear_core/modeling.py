@@ -328,11 +328,13 @@ class GeARModel(PreTrainedModel):
         document_states: torch.Tensor,
         document_attention_mask: torch.Tensor,
         stop_after_ranking_layer: bool = False,
+        return_ranking_attention: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The fusion encoder: query tokens through the query encoder's layers, each followed by cross-attention.
 
         Returns the fused query states and the ranking layer's cross-attention weights (B, heads, Lq, Ld).
-        With ``stop_after_ranking_layer`` the layers above the ranking layer are skipped (ranking needs no more).
+        With ``stop_after_ranking_layer`` the layers above the ranking layer are skipped (ranking needs no more);
+        without ``return_ranking_attention`` every layer uses the fused kernel (training and generation).
         """
         encoder = self.query_encoder
         hidden = encoder.embeddings(input_ids=query_input_ids)
@@ -345,7 +347,8 @@ class GeARModel(PreTrainedModel):
             hidden = layer.attention(hidden, self_mask)[0]
             block = self.cross_attention[str(index)] if str(index) in self.cross_attention else None  # noqa: SIM401 (ModuleDict has no .get)
             if block is not None:
-                hidden, weights = block(hidden, document_states, cross_mask, return_weights=index == ranking_layer)
+                wanted = return_ranking_attention and index == ranking_layer
+                hidden, weights = block(hidden, document_states, cross_mask, return_weights=wanted)
                 ranking_attention = weights if weights is not None else ranking_attention
             hidden = layer.feed_forward_chunk(hidden)
         return hidden, ranking_attention
@@ -434,7 +437,13 @@ class GeARModel(PreTrainedModel):
 
         decoder_loss = None
         if target_input_ids is not None:
-            fused, _ = self.fuse(query_input_ids, query_attention_mask, document_states, document_attention_mask)
+            fused, _ = self.fuse(
+                query_input_ids,
+                query_attention_mask,
+                document_states,
+                document_attention_mask,
+                return_ranking_attention=False,
+            )
             logits = self.decoder(
                 input_ids=target_input_ids,
                 attention_mask=target_attention_mask,
@@ -603,6 +612,7 @@ class GeARModel(PreTrainedModel):
             query_inputs["attention_mask"],
             document_states,
             document_inputs["attention_mask"],
+            return_ranking_attention=False,
         )
         start = torch.full((len(queries), 1), tokenizer.bos_token_id, dtype=torch.long, device=self.device)
         output = self.decoder.generate(

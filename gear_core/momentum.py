@@ -75,9 +75,14 @@ class MomentumEncoder(nn.Module):
         self.document_encoder = (
             None if model.document_encoder is None else copy.deepcopy(model.document_encoder).requires_grad_(False)
         )
+        self.eval()  # see train() below
         self.queue = FeatureQueue(
             model.config.queue_size if queue_size is None else queue_size, model.config.hidden_size
         )
+
+    def train(self, mode: bool = True) -> MomentumEncoder:
+        # The momentum encoder is a teacher: it always runs without dropout (steadier targets, cheaper forward).
+        return super().train(False)
 
     @torch.no_grad()
     def update(self, model: GeARModel) -> None:

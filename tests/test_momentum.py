@@ -39,6 +39,8 @@ def test_batch_larger_than_queue_keeps_its_tail():
 def test_momentum_encoder_starts_equal_and_follows_the_model(tiny_model):
     momentum = MomentumEncoder(tiny_model, momentum=0.5)
     assert all(not p.requires_grad for p in momentum.parameters())
+    momentum.train()  # e.g. Lightning switching the whole module to training mode
+    assert not momentum.training and not momentum.query_encoder.training  # the teacher never uses dropout
     source = next(tiny_model.query_encoder.parameters())
     copy = next(momentum.query_encoder.parameters())
     assert torch.equal(source, copy)
