@@ -72,10 +72,10 @@ def _cmd_highlight(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _cmd_train(args: argparse.Namespace, subcommand: str = "fit") -> int:
     from gear_core.training.cli import run_training
 
-    run_training(args.lightning_args)
+    run_training(args.lightning_args, subcommand)
     return 0
 
 
@@ -120,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"]:  # everything after `train` belongs to Lightning's own parser
-        return _cmd_train(argparse.Namespace(lightning_args=argv[1:]))
+    if argv[:1] in (["train"], ["validate"]):  # everything after it belongs to Lightning's own parser
+        subcommand = "fit" if argv[0] == "train" else "validate"
+        return _cmd_train(argparse.Namespace(lightning_args=argv[1:]), subcommand)
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

@@ -28,8 +28,8 @@ def resolve_config(name_or_path: str) -> str:
     return name_or_path
 
 
-def run_training(args: list[str]) -> LightningCLI:
-    """Run ``fit`` with Lightning's CLI; ``-c``/``--config`` values may name a shipped config."""
+def run_training(args: list[str], subcommand: str = "fit") -> LightningCLI:
+    """Run ``fit`` (or ``validate``) with Lightning's CLI; ``-c``/``--config`` values may name a shipped config."""
     args = list(args)
     for i, arg in enumerate(args[:-1]):
         if arg in ("-c", "--config"):
@@ -37,6 +37,6 @@ def run_training(args: list[str]) -> LightningCLI:
     return LightningCLI(
         GeARLightningModule,
         GeARDataModule,
-        args=["fit", *args],
+        args=[subcommand, *args],
         save_config_kwargs={"overwrite": True},
     )
