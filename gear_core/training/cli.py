@@ -7,6 +7,7 @@ gear train -c minilm --ckpt_path runs/minilm/checkpoints/last.ckpt   # resume
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
@@ -34,6 +35,9 @@ def run_training(args: list[str], subcommand: str = "fit") -> LightningCLI:
     for i, arg in enumerate(args[:-1]):
         if arg in ("-c", "--config"):
             args[i + 1] = resolve_config(args[i + 1])
+    # `gear` hands Lightning its arguments on purpose; and the module's transfer_batch_to_device is meant to win.
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device`.*")
     return LightningCLI(
         GeARLightningModule,
         GeARDataModule,
