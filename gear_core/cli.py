@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     highlight.add_argument("--generate", action="store_true", help="also generate evidence")
     highlight.set_defaults(handler=_cmd_highlight)
 
+    from gear_core.data.synthesis import add_synthesize_command
+
+    add_synthesize_command(commands)
+
     train = commands.add_parser(
         "train",
         help="train with Lightning's CLI: gear train -c minilm|paper|FILE.yaml [--section.key value ...]",
