@@ -275,8 +275,10 @@ class GeARModel(PreTrainedModel):
             for index, block in model.cross_attention.items():
                 model._copy_self_attention(int(index), block)
         if config.decoder_init == "encoder":
+            # Copies embeddings and the first decoder_num_layers layers; cross-attention stays freshly initialised.
             missing, _ = model.decoder.bert.load_state_dict(state, strict=False)
-            assert not [k for k in missing if "crossattention" not in k], missing
+            if any("crossattention" not in key for key in missing):
+                raise ValueError(f"the encoder's weights do not fit the decoder: missing {missing}")
         model.decoder.tie_weights()
         model.tie_weights()
         return model

@@ -87,9 +87,10 @@ def _module_and_data(tiny_encoder_dir, tiny_squad, **module_args):
     return module, data
 
 
-def test_fast_dev_run(tiny_encoder_dir, tiny_squad):
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_fast_dev_run(tiny_encoder_dir, tiny_squad, precision):
     module, data = _module_and_data(tiny_encoder_dir, tiny_squad)
-    trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", precision=precision, logger=False, enable_progress_bar=False)
     trainer.fit(module, data)
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
     assert "val/local_r1" in trainer.callback_metrics and "val/global_r5" in trainer.callback_metrics
@@ -177,3 +178,26 @@ def test_lm_weight_zero_trains_retrieval_only(tiny_encoder_dir, tiny_squad):
     batch = next(iter(data.train_dataloader()))
     out = module.model(**batch, lm_loss_weight=0.0)
     assert torch.equal(out.loss, out.contrastive_loss)
+
+
+def test_ddp_ranks_share_one_queue(tiny_encoder_dir, tiny_squad):
+    """Two CPU processes (gloo): every rank's momentum features join the queue, so it fills twice as fast."""
+    squad, split = tiny_squad
+    module = GeARLightningModule(
+        tiny_encoder_dir, config_overrides={**TINY_OVERRIDES, "queue_size": 64}, learning_rate=1e-3, warmup_steps=1
+    )
+    data = GeARDataModule(squad_path=squad, split_path=split, validation_articles=1, batch_size=2, num_workers=0)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(module, data)
+    # 2 steps x 2 ranks x batch 2; the spawned rank 0's state comes back to this process after fit.
+    assert int(module.momentum.queue.num_filled) == 8
