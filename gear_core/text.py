@@ -34,20 +34,25 @@ class ScoredSentence(Sentence):
     score: float = 0.0
 
 
-@lru_cache(maxsize=1)
-def _punkt():
-    """The trained English punkt model that llama-index-core ships (no download needed)."""
+def use_llama_index_nltk_data() -> None:
+    """Let nltk find the data that llama-index-core's wheel ships (punkt_tab, stopwords): no download needed."""
     import nltk
-    from nltk.tokenize.punkt import PunktTokenizer
 
     try:
         import llama_index.core
-
-        cache = os.path.join(os.path.dirname(llama_index.core.__file__), "_static", "nltk_cache")
-        if os.path.isdir(cache) and cache not in nltk.data.path:
-            nltk.data.path.append(cache)
     except ImportError:  # pragma: no cover - llama-index-core is a dependency
-        pass
+        return
+    cache = os.path.join(os.path.dirname(llama_index.core.__file__), "_static", "nltk_cache")
+    if os.path.isdir(cache) and cache not in nltk.data.path:
+        nltk.data.path.append(cache)
+
+
+@lru_cache(maxsize=1)
+def _punkt():
+    """The trained English punkt model that llama-index-core ships."""
+    from nltk.tokenize.punkt import PunktTokenizer
+
+    use_llama_index_nltk_data()
     try:
         return PunktTokenizer("english")
     except LookupError as error:  # pragma: no cover - depends on the environment

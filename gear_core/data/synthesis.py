@@ -44,7 +44,7 @@ import numpy as np
 
 from gear_core.data.squad import SquadParagraph
 from gear_core.data.triples import Triple, write_triples_jsonl
-from gear_core.text import Sentence, split_sentences
+from gear_core.text import Sentence, split_sentences, use_llama_index_nltk_data
 
 if TYPE_CHECKING:  # typing only: any LlamaIndex LLM (or anything with ``complete(prompt).text``) works
     from llama_index.core.llms import LLM
@@ -238,17 +238,9 @@ def reorder_keywords(keywords: Sequence[str], rng: random.Random) -> list[str]:
 def english_stopwords() -> frozenset[str]:
     """nltk's English stopwords (shipped inside llama-index-core), or a small built-in list when missing."""
     try:
-        import nltk
         from nltk.corpus import stopwords
 
-        try:
-            import llama_index.core
-
-            cache = os.path.join(os.path.dirname(llama_index.core.__file__), "_static", "nltk_cache")
-            if os.path.isdir(cache) and cache not in nltk.data.path:
-                nltk.data.path.append(cache)
-        except ImportError:  # pragma: no cover - llama-index-core is a dependency
-            pass
+        use_llama_index_nltk_data()
         return frozenset(stopwords.words("english")) | PRONOUNS
     except (ImportError, LookupError, OSError):  # pragma: no cover - depends on the environment
         return _FALLBACK_STOPWORDS
