@@ -201,3 +201,12 @@ def test_ddp_ranks_share_one_queue(tiny_encoder_dir, tiny_squad):
     trainer.fit(module, data)
     # 2 steps x 2 ranks x batch 2; the spawned rank 0's state comes back to this process after fit.
     assert int(module.momentum.queue.num_filled) == 8
+
+
+@pytest.mark.parametrize("name", ["paper", "minilm", "minilm-cpu"])
+def test_shipped_configs_parse(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_training(["-c", name, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["model_name_or_path"] and printed["data"]["squad_path"]
