@@ -402,7 +402,7 @@ class GeARModel(PreTrainedModel):
 
         ``momentum`` is a :class:`~gear_core.momentum.MomentumEncoder`: its features and queue become the
         candidates and give soft labels (weight ``soft_label_weight``). Without it, the contrastive loss uses
-        in-batch negatives and hard labels. Without targets, the LM loss is skipped.
+        in-batch negatives and hard labels. Without targets, or with an LM weight of 0, the decoder does not run.
         """
         batch_size = query_input_ids.shape[0]
         if document_ids is None:
@@ -437,8 +437,9 @@ class GeARModel(PreTrainedModel):
             soft_label_weight=soft_label_weight if momentum is not None else 0.0,
         )
 
+        alpha = self.config.lm_loss_weight if lm_loss_weight is None else lm_loss_weight
         decoder_loss = None
-        if target_input_ids is not None:
+        if target_input_ids is not None and alpha != 0:  # alpha = 0 (retrieval only) skips the decoder's cost
             fused, _ = self.fuse(
                 query_input_ids,
                 query_attention_mask,
@@ -458,7 +459,6 @@ class GeARModel(PreTrainedModel):
                 else target_input_ids.masked_fill(target_attention_mask == 0, IGNORE_INDEX)
             )
             decoder_loss = lm_loss(logits, labels)
-        alpha = self.config.lm_loss_weight if lm_loss_weight is None else lm_loss_weight
         loss = cl_loss if decoder_loss is None else cl_loss + alpha * decoder_loss
         return GeAROutput(
             loss=loss,

@@ -178,6 +178,8 @@ def test_lm_weight_zero_trains_retrieval_only(tiny_encoder_dir, tiny_squad):
     batch = next(iter(data.train_dataloader()))
     out = module.model(**batch, lm_loss_weight=0.0)
     assert torch.equal(out.loss, out.contrastive_loss)
+    assert out.lm_loss is None  # the decoder did not run
+    assert module.model(**batch).lm_loss is not None
 
 
 def test_ddp_ranks_share_one_queue(tiny_encoder_dir, tiny_squad):
