@@ -595,17 +595,30 @@ class GeARModel(PreTrainedModel):
 
     @torch.no_grad()
     def generate_batch(
-        self, queries: Sequence[str], documents: Sequence[str], max_new_tokens: int | None = None, num_beams: int = 1
+        self,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        max_new_tokens: int | None = None,
+        num_beams: int = 1,
+        batch_size: int = 16,
     ) -> list[str]:
-        """Generated evidence / answer for each (query, document) pair."""
+        """Generated evidence / answer for each (query, document) pair, ``batch_size`` pairs at a time."""
         queries, documents = _check_texts(queries), _check_texts(documents)
         if len(queries) != len(documents):
             raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
-        if not queries:
-            return []
-        tokenizer = self._require_tokenizer()
         was_training = self.training
         self.eval()
+        texts = []
+        for start in range(0, len(queries), batch_size):
+            chunk = slice(start, start + batch_size)
+            texts += self._generate(queries[chunk], documents[chunk], max_new_tokens, num_beams)
+        self.train(was_training)
+        return texts
+
+    def _generate(
+        self, queries: list[str], documents: list[str], max_new_tokens: int | None, num_beams: int
+    ) -> list[str]:
+        tokenizer = self._require_tokenizer()
         query_inputs = self._tokenize(queries, self.config.max_query_length)
         document_inputs = self._tokenize(documents, self.config.max_document_length)
         document_states = self.document_encoder_module(**document_inputs).last_hidden_state
@@ -629,7 +642,6 @@ class GeARModel(PreTrainedModel):
             # transformers 5's default cache breaks BERT cross-attention during generation
             past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
         )
-        self.train(was_training)
         return [t.strip() for t in tokenizer.batch_decode(output[:, 1:], skip_special_tokens=True)]
 
     def generate(self, query: str, document: str, max_new_tokens: int | None = None, num_beams: int = 1) -> str:

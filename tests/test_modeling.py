@@ -137,7 +137,10 @@ def test_generate_returns_text(tiny_model):
     text = tiny_model.generate("when was it finished", DOCUMENT, max_new_tokens=5)
     assert isinstance(text, str) and text
     assert tiny_model.generate_batch([], []) == []
-    assert len(tiny_model.generate_batch(["a", "b"], ["Doc one.", ""], max_new_tokens=3)) == 2
+    queries, documents = ["a", "b longer query", "c"], ["Doc one.", "", DOCUMENT]
+    together = tiny_model.generate_batch(queries, documents, max_new_tokens=3)
+    assert len(together) == 3
+    assert tiny_model.generate_batch(queries, documents, max_new_tokens=3, batch_size=1) == together
 
 
 def test_forward_returns_weighted_sum_of_losses(tiny_model):

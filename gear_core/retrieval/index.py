@@ -1,0 +1,476 @@
+"""DocumentIndex: FAISS over L2-normalised document embeddings, with string ids, texts and a self-describing folder.
+
+The vectors live in a FAISS index (inner product; on unit vectors that is cosine similarity); this class keeps
+what FAISS does not: the string id and the text of each document (sentence ranking and generation read the text
+again at query time), and the facts needed to trust a saved index later (which model made the vectors, their
+dimension, the index type and its parameters).
+
+A saved index is a folder:
+
+- ``gear_index.json``: metadata (format version, model identity, dimension, metric, index type and parameters,
+  document count, SHA-256 of the two files below). Plain JSON; nothing is ever pickled.
+- ``index.faiss``: the FAISS index (``faiss.write_index``).
+- ``documents.jsonl``: one ``{"id": ..., "text": ...}`` object per line, in FAISS position order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import faiss
+import numpy as np
+
+if TYPE_CHECKING:
+    from gear_core.modeling import GeARModel
+
+IndexType = Literal["flat", "hnsw", "ivf"]
+INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "ivf")
+
+FORMAT_NAME = "gear-document-index"
+FORMAT_VERSION = 1
+METADATA_FILE = "gear_index.json"
+INDEX_FILE = "index.faiss"
+DOCUMENTS_FILE = "documents.jsonl"
+
+# Default parameters per index type; a saved index records the values it was built with.
+DEFAULT_PARAMS: dict[str, dict[str, int]] = {
+    "flat": {},
+    "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
+    "ivf": {"nlist": 100, "nprobe": 10},
+}
+_SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivf": ("nprobe",)}
+_FAISS_CLASSES = {"flat": faiss.IndexFlatIP, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
+_NORM_TOLERANCE = 1e-3
+
+
+class ModelMismatchError(ValueError):
+    """The index was built with another model than the one it is used with."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved document: its id and text, the inner product with the query, and its rank (1 = best)."""
+
+    id: str
+    text: str
+    score: float
+    rank: int
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model identity: which model's vectors an index holds.
+
+# Keys that change with where or how a model was loaded, not with what it computes.
+_VOLATILE_CONFIG_KEYS = frozenset({"_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype"})
+
+
+def model_identity(model: GeARModel) -> str:
+    """``"<name>@<fingerprint>"``: where the model came from, and a fingerprint of what makes its embeddings.
+
+    The name is ``model.name_or_path`` (or the base encoder's name for a model built with ``from_encoder``) and is
+    informative only: the same model in another folder is the same model. The fingerprint (16 hex digits of a
+    SHA-256) covers the encoder configuration, the query/document token limits and the query and document
+    encoders' weights, rounded to bfloat16 so the same model in float32 or bfloat16 agrees. Settings that do not
+    change embeddings (sentence ranking, decoder, losses) are left out, so an index survives changing them. The
+    decoder start token's embedding row is left out too: encoders never read it and ``from_encoder`` initialises
+    it at random.
+    """
+    import torch  # only here: the index itself needs no torch
+
+    config = model.config
+    shape = {
+        "encoder_config": {k: v for k, v in config.encoder_config.items() if k not in _VOLATILE_CONFIG_KEYS},
+        "shared_encoder": config.shared_encoder,
+        "max_query_length": config.max_query_length,
+        "max_document_length": config.max_document_length,
+    }
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode("utf-8"))
+    start_row = _decoder_start_row(model)
+    encoders = [("query", model.query_encoder), ("document", model.document_encoder)]
+    with torch.no_grad():
+        for prefix, encoder in encoders:
+            if encoder is None:  # shared encoder: the query encoder is also the document encoder
+                continue
+            for name, tensor in sorted(encoder.state_dict().items()):
+                if name.endswith("word_embeddings.weight") and start_row is not None:
+                    keep = torch.ones(tensor.shape[0], dtype=torch.bool, device=tensor.device)
+                    keep[start_row : start_row + 1] = False
+                    tensor = tensor[keep]
+                if tensor.is_floating_point():
+                    tensor = tensor.to(torch.bfloat16).view(torch.int16)
+                digest.update(f"{prefix}.{name}:{tuple(tensor.shape)}".encode())
+                digest.update(memoryview(tensor.contiguous().cpu().numpy()).cast("B"))
+    name = getattr(model, "name_or_path", "") or config.encoder_name_or_path or "gear"
+    return f"{name}@{digest.hexdigest()[:16]}"
+
+
+def _decoder_start_row(model: GeARModel) -> int | None:
+    tokenizer = getattr(model, "tokenizer", None)
+    token = model.config.decoder_start_token
+    if tokenizer is None or token not in tokenizer.get_vocab():  # otherwise the lookup answers [UNK]'s row
+        return None
+    return int(tokenizer.convert_tokens_to_ids(token))
+
+
+def _fingerprint(identity: str) -> str:
+    return identity.rsplit("@", 1)[-1]
+
+
+def same_model(identity_a: str, identity_b: str) -> bool:
+    """Whether two :func:`model_identity` strings name the same model (their fingerprints agree)."""
+    return _fingerprint(identity_a) == _fingerprint(identity_b)
+
+
+def check_model(index_model: str | None, expected_model: str, where: str = "this index") -> None:
+    """Raise :class:`ModelMismatchError` when ``index_model`` is another model than ``expected_model``."""
+    if index_model is None:
+        warnings.warn(
+            f"{where} does not record which model made its vectors; cannot check it against {expected_model}",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif not same_model(index_model, expected_model):
+        raise ModelMismatchError(
+            f"{where} was built with model {index_model}, but the model in use is {expected_model}; "
+            "rebuild the index with this model (its document vectors are not comparable)"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The index.
+
+
+class DocumentIndex:
+    """Document embeddings in FAISS plus their string ids and texts.
+
+    Args:
+        dim: embedding dimension (``model.config.hidden_size``).
+        index_type: ``"flat"`` (exact search, the default), ``"hnsw"`` (graph, approximate, no training) or
+            ``"ivf"`` (inverted lists, approximate; trained on the vectors of the first :meth:`add`, which must
+            hold at least ``nlist`` of them).
+        model: the :func:`model_identity` of the model that makes the vectors, recorded in the saved metadata.
+        **params: index parameters: ``m``, ``ef_construction``, ``ef_search`` for HNSW; ``nlist``, ``nprobe`` for
+            IVF (defaults in ``DEFAULT_PARAMS``). Larger ``ef_search`` / ``nprobe``: better recall, slower search.
+    """
+
+    def __init__(self, dim: int, index_type: IndexType = "flat", model: str | None = None, **params: int) -> None:
+        if not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        if index_type not in INDEX_TYPES:
+            raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
+        unknown = set(params) - set(DEFAULT_PARAMS[index_type])
+        if unknown:
+            allowed = sorted(DEFAULT_PARAMS[index_type]) or "none"
+            raise ValueError(f"unknown parameters {sorted(unknown)} for a {index_type!r} index (allowed: {allowed})")
+        self.dim = dim
+        self.index_type: str = index_type
+        self.model = model
+        self.params: dict[str, int] = {**DEFAULT_PARAMS[index_type], **params}
+        for key, value in self.params.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{key} must be a positive int, got {value!r}")
+        self._index = self._new_faiss_index()
+        self._apply_search_params()
+        self._ids: list[str] = []
+        self._texts: list[str] = []
+        self._positions: dict[str, int] = {}
+
+    def _new_faiss_index(self) -> faiss.Index:
+        if self.index_type == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, self.params["m"], faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = self.params["ef_construction"]
+            return index
+        if self.index_type == "ivf":
+            quantizer = faiss.IndexFlatIP(self.dim)
+            # faiss's Python wrapper keeps the quantizer alive as long as the IVF index.
+            return faiss.IndexIVFFlat(quantizer, self.dim, self.params["nlist"], faiss.METRIC_INNER_PRODUCT)
+        return faiss.IndexFlatIP(self.dim)
+
+    def _apply_search_params(self) -> None:
+        if self.index_type == "hnsw":
+            self._index.hnsw.efSearch = self.params["ef_search"]
+        elif self.index_type == "ivf":
+            self._index.nprobe = min(self.params["nprobe"], self.params["nlist"])
+
+    def set_search_params(self, **params: int) -> None:
+        """Change search-time parameters (``ef_search`` for HNSW, ``nprobe`` for IVF), e.g. after :meth:`load`."""
+        allowed = _SEARCH_PARAMS.get(self.index_type, ())
+        for key, value in params.items():
+            if key not in allowed:
+                raise ValueError(
+                    f"{key!r} is not a search parameter of a {self.index_type!r} index (allowed: {allowed})"
+                )
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{key} must be a positive int, got {value!r}")
+        self.params.update(params)
+        self._apply_search_params()
+
+    # ---- contents ------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._positions
+
+    @property
+    def ids(self) -> list[str]:
+        """Document ids in insertion order."""
+        return list(self._ids)
+
+    def get_text(self, doc_id: str) -> str:
+        """The text stored for ``doc_id`` (KeyError if there is no such document)."""
+        return self._texts[self._positions[doc_id]]
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"DocumentIndex(dim={self.dim}, index_type={self.index_type!r}, documents={len(self)}, {params})"
+
+    def add(self, embeddings: np.ndarray, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Add documents: (n, dim) L2-normalised float embeddings, and their unique string ids and texts."""
+        vectors = self._as_vectors(embeddings, "embeddings")
+        ids, texts = list(ids), list(texts)
+        if not len(vectors) == len(ids) == len(texts):
+            raise ValueError(f"got {len(vectors)} embeddings, {len(ids)} ids and {len(texts)} texts; they must match")
+        for kind, values in (("id", ids), ("text", texts)):
+            for i, value in enumerate(values):
+                if not isinstance(value, str):
+                    raise TypeError(f"{kind} {i} is {type(value).__name__}, expected str")
+        _check_unique(ids, self._positions)
+        norms = np.linalg.norm(vectors, axis=1)
+        if len(norms) and np.abs(norms - 1.0).max() > _NORM_TOLERANCE:
+            bad = int(np.argmax(np.abs(norms - 1.0)))
+            raise ValueError(
+                f"embeddings must be L2-normalised (inner product = cosine); row {bad} has norm {norms[bad]:.4f}"
+            )
+        if not len(vectors):
+            return
+        if not self._index.is_trained:  # IVF: learn the coarse clusters from the first vectors given
+            nlist = self.params["nlist"]
+            if len(vectors) < nlist:
+                raise ValueError(
+                    f"an IVF index with nlist={nlist} is trained on the first add and needs at least {nlist} vectors; "
+                    f"got {len(vectors)}. Use a smaller nlist, add more documents at once, or index_type='flat'"
+                )
+            self._index.train(vectors)
+        self._index.add(vectors)
+        start = len(self._ids)
+        self._ids.extend(ids)
+        self._texts.extend(texts)
+        self._positions.update((doc_id, start + i) for i, doc_id in enumerate(ids))
+
+    def search(self, query_embeddings: np.ndarray, k: int = 10) -> list[list[Hit]]:
+        """The ``k`` best documents for each query (fewer if the index holds fewer), best first.
+
+        Approximate index types may return fewer than ``k`` hits when their search reaches fewer documents.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        queries = self._as_vectors(query_embeddings, "query_embeddings")
+        if not len(self) or not len(queries):
+            return [[] for _ in range(len(queries))]
+        scores, positions = self._index.search(queries, min(k, len(self)))
+        results = []
+        for row_scores, row_positions in zip(scores, positions, strict=True):
+            found = [(float(s), int(p)) for s, p in zip(row_scores, row_positions, strict=True) if p >= 0]
+            results.append(
+                [Hit(self._ids[p], self._texts[p], score, rank) for rank, (score, p) in enumerate(found, start=1)]
+            )
+        return results
+
+    def _as_vectors(self, array: Any, name: str) -> np.ndarray:
+        array = np.asarray(array)
+        if array.ndim != 2:
+            raise ValueError(
+                f"{name} must be a 2-D (n, {self.dim}) array, got shape {array.shape}"
+                + ("; use array[None, :] for a single vector" if array.ndim == 1 else "")
+            )
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"{name} must hold floats, got dtype {array.dtype}")
+        if array.shape[1] != self.dim:
+            raise ValueError(f"{name} have dimension {array.shape[1]}, but this index holds {self.dim}-dim vectors")
+        vectors = np.ascontiguousarray(array, dtype=np.float32)
+        if not np.isfinite(vectors).all():
+            raise ValueError(f"{name} contain NaN or infinite values")
+        return vectors
+
+    # ---- persistence ---------------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """What ``gear_index.json`` records (without the file checksums, which :meth:`save` adds)."""
+        from gear_core import __version__
+
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "dim": self.dim,
+            "normalized": True,
+            "metric": "inner_product",
+            "index_type": self.index_type,
+            "index_params": dict(self.params),
+            "num_documents": len(self),
+            "files": {"index": INDEX_FILE, "documents": DOCUMENTS_FILE},
+            "created_with": {"gear_core": __version__, "faiss": faiss.__version__},
+        }
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the index to ``folder`` (created if needed; an index already there is replaced)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Each file is written beside its final name and moved into place; the metadata goes last, so a folder
+        # whose save was interrupted fails its checksums instead of loading half-written data.
+        index_tmp = folder / (INDEX_FILE + ".tmp")
+        faiss.write_index(self._index, str(index_tmp))
+        os.replace(index_tmp, folder / INDEX_FILE)
+        documents_tmp = folder / (DOCUMENTS_FILE + ".tmp")
+        with documents_tmp.open("w", encoding="utf-8") as handle:
+            for doc_id, text in zip(self._ids, self._texts, strict=True):
+                handle.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+        os.replace(documents_tmp, folder / DOCUMENTS_FILE)
+        metadata = self.metadata()
+        metadata["sha256"] = {
+            "index": _file_sha256(folder / INDEX_FILE),
+            "documents": _file_sha256(folder / DOCUMENTS_FILE),
+        }
+        metadata_tmp = folder / (METADATA_FILE + ".tmp")
+        metadata_tmp.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(metadata_tmp, folder / METADATA_FILE)
+        return folder
+
+    @classmethod
+    def read_metadata(cls, folder: str | os.PathLike) -> dict[str, Any]:
+        """The validated metadata of a saved index, without loading the index itself."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no GeAR index folder at {folder}")
+        path = folder / METADATA_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a GeAR index: {METADATA_FILE} is missing")
+        try:
+            metadata = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"corrupt index metadata {path}: {error}") from error
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+            raise ValueError(f"{path} is not GeAR index metadata (expected format {FORMAT_NAME!r})")
+        if metadata.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has index format version {metadata.get('format_version')!r}; "
+                f"this gear_core reads version {FORMAT_VERSION}"
+            )
+        expected = {
+            "dim": int,
+            "index_type": str,
+            "index_params": dict,
+            "num_documents": int,
+            "sha256": dict,
+            "metric": str,
+            "normalized": bool,
+        }
+        for key, kind in expected.items():
+            if not isinstance(metadata.get(key), kind):
+                raise ValueError(f"corrupt index metadata {path}: {key!r} is missing or not a {kind.__name__}")
+        if metadata["metric"] != "inner_product" or metadata["normalized"] is not True:
+            raise ValueError(f"{path}: unsupported metric {metadata['metric']!r} (normalized={metadata['normalized']})")
+        if metadata["index_type"] not in INDEX_TYPES:
+            raise ValueError(f"{path}: unknown index type {metadata['index_type']!r}")
+        if metadata.get("model") is not None and not isinstance(metadata["model"], str):
+            raise ValueError(f"corrupt index metadata {path}: 'model' must be a string")
+        return metadata
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, expected_model: str | None = None) -> DocumentIndex:
+        """Read an index written by :meth:`save`.
+
+        With ``expected_model`` (a :func:`model_identity`), an index built with another model is refused with a
+        :class:`ModelMismatchError` before anything large is read. Missing or corrupt files raise
+        FileNotFoundError / ValueError.
+        """
+        folder = Path(folder)
+        metadata = cls.read_metadata(folder)
+        if expected_model is not None:
+            check_model(metadata.get("model"), expected_model, where=f"the index at {folder}")
+        try:
+            index = cls(
+                metadata["dim"], metadata["index_type"], model=metadata.get("model"), **metadata["index_params"]
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"corrupt index metadata in {folder}: {error}") from error
+
+        paths = {"index": folder / INDEX_FILE, "documents": folder / DOCUMENTS_FILE}
+        for key, path in paths.items():
+            if not path.is_file():
+                raise FileNotFoundError(f"the index at {folder} is incomplete: {path.name} is missing")
+            # Checked before FAISS parses the file: a damaged file becomes a clear error, not a crash or a huge read.
+            if _file_sha256(path) != metadata["sha256"].get(key):
+                raise ValueError(f"{path} is corrupt or was changed after saving (its SHA-256 does not match)")
+        try:
+            faiss_index = faiss.read_index(str(paths["index"]))
+        except RuntimeError as error:
+            raise ValueError(f"corrupt FAISS index {paths['index']}: {error}") from error
+        expected_class = _FAISS_CLASSES[index.index_type]
+        if not isinstance(faiss_index, expected_class) or faiss_index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise ValueError(
+                f"{paths['index']} is a {type(faiss_index).__name__}, expected an inner-product "
+                f"{expected_class.__name__} as the metadata says"
+            )
+        if faiss_index.d != index.dim or faiss_index.ntotal != metadata["num_documents"]:
+            raise ValueError(
+                f"{paths['index']} holds {faiss_index.ntotal} vectors of dimension {faiss_index.d}; the metadata "
+                f"says {metadata['num_documents']} of dimension {index.dim}"
+            )
+        ids, texts = _read_documents(paths["documents"])
+        if len(ids) != metadata["num_documents"]:
+            raise ValueError(
+                f"{paths['documents']} holds {len(ids)} documents; the metadata says {metadata['num_documents']}"
+            )
+        _check_unique(ids, {})
+        index._index = faiss_index
+        index._apply_search_params()
+        index._ids, index._texts = ids, texts
+        index._positions = {doc_id: i for i, doc_id in enumerate(ids)}
+        return index
+
+
+def _check_unique(ids: list[str], existing: dict[str, int]) -> None:
+    seen: set[str] = set()
+    duplicates = []
+    for doc_id in ids:
+        if doc_id in seen or doc_id in existing:
+            duplicates.append(doc_id)
+        seen.add(doc_id)
+    if duplicates:
+        shown = ", ".join(repr(d) for d in duplicates[:5]) + (" ..." if len(duplicates) > 5 else "")
+        raise ValueError(f"document ids must be unique; {len(duplicates)} duplicate(s): {shown}")
+
+
+def _read_documents(path: Path) -> tuple[list[str], list[str]]:
+    ids, texts = [], []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"corrupt document record at {path}:{line_number}: {error}") from error
+            if not (
+                isinstance(record, dict) and isinstance(record.get("id"), str) and isinstance(record.get("text"), str)
+            ):
+                raise ValueError(f"corrupt document record at {path}:{line_number}: expected string 'id' and 'text'")
+            ids.append(record["id"])
+            texts.append(record["text"])
+    return ids, texts
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

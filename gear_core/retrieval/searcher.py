@@ -1,0 +1,160 @@
+"""GeARSearcher: GeAR's three uses in one call: find documents, the sentences in them that answer, and evidence.
+
+1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors.
+2. Local retrieval: each hit's sentences ranked by the fusion encoder's cross-attention
+   (``GeARModel.rank_sentences_batch``), with character spans into the hit's text.
+3. Optionally, the decoder's generated evidence for each hit (``GeARModel.generate_batch``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gear_core.retrieval.index import DocumentIndex, Hit, IndexType, check_model, model_identity
+from gear_core.text import ScoredSentence
+
+if TYPE_CHECKING:
+    from gear_core.modeling import GeARModel
+
+
+@dataclass
+class SearchResult:
+    """One retrieved document with what GeAR found inside it.
+
+    ``sentences`` are best first and each satisfies ``text[s.start_char:s.end_char] == s.text``; ``evidence`` is
+    the generated text, or None when generation was not asked for.
+    """
+
+    id: str
+    text: str
+    score: float
+    rank: int
+    sentences: list[ScoredSentence] = field(default_factory=list)
+    evidence: str | None = None
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> SearchResult:
+        return cls(id=hit.id, text=hit.text, score=hit.score, rank=hit.rank)
+
+
+class GeARSearcher:
+    """A GeARModel and a DocumentIndex of its document vectors.
+
+    Build one with :meth:`from_documents`, or from an existing index (which must come from the same model:
+    see :func:`~gear_core.retrieval.index.model_identity`). ``batch_size`` bounds how many (query, document)
+    pairs the fusion encoder and the decoder see at once.
+    """
+
+    def __init__(self, model: GeARModel, index: DocumentIndex, batch_size: int = 16, check: bool = True) -> None:
+        if index.dim != model.config.hidden_size:
+            raise ValueError(
+                f"the index holds {index.dim}-dim vectors but the model makes {model.config.hidden_size}-dim ones"
+            )
+        if check and index.model is not None:
+            check_model(index.model, model_identity(model))
+        self.model = model
+        self.index = index
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_documents(
+        cls,
+        model: GeARModel,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        index_type: IndexType = "flat",
+        batch_size: int = 32,
+        show_progress: bool = False,
+        **index_params: int,
+    ) -> GeARSearcher:
+        """Encode ``texts`` with the document encoder and index them (ids default to "0", "1", ...).
+
+        ``index_params`` go to :class:`DocumentIndex` (``m``/``ef_construction``/``ef_search``, ``nlist``/``nprobe``).
+        """
+        index = DocumentIndex(model.config.hidden_size, index_type, model=model_identity(model), **index_params)
+        searcher = cls(model, index, check=False)  # the index is new: nothing to check
+        searcher.add_documents(texts, ids, batch_size=batch_size, show_progress=show_progress)
+        return searcher
+
+    def add_documents(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        batch_size: int = 32,
+        show_progress: bool = False,
+    ) -> None:
+        """Encode and add more documents (ids default to their positions in the index, as strings)."""
+        if isinstance(texts, str):
+            raise TypeError("expected a list of document texts, got a single string")
+        texts = list(texts)
+        if ids is None:
+            ids = [str(len(self.index) + i) for i in range(len(texts))]
+        embeddings = self.model.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+        self.index.add(embeddings, ids, texts)
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        rank_sentences: bool = True,
+        top_sentences: int | None = 3,
+        generate: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> list[SearchResult]:
+        """The ``k`` best documents for ``query``, each with its ``top_sentences`` best sentences (all if None)
+        and, with ``generate``, the decoder's evidence."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        return self.search_batch([query], k, rank_sentences, top_sentences, generate, max_new_tokens)[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 5,
+        rank_sentences: bool = True,
+        top_sentences: int | None = 3,
+        generate: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> list[list[SearchResult]]:
+        """:meth:`search` for several queries: one encoder pass for all queries, then batched pairs."""
+        if isinstance(queries, str):
+            raise TypeError("expected a list of queries, got a single string (use search())")
+        queries = list(queries)
+        hits = self.index.search(self.model.encode_queries(queries), k)
+        results = [[SearchResult.from_hit(hit) for hit in row] for row in hits]
+        # Every (query, hit) pair, flattened so the fusion encoder and decoder run in full batches.
+        pairs = [(queries[q], result) for q, row in enumerate(results) for result in row]
+        if not pairs:
+            return results
+        pair_queries = [query for query, _ in pairs]
+        pair_texts = [result.text for _, result in pairs]
+        if rank_sentences:
+            ranked = self.model.rank_sentences_batch(
+                pair_queries, pair_texts, top_n=top_sentences, batch_size=self.batch_size
+            )
+            for (_, result), sentences in zip(pairs, ranked, strict=True):
+                result.sentences = sentences
+        if generate:
+            texts = self.model.generate_batch(
+                pair_queries, pair_texts, max_new_tokens=max_new_tokens, batch_size=self.batch_size
+            )
+            for (_, result), evidence in zip(pairs, texts, strict=True):
+                result.evidence = evidence
+        return results
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Save the index (the model is not saved: keep it with ``model.save_pretrained``)."""
+        return self.index.save(folder)
+
+    @classmethod
+    def load(
+        cls, folder: str | os.PathLike, model: GeARModel, batch_size: int = 16, check: bool = True
+    ) -> GeARSearcher:
+        """Load a saved index for ``model``; an index built with another model raises ModelMismatchError
+        (``check=False`` skips that check, at your own risk)."""
+        index = DocumentIndex.load(folder, expected_model=model_identity(model) if check else None)
+        return cls(model, index, batch_size=batch_size, check=False)  # checked above, before the big read

@@ -1,0 +1,329 @@
+"""DocumentIndex (FAISS flat / HNSW / IVF, persistence, validation) and GeARSearcher end to end with a tiny model."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+from gear_core import split_sentences
+from gear_core.retrieval import (
+    DocumentIndex,
+    GeARSearcher,
+    Hit,
+    ModelMismatchError,
+    SearchResult,
+    model_identity,
+    same_model,
+)
+
+DIM = 32
+
+
+def unit_vectors(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def filled_index(n: int = 200, index_type: str = "flat", seed: int = 0, **params: int) -> DocumentIndex:
+    index = DocumentIndex(DIM, index_type, model="test-model@0123456789abcdef", **params)
+    index.add(unit_vectors(n, seed=seed), [f"doc-{i}" for i in range(n)], [f"text {i}" for i in range(n)])
+    return index
+
+
+def hit_tuples(results: list[list[Hit]]) -> list[list[tuple[str, str, float, int]]]:
+    return [[(h.id, h.text, h.score, h.rank) for h in row] for row in results]
+
+
+# ---- search ----------------------------------------------------------------------------------------------
+
+
+def test_flat_search_equals_brute_force():
+    documents, queries = unit_vectors(300), unit_vectors(12, seed=1)
+    index = DocumentIndex(DIM)
+    index.add(documents, [f"d{i}" for i in range(300)], [f"t{i}" for i in range(300)])
+    results = index.search(queries, k=10)
+    similarities = queries @ documents.T
+    expected = np.argsort(-similarities, axis=1)[:, :10]
+    for q, row in enumerate(results):
+        assert [h.id for h in row] == [f"d{i}" for i in expected[q]]
+        assert [h.text for h in row] == [f"t{i}" for i in expected[q]]
+        assert [h.rank for h in row] == list(range(1, 11))
+        np.testing.assert_allclose([h.score for h in row], similarities[q, expected[q]], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("index_type", "params", "faiss_class"),
+    [
+        ("hnsw", {"m": 16, "ef_search": 256}, faiss.IndexHNSWFlat),
+        ("ivf", {"nlist": 16, "nprobe": 8}, faiss.IndexIVFFlat),
+    ],
+)
+def test_approximate_indexes_find_the_nearest_neighbour(index_type, params, faiss_class):
+    documents, queries = unit_vectors(1000), unit_vectors(100, seed=1)
+    index = DocumentIndex(DIM, index_type, **params)
+    index.add(documents, [str(i) for i in range(1000)], ["" for _ in range(1000)])
+    assert isinstance(index._index, faiss_class)
+    assert index._index.metric_type == faiss.METRIC_INNER_PRODUCT
+    truth = np.argmax(queries @ documents.T, axis=1)
+    found = [int(row[0].id) for row in index.search(queries, k=1)]
+    assert np.mean(np.asarray(found) == truth) >= 0.9
+
+
+def test_ivf_trains_on_the_first_add_and_refuses_too_few_vectors():
+    index = DocumentIndex(DIM, "ivf", nlist=50)
+    with pytest.raises(ValueError, match="nlist=50"):
+        index.add(unit_vectors(20), [str(i) for i in range(20)], ["x"] * 20)
+    assert len(index) == 0 and index.search(unit_vectors(1), k=3) == [[]]
+    index.add(unit_vectors(100), [str(i) for i in range(100)], ["x"] * 100)
+    index.add(unit_vectors(5, seed=3), [f"late-{i}" for i in range(5)], ["y"] * 5)  # trained already: any size
+    assert len(index) == 105 and index._index.is_trained
+    index.set_search_params(nprobe=50)  # every list: exact
+    assert index.search(unit_vectors(5, seed=3)[:1], k=1)[0][0].id == "late-0"
+
+
+def test_empty_index_and_k_larger_than_the_index():
+    empty = DocumentIndex(DIM)
+    assert empty.search(unit_vectors(3), k=5) == [[], [], []]
+    assert empty.search(np.zeros((0, DIM), np.float32), k=5) == []
+    index = filled_index(4)
+    (row,) = index.search(unit_vectors(1, seed=9), k=50)
+    assert sorted(h.id for h in row) == [f"doc-{i}" for i in range(4)]
+    assert [h.rank for h in row] == [1, 2, 3, 4]
+    assert all(a.score >= b.score for a, b in itertools.pairwise(row))
+
+
+def test_duplicate_ids_are_refused_and_nothing_is_added():
+    index = filled_index(3)
+    with pytest.raises(ValueError, match="'doc-1'"):
+        index.add(unit_vectors(2, seed=5), ["new", "doc-1"], ["a", "b"])
+    with pytest.raises(ValueError, match="'twice'"):
+        index.add(unit_vectors(2, seed=5), ["twice", "twice"], ["a", "b"])
+    assert len(index) == 3 and "new" not in index and index._index.ntotal == 3
+
+
+@pytest.mark.parametrize(
+    ("embeddings", "message"),
+    [
+        (unit_vectors(1)[0], "2-D"),
+        (np.ones((2, DIM), dtype=np.int64), "floats"),
+        (unit_vectors(2, dim=16), "dimension 16"),
+        (unit_vectors(2) * 3, "L2-normalised"),
+        (np.full((2, DIM), np.nan, dtype=np.float32), "NaN"),
+    ],
+)
+def test_bad_document_embeddings_are_refused(embeddings, message):
+    with pytest.raises(ValueError, match=message):
+        DocumentIndex(DIM).add(embeddings, ["a", "b"][: len(embeddings)], ["x", "y"][: len(embeddings)])
+
+
+def test_bad_queries_and_arguments_are_refused():
+    index = filled_index(10)
+    with pytest.raises(ValueError, match="2-D"):
+        index.search(unit_vectors(1)[0], k=3)
+    with pytest.raises(ValueError, match="dimension 8"):
+        index.search(unit_vectors(1, dim=8), k=3)
+    with pytest.raises(ValueError, match="floats"):
+        index.search(np.array([["a"] * DIM]), k=3)
+    with pytest.raises(ValueError, match="k must be"):
+        index.search(unit_vectors(1), k=0)
+    with pytest.raises(ValueError, match="must match"):
+        index.add(unit_vectors(2), ["a"], ["x", "y"])
+    with pytest.raises(TypeError, match="expected str"):
+        index.add(unit_vectors(1), [7], ["x"])
+    with pytest.raises(ValueError, match="unknown parameters"):
+        DocumentIndex(DIM, "flat", nprobe=3)
+    with pytest.raises(ValueError, match="index_type"):
+        DocumentIndex(DIM, "lsh")
+
+
+# ---- persistence -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("index_type", "params"), [("flat", {}), ("hnsw", {"m": 8, "ef_search": 40}), ("ivf", {"nlist": 8, "nprobe": 3})]
+)
+def test_save_load_round_trip(tmp_path, index_type, params):
+    index = filled_index(200, index_type, **params)
+    queries = unit_vectors(8, seed=2)
+    index.save(tmp_path / "index")
+    loaded = DocumentIndex.load(tmp_path / "index", expected_model="test-model@0123456789abcdef")
+    assert hit_tuples(loaded.search(queries, k=7)) == hit_tuples(index.search(queries, k=7))
+    assert (loaded.index_type, loaded.params, loaded.model, loaded.ids) == (
+        index.index_type,
+        index.params,
+        index.model,
+        index.ids,
+    )
+    metadata = json.loads((tmp_path / "index" / "gear_index.json").read_text())
+    assert metadata["format_version"] == 1 and metadata["normalized"] is True
+    assert metadata["dim"] == DIM and metadata["num_documents"] == 200 and metadata["metric"] == "inner_product"
+    assert metadata["index_type"] == index_type and metadata["model"] == "test-model@0123456789abcdef"
+    assert {k: metadata["index_params"][k] for k in params} == params
+    lines = (tmp_path / "index" / "documents.jsonl").read_text().splitlines()
+    assert json.loads(lines[5]) == {"id": "doc-5", "text": "text 5"}
+
+
+def test_empty_and_unicode_round_trip(tmp_path):
+    DocumentIndex(DIM, "ivf", nlist=4).save(tmp_path / "empty")
+    assert len(DocumentIndex.load(tmp_path / "empty")) == 0
+    index = DocumentIndex(DIM)
+    index.add(unit_vectors(2), ["é/1", "名"], ["naïve\ntext\u2028here", '{"json": "inside"}'])
+    index.save(tmp_path / "unicode")
+    loaded = DocumentIndex.load(tmp_path / "unicode")
+    assert [loaded.get_text(i) for i in loaded.ids] == ["naïve\ntext\u2028here", '{"json": "inside"}']
+
+
+def test_load_refuses_an_index_built_with_another_model(tmp_path):
+    filled_index(10).save(tmp_path)
+    with pytest.raises(ModelMismatchError, match=r"test-model@0123456789abcdef.*other-model@fedcba9876543210"):
+        DocumentIndex.load(tmp_path, expected_model="other-model@fedcba9876543210")
+    # The name is where a model was loaded from; the fingerprint decides.
+    assert len(DocumentIndex.load(tmp_path, expected_model="/moved/folder@0123456789abcdef")) == 10
+    DocumentIndex(DIM).save(tmp_path / "anonymous")
+    with pytest.warns(UserWarning, match="does not record"):
+        DocumentIndex.load(tmp_path / "anonymous", expected_model="m@0123456789abcdef")
+
+
+def test_missing_and_corrupt_files_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no GeAR index folder"):
+        DocumentIndex.load(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"gear_index\.json is missing"):
+        DocumentIndex.load(tmp_path)
+
+    folder = tmp_path / "index"
+    filled_index(10).save(folder)
+    metadata_path, index_path = folder / "gear_index.json", folder / "index.faiss"
+    good_metadata = metadata_path.read_text()
+
+    metadata_path.write_text(good_metadata[:40])
+    with pytest.raises(ValueError, match="corrupt index metadata"):
+        DocumentIndex.load(folder)
+    metadata_path.write_text(good_metadata.replace('"format_version": 1', '"format_version": 99'))
+    with pytest.raises(ValueError, match="format version 99"):
+        DocumentIndex.load(folder)
+    metadata_path.write_text(good_metadata.replace('"dim": 32', '"dim": "32"'))
+    with pytest.raises(ValueError, match="'dim'"):
+        DocumentIndex.load(folder)
+    metadata_path.write_text(good_metadata)
+
+    index_bytes = index_path.read_bytes()
+    index_path.write_bytes(index_bytes[: len(index_bytes) // 2])
+    with pytest.raises(ValueError, match="SHA-256"):
+        DocumentIndex.load(folder)
+    # Garbage whose checksum was (wrongly) recorded still reaches FAISS's parser: its error is reported, not a crash.
+    index_path.write_bytes(b"not a faiss index at all")
+    metadata = json.loads(good_metadata)
+    metadata["sha256"]["index"] = hashlib.sha256(b"not a faiss index at all").hexdigest()
+    metadata_path.write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="corrupt FAISS index"):
+        DocumentIndex.load(folder)
+    metadata_path.write_text(good_metadata)
+    index_path.write_bytes(index_bytes)
+
+    (folder / "documents.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match=r"documents\.jsonl is missing"):
+        DocumentIndex.load(folder)
+
+
+# ---- model identity --------------------------------------------------------------------------------------
+
+
+def _tiny_gear(encoder_dir: str, seed: int):
+    from gear_core import GeARModel
+
+    torch.manual_seed(seed)
+    return GeARModel.from_encoder(
+        encoder_dir, decoder_num_layers=1, ranking_layer=-1, max_document_length=48, document_stride=8,
+        max_query_length=16, max_target_length=12, queue_size=16,
+    )  # fmt: skip
+
+
+def test_model_identity_follows_the_encoders(tiny_model, tiny_encoder_dir, tmp_path):
+    identity = model_identity(tiny_model)
+    name, fingerprint = identity.rsplit("@", 1)
+    assert name == tiny_encoder_dir and len(fingerprint) == 16
+    # Same base encoder, another seed: only the decoder, cross-attention and the unused [DEC] row differ.
+    assert model_identity(_tiny_gear(tiny_encoder_dir, seed=1)) == identity
+    tiny_model.save_pretrained(tmp_path / "saved")
+    reloaded = type(tiny_model).from_pretrained(tmp_path / "saved")
+    assert same_model(model_identity(reloaded), identity) and model_identity(reloaded) != identity
+    assert same_model(model_identity(reloaded.to(torch.bfloat16)), identity)  # bf16 inference: same vectors
+    tiny_model.config.ranking_head_pooling = "max"  # ranking settings do not change document vectors
+    assert model_identity(tiny_model) == identity
+    with torch.no_grad():
+        tiny_model.document_encoder.encoder.layer[0].output.dense.weight.mul_(1.5)
+    assert not same_model(model_identity(tiny_model), identity)
+
+
+# ---- searcher --------------------------------------------------------------------------------------------
+
+DOCUMENTS = [
+    "Paris is the capital of France. The Seine flows through the city. It hosted the 1900 Olympics.",
+    "Jupiter is the largest planet. It has dozens of moons. Jupiter is a gas giant.",
+    "Hamlet is a tragedy by Shakespeare. It is set in Denmark.",
+    "Water boils at 100 degrees. Water freezes at 0 degrees. Ice floats on water.",
+]
+
+
+def test_searcher_end_to_end(tiny_model):
+    searcher = GeARSearcher.from_documents(tiny_model, DOCUMENTS, ids=["paris", "jupiter", "hamlet", "water"])
+    results = searcher.search("Where is Hamlet set?", k=3, top_sentences=2, generate=True)
+    assert len(results) == 3 and all(isinstance(r, SearchResult) for r in results)
+    assert [r.rank for r in results] == [1, 2, 3]
+    assert all(a.score >= b.score for a, b in itertools.pairwise(results))
+    for result in results:
+        assert result.text == DOCUMENTS[["paris", "jupiter", "hamlet", "water"].index(result.id)]
+        assert 1 <= len(result.sentences) <= 2
+        for sentence in result.sentences:
+            assert result.text[sentence.start_char : sentence.end_char] == sentence.text
+        assert isinstance(result.evidence, str)
+
+    # A document's own text as the query: query and document encoders start from the same weights.
+    assert searcher.search(DOCUMENTS[3], k=1, rank_sentences=False)[0].id == "water"
+    plain = searcher.search("moons", k=10, rank_sentences=False)
+    assert len(plain) == 4 and all(r.sentences == [] and r.evidence is None for r in plain)
+    all_sentences = searcher.search("moons", k=1, top_sentences=None)[0]
+    assert len(all_sentences.sentences) == len(split_sentences(all_sentences.text))
+
+    batch = searcher.search_batch(["moons", "boiling water"], k=2, top_sentences=1)
+    single = [searcher.search(q, k=2, top_sentences=1) for q in ["moons", "boiling water"]]
+    assert [[(r.id, r.sentences[0].text) for r in row] for row in batch] == [
+        [(r.id, r.sentences[0].text) for r in row] for row in single
+    ]
+    for row_batch, row_single in zip(batch, single, strict=True):
+        np.testing.assert_allclose([r.score for r in row_batch], [r.score for r in row_single], rtol=1e-5)
+
+
+def test_searcher_default_ids_and_empty_index(tiny_model):
+    searcher = GeARSearcher.from_documents(tiny_model, [])
+    assert searcher.search("anything") == []
+    searcher.add_documents(DOCUMENTS[:2])
+    searcher.add_documents(DOCUMENTS[2:])
+    assert searcher.index.ids == ["0", "1", "2", "3"]
+    with pytest.raises(TypeError, match="single string"):
+        searcher.add_documents("one document")
+
+
+def test_searcher_save_load_round_trip_and_model_check(tiny_model, tiny_encoder_dir, tmp_path):
+    searcher = GeARSearcher.from_documents(tiny_model, DOCUMENTS, index_type="hnsw", m=8)
+    searcher.save(tmp_path / "index")
+    loaded = GeARSearcher.load(tmp_path / "index", tiny_model)
+    query = "What floats on water?"
+    original, again = searcher.search(query, k=4), loaded.search(query, k=4)
+    assert [(r.id, r.score, r.sentences) for r in again] == [(r.id, r.score, r.sentences) for r in original]
+    assert loaded.index.index_type == "hnsw" and loaded.index.params["m"] == 8
+
+    other = _tiny_gear(tiny_encoder_dir, seed=0)
+    with torch.no_grad():
+        other.query_encoder.embeddings.word_embeddings.weight.add_(0.01)
+    with pytest.raises(ModelMismatchError, match="built with model"):
+        GeARSearcher.load(tmp_path / "index", other)
+    with pytest.raises(ModelMismatchError):
+        GeARSearcher(other, searcher.index)
+    assert len(GeARSearcher.load(tmp_path / "index", other, check=False).index) == 4
