@@ -45,13 +45,13 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    runs = {name: read_metrics(Path(path)) for name, path in (r.split("=", 1) for r in args.run)}
-    starts = {name: value.split(",") for name, value in (s.split("=", 1) for s in args.start)}
+    runs = {name: read_metrics(Path(path)) for name, path in (r.rsplit("=", 1) for r in args.run)}
+    starts = {name: value.split(",") for name, value in (s.rsplit("=", 1) for s in args.start)}
     lines = [f"# {args.title}", ""]
     if args.note:
         lines += [args.note, ""]
 
-    lines += ["## Validation (held-out SQuAD `train` articles)", ""]
+    lines += ["## Validation logged during training (held-out SQuAD `train` articles)", ""]
     lines += ["| run | step | local R@1 | global R@5 |", "| --- | ---: | ---: | ---: |"]
     for name, rows in runs.items():
         if name in starts:
