@@ -112,13 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_synthesize_command(commands)
 
-    train = commands.add_parser(
-        "train",
-        help="train with Lightning's CLI: gear train -c minilm|paper|FILE.yaml [--section.key value ...]",
-        add_help=False,
-    )
-    train.add_argument("lightning_args", nargs=argparse.REMAINDER, help="arguments for Lightning's `fit`")
-    train.set_defaults(handler=_cmd_train)
+    # `train` and `validate` are dispatched in main() before argparse runs, since Lightning's own parser owns
+    # their arguments; they are listed here only so `gear --help` shows them.
+    commands.add_parser("train", help="train with Lightning's CLI: gear train -c minilm|paper|FILE.yaml [--x.y v]")
+    commands.add_parser("validate", help="validation metrics of a model: gear validate -c CONFIG [--x.y v]")
     return parser
 
 
