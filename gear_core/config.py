@@ -12,11 +12,11 @@ from typing import Any, Literal
 from transformers import BertConfig, PretrainedConfig
 
 HeadPooling = Literal["mean", "max"]
-QueryPooling = Literal["mean", "max", "cls"]
+QueryPooling = Literal["mean", "content", "max", "cls"]
 SentencePooling = Literal["sum", "mean", "max"]
 _CHOICES = {
     "ranking_head_pooling": ("mean", "max"),
-    "ranking_query_pooling": ("mean", "max", "cls"),
+    "ranking_query_pooling": ("mean", "content", "max", "cls"),
     "ranking_sentence_pooling": ("sum", "mean", "max"),
     "decoder_init": ("random", "encoder"),
     "cross_attention_init": ("random", "self_attention"),
@@ -40,7 +40,8 @@ class GeARConfig(PretrainedConfig):
             The paper reads the 10th of 12 layers, i.e. ``-3``.
         ranking_head_pooling: how attention heads are combined (``"mean"`` or ``"max"``).
         ranking_query_pooling: which query tokens' attention counts: all real tokens averaged (``"mean"``),
-            their maximum (``"max"``) or the ``[CLS]`` token alone (``"cls"``).
+            the words averaged without ``[CLS]``/``[SEP]`` (``"content"``), their maximum (``"max"``) or the
+            ``[CLS]`` token alone (``"cls"``).
         ranking_sentence_pooling: how a sentence's token weights become its score (``"sum"``, ``"mean"``,
             ``"max"``).
         decoder_num_layers: layers of the evidence decoder; ``None`` means as many as the encoder.

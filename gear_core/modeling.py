@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,15 +55,52 @@ def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
+@dataclass(frozen=True)
+class SentenceScoring:
+    """How cross-attention becomes a sentence score: the fusion layer read (0-based) and three poolings.
+
+    ``head_pooling`` combines heads (``"mean"``/``"max"``); ``query_pooling`` combines query tokens: all real
+    tokens averaged (``"mean"``), the words only, without [CLS]/[SEP] (``"content"``), their maximum (``"max"``)
+    or [CLS] alone (``"cls"``); ``sentence_pooling`` turns a sentence's token weights into its score
+    (``"sum"``/``"mean"``/``"max"``). Serving uses the config's choice (:meth:`from_config`); the ablation tries
+    many on the same attention.
+    """
+
+    layer: int
+    head_pooling: str = "mean"
+    query_pooling: str = "mean"
+    sentence_pooling: str = "sum"
+
+    @classmethod
+    def from_config(cls, config: GeARConfig) -> SentenceScoring:
+        return cls(
+            config.ranking_layer_index,
+            config.ranking_head_pooling,
+            config.ranking_query_pooling,
+            config.ranking_sentence_pooling,
+        )
+
+
 def pool_attention(
-    attention: torch.Tensor, query_attention_mask: torch.Tensor, head_pooling: str, query_pooling: str
+    attention: torch.Tensor,
+    query_attention_mask: torch.Tensor,
+    head_pooling: str,
+    query_pooling: str,
+    query_content_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(B, heads, Lq, Ld) cross-attention -> (B, Ld): how much attention each document token receives."""
+    """(B, heads, Lq, Ld) cross-attention -> (B, Ld): how much attention each document token receives.
+
+    ``query_content_mask`` marks the query's word tokens (real and not special); ``"content"`` pooling needs it.
+    """
     per_query_token = attention.mean(dim=1) if head_pooling == "mean" else attention.amax(dim=1)
     if query_pooling == "cls":
         return per_query_token[:, 0]
+    if query_pooling == "content":
+        if query_content_mask is None:
+            raise ValueError("query_pooling='content' needs query_content_mask")
+        query_attention_mask = query_content_mask
     mask = query_attention_mask.to(per_query_token.dtype).unsqueeze(-1)
-    if query_pooling == "mean":
+    if query_pooling in ("mean", "content"):
         return (per_query_token * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
     return per_query_token.masked_fill(mask == 0, float("-inf")).amax(dim=1)
 
@@ -329,31 +366,33 @@ class GeARModel(PreTrainedModel):
         query_attention_mask: torch.Tensor,
         document_states: torch.Tensor,
         document_attention_mask: torch.Tensor,
-        stop_after_ranking_layer: bool = False,
-        return_ranking_attention: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention_layers: Collection[int] = (),
+        stop_after_layer: int | None = None,
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """The fusion encoder: query tokens through the query encoder's layers, each followed by cross-attention.
 
-        Returns the fused query states and the ranking layer's cross-attention weights (B, heads, Lq, Ld).
-        With ``stop_after_ranking_layer`` the layers above the ranking layer are skipped (ranking needs no more);
-        without ``return_ranking_attention`` every layer uses the fused kernel (training and generation).
+        Returns the fused query states and, for each 0-based layer in ``attention_layers``, that layer's
+        cross-attention weights (B, heads, Lq, Ld); the other layers use the fused kernel. With
+        ``stop_after_layer`` the layers above it are skipped (ranking reads attention, not the final states).
         """
         encoder = self.query_encoder
         hidden = encoder.embeddings(input_ids=query_input_ids)
         self_mask = additive_mask(query_attention_mask, hidden.dtype)
         cross_mask = additive_mask(document_attention_mask, hidden.dtype)
-        ranking_layer = self.config.ranking_layer_index
-        last_layer = ranking_layer if stop_after_ranking_layer else self.config.num_encoder_layers - 1
-        ranking_attention = None
+        last_layer = self.config.num_encoder_layers - 1 if stop_after_layer is None else stop_after_layer
+        attention: dict[int, torch.Tensor] = {}
         for index, layer in enumerate(encoder.encoder.layer[: last_layer + 1]):
             hidden = layer.attention(hidden, self_mask)[0]
             block = self.cross_attention[str(index)] if str(index) in self.cross_attention else None  # noqa: SIM401 (ModuleDict has no .get)
             if block is not None:
-                wanted = return_ranking_attention and index == ranking_layer
-                hidden, weights = block(hidden, document_states, cross_mask, return_weights=wanted)
-                ranking_attention = weights if weights is not None else ranking_attention
+                hidden, weights = block(hidden, document_states, cross_mask, return_weights=index in attention_layers)
+                if weights is not None:
+                    attention[index] = weights
             hidden = layer.feed_forward_chunk(hidden)
-        return hidden, ranking_attention
+        missing = set(attention_layers) - set(attention)
+        if missing:
+            raise ValueError(f"layers {sorted(missing)} have no cross-attention (or lie above stop_after_layer)")
+        return hidden, attention
 
     def document_token_scores(
         self,
@@ -361,21 +400,30 @@ class GeARModel(PreTrainedModel):
         query_attention_mask: torch.Tensor,
         document_input_ids: torch.Tensor,
         document_attention_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """(B, Ld) attention each document token receives from the query at the ranking layer."""
+        scorings: Sequence[SentenceScoring] | None = None,
+    ) -> list[torch.Tensor]:
+        """For each scoring (default: the config's), the (B, Ld) attention each document token receives."""
+        scorings = [SentenceScoring.from_config(self.config)] if scorings is None else list(scorings)
         document_states = self.document_encoder_module(
             input_ids=document_input_ids, attention_mask=document_attention_mask
         ).last_hidden_state
+        layers = {s.layer for s in scorings}
         _, attention = self.fuse(
             query_input_ids,
             query_attention_mask,
             document_states,
             document_attention_mask,
-            stop_after_ranking_layer=True,
+            attention_layers=layers,
+            stop_after_layer=max(layers),
         )
-        return pool_attention(
-            attention, query_attention_mask, self.config.ranking_head_pooling, self.config.ranking_query_pooling
-        )
+        special = torch.isin(query_input_ids, torch.tensor(self._require_tokenizer().all_special_ids).to(self.device))
+        content = query_attention_mask.bool() & ~special
+        pooled: dict[tuple[int, str, str], torch.Tensor] = {}
+        for s in scorings:
+            key = (s.layer, s.head_pooling, s.query_pooling)
+            if key not in pooled:
+                pooled[key] = pool_attention(attention[s.layer], query_attention_mask, *key[1:], content)
+        return [pooled[(s.layer, s.head_pooling, s.query_pooling)] for s in scorings]
 
     def decoder_inputs(self, targets: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenised targets for the decoder (see :func:`decoder_inputs`)."""
@@ -445,7 +493,6 @@ class GeARModel(PreTrainedModel):
                 query_attention_mask,
                 document_states,
                 document_attention_mask,
-                return_ranking_attention=False,
             )
             logits = self.decoder(
                 input_ids=target_input_ids,
@@ -522,6 +569,76 @@ class GeARModel(PreTrainedModel):
         )
 
     @torch.no_grad()
+    def sentence_scores_batch(
+        self,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        scorings: Sequence[SentenceScoring] | None = None,
+        batch_size: int = 16,
+    ) -> tuple[list[list[Sentence]], list[list[np.ndarray]]]:
+        """Every sentence's cross-attention score, for each (query, document) pair and each scoring.
+
+        Returns ``(sentences, scores)``: ``sentences[p]`` are document ``p``'s sentences and
+        ``scores[s][p][i]`` is sentence ``i``'s score under ``scorings[s]`` (default: the config's scoring alone).
+        Documents longer than the window are read in overlapping windows; a sentence seen in several windows
+        keeps its best score. One fusion pass serves all scorings, which is what the ablation relies on.
+        """
+        queries, documents = _check_texts(queries), _check_texts(documents)
+        if len(queries) != len(documents):
+            raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
+        scorings = [SentenceScoring.from_config(self.config)] if scorings is None else list(scorings)
+        tokenizer = self._require_tokenizer()
+        sentences = [split_sentences(d) for d in documents]
+        scores = [[np.full(len(s), np.nan) for s in sentences] for _ in scorings]
+        pairs = [i for i, s in enumerate(sentences) if s]
+        if not pairs:
+            return sentences, scores
+        was_training = self.training
+        self.eval()
+        windows = tokenizer(
+            [documents[i] for i in pairs],
+            truncation=True,
+            max_length=self.config.max_document_length,
+            stride=self.config.document_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
+        window_pair = [pairs[j] for j in windows["overflow_to_sample_mapping"]]
+        # Longest windows first, so a batch holds similar lengths and little padding.
+        order = sorted(range(len(window_pair)), key=lambda w: -len(windows["input_ids"][w]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            query_inputs = self._tokenize([queries[window_pair[w]] for w in chunk], self.config.max_query_length)
+            document_inputs = tokenizer.pad(
+                {"input_ids": [windows["input_ids"][w] for w in chunk]}, return_tensors="pt"
+            )
+            token_scores = [
+                t.float().cpu().numpy()
+                for t in self.document_token_scores(
+                    query_inputs["input_ids"],
+                    query_inputs["attention_mask"],
+                    document_inputs["input_ids"].to(self.device),
+                    document_inputs["attention_mask"].to(self.device),
+                    scorings,
+                )
+            ]
+            for row, w in enumerate(chunk):
+                pair = window_pair[w]
+                offsets = np.asarray(windows["offset_mapping"][w]).reshape(-1, 2)
+                token_sentence = token_sentence_index(offsets[:, 0], offsets[:, 1], sentences[pair])
+                token_sentence[np.asarray(windows["special_tokens_mask"][w], dtype=bool)] = -1
+                for k, scoring in enumerate(scorings):
+                    window_scores = pool_sentences(
+                        token_scores[k][row, : len(offsets)],
+                        token_sentence,
+                        len(sentences[pair]),
+                        scoring.sentence_pooling,
+                    )
+                    scores[k][pair] = np.fmax(scores[k][pair], window_scores)
+        self.train(was_training)
+        return sentences, scores
+
     def rank_sentences_batch(
         self,
         queries: Sequence[str],
@@ -534,59 +651,7 @@ class GeARModel(PreTrainedModel):
         Documents longer than the window are read in overlapping windows; a sentence seen in several windows
         keeps its best score. Each result's ``document[start_char:end_char] == text``.
         """
-        queries, documents = _check_texts(queries), _check_texts(documents)
-        if len(queries) != len(documents):
-            raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
-        tokenizer = self._require_tokenizer()
-        sentences = [split_sentences(d) for d in documents]
-        scores = [np.full(len(s), np.nan) for s in sentences]
-        pairs = [i for i, s in enumerate(sentences) if s]
-        if pairs:
-            was_training = self.training
-            self.eval()
-            windows = tokenizer(
-                [documents[i] for i in pairs],
-                truncation=True,
-                max_length=self.config.max_document_length,
-                stride=self.config.document_stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
-                return_special_tokens_mask=True,
-            )
-            window_pair = [pairs[j] for j in windows["overflow_to_sample_mapping"]]
-            # Longest windows first, so a batch holds similar lengths and little padding.
-            order = sorted(range(len(window_pair)), key=lambda w: -len(windows["input_ids"][w]))
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                query_inputs = self._tokenize([queries[window_pair[w]] for w in chunk], self.config.max_query_length)
-                document_inputs = tokenizer.pad(
-                    {"input_ids": [windows["input_ids"][w] for w in chunk]}, return_tensors="pt"
-                )
-                token_scores = (
-                    self.document_token_scores(
-                        query_inputs["input_ids"],
-                        query_inputs["attention_mask"],
-                        document_inputs["input_ids"].to(self.device),
-                        document_inputs["attention_mask"].to(self.device),
-                    )
-                    .float()
-                    .cpu()
-                    .numpy()
-                )
-                for row, w in enumerate(chunk):
-                    pair = window_pair[w]
-                    offsets = np.asarray(windows["offset_mapping"][w]).reshape(-1, 2)
-                    special = np.asarray(windows["special_tokens_mask"][w], dtype=bool)
-                    token_sentence = token_sentence_index(offsets[:, 0], offsets[:, 1], sentences[pair])
-                    token_sentence[special] = -1
-                    window_scores = pool_sentences(
-                        token_scores[row, : len(offsets)],
-                        token_sentence,
-                        len(sentences[pair]),
-                        self.config.ranking_sentence_pooling,
-                    )
-                    scores[pair] = np.fmax(scores[pair], window_scores)
-            self.train(was_training)
+        sentences, (scores,) = self.sentence_scores_batch(queries, documents, batch_size=batch_size)
         return [_ranked(s, np.nan_to_num(sc, nan=0.0), top_n) for s, sc in zip(sentences, scores, strict=True)]
 
     def rank_sentences(self, query: str, document: str, top_n: int | None = 3) -> list[ScoredSentence]:
@@ -627,7 +692,6 @@ class GeARModel(PreTrainedModel):
             query_inputs["attention_mask"],
             document_states,
             document_inputs["attention_mask"],
-            return_ranking_attention=False,
         )
         start = torch.full((len(queries), 1), tokenizer.bos_token_id, dtype=torch.long, device=self.device)
         output = self.decoder.generate(
