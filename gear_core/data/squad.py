@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Collection
+import random
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,3 +72,31 @@ def load_split(path: str | Path) -> dict[str, list[str]]:
     """The project's article split (``split.json``): ``{"train": [titles], "test": [titles]}``."""
     split = _open_json(path)
     return {name: list(split[name]) for name in ("train", "test") if name in split}
+
+
+def hold_out_articles(titles: Sequence[str], count: int, rng: random.Random) -> set[str]:
+    """The ``train`` articles held out for validation: ``count`` of the sorted titles, sampled with ``rng``.
+
+    Training (``GeARDataModule``), the sentence-ranking ablation and any tuning all call this with the same
+    seed, so they agree on the validation slice. At least one article is always left for training.
+    """
+    titles = sorted(set(titles))
+    return set(rng.sample(titles, min(count, max(0, len(titles) - 1))))
+
+
+def validation_paragraphs(
+    squad_path: str | Path, split_path: str | Path, count: int = 4, seed: int = 0
+) -> list[SquadParagraph]:
+    """The paragraphs of the held-out validation articles, exactly as ``GeARDataModule(seed=seed)`` holds out."""
+    train_titles = sorted(t.replace("_", " ") for t in load_split(split_path)["train"])
+    paragraphs = read_squad(squad_path, train_titles)
+    held_out = hold_out_articles([p.title for p in paragraphs], count, random.Random(seed))
+    return [p for p in paragraphs if p.title in held_out]
+
+
+def split_paragraphs(squad_path: str | Path, split_path: str | Path, name: str) -> list[SquadParagraph]:
+    """The paragraphs of one part of the split (``"train"`` or ``"test"``; ``test`` is for reporting only)."""
+    split = load_split(split_path)
+    if name not in split:
+        raise KeyError(f"{split_path} has no {name!r} part (it has {sorted(split)})")
+    return read_squad(squad_path, split[name])

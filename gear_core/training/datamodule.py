@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gear_core.data.squad import SquadParagraph, load_split, read_squad
+from gear_core.data.squad import SquadParagraph, hold_out_articles, load_split, read_squad
 from gear_core.data.triples import Triple, read_paq_jsonl, read_triples_jsonl, triples_from_hf_squad, triples_from_squad
 from gear_core.modeling import GeARModel
 from gear_core.training.collator import TripleCollator
@@ -106,8 +106,7 @@ class GeARDataModule(L.LightningDataModule):
             split = load_split(hp.split_path) if hp.split_path else None
             train_titles = sorted(t.replace("_", " ") for t in split["train"]) if split else None
             paragraphs = read_squad(hp.squad_path, train_titles)
-            titles = sorted({p.title for p in paragraphs})
-            held_out = set(rng.sample(titles, min(hp.validation_articles, max(0, len(titles) - 1))))
+            held_out = hold_out_articles([p.title for p in paragraphs], hp.validation_articles, rng)
             self.excluded_titles = held_out | ({t.replace("_", " ") for t in split["test"]} if split else set())
             self.validation_corpus = [p for p in paragraphs if p.title in held_out]
             validation = triples_from_squad(self.validation_corpus)
