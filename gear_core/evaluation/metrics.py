@@ -2,6 +2,9 @@
 
 - ``recall_at_k``: |top-k ∩ G| / |G|.
 - ``average_precision_at_k`` (MAP@k per query): (1 / min(k, |G|)) · Σ_{i≤k} P@i · rel_i.
+- ``expected_random_recall_at_k`` / ``expected_random_average_precision_at_k``: the same metrics' expected
+  values under a uniformly random order (the "random sentence" baseline, exactly, without sampling).
+- ``retrieval_metrics``: R@k and MAP@k averaged over queries, for the k a table reports.
 - SQuAD answer metrics: official normalisation (lowercase, strip punctuation and articles, collapse
   whitespace), exact match and token F1, each the max over the annotated answers.
 """
@@ -36,6 +39,56 @@ def average_precision_at_k(ranked: Sequence[Hashable], gold: Collection[Hashable
             hits += 1
             total += hits / i
     return total / min(k, len(gold))
+
+
+def ranking_from_scores(scores: Sequence[float]) -> list[int]:
+    """Item indices, best score first; ties keep the items' order."""
+    return sorted(range(len(scores)), key=lambda i: -scores[i])
+
+
+def expected_random_recall_at_k(num_items: int, num_gold: int, k: int) -> float:
+    """E[R@k] when ``num_items`` items (``num_gold`` of them gold) are shuffled uniformly: min(k, n) / n."""
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    if num_items == 0 or num_gold == 0:
+        return 0.0
+    return min(k, num_items) / num_items
+
+
+def expected_random_average_precision_at_k(num_items: int, num_gold: int, k: int) -> float:
+    """E[MAP@k] under a uniformly random order.
+
+    E[rel_i · hits_i] = g/n + (i - 1) · g(g - 1) / (n(n - 1)) for position i ≤ n (hits_i counts gold items in the
+    first i), so E[AP@k] = (1 / min(k, g)) · Σ_{i ≤ min(k, n)} E[rel_i · hits_i] / i.
+    """
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    n, g = num_items, num_gold
+    if n == 0 or g == 0:
+        return 0.0
+    if not 0 < g <= n:
+        raise ValueError(f"{g} gold items among {n}")
+    pair = g * (g - 1) / (n * (n - 1)) if n > 1 else 0.0
+    total = sum((g / n + (i - 1) * pair) / i for i in range(1, min(k, n) + 1))
+    return total / min(k, g)
+
+
+def retrieval_metrics(
+    rankings: Sequence[Sequence[Hashable]],
+    golds: Sequence[Collection[Hashable]],
+    recall_ks: Sequence[int] = (1, 3),
+    map_ks: Sequence[int] = (1, 3),
+) -> dict[str, float]:
+    """Mean R@k and MAP@k over queries: ``{"R@1": ..., "MAP@1": ...}`` in the order given."""
+    if len(rankings) != len(golds):
+        raise ValueError(f"{len(rankings)} rankings for {len(golds)} gold sets")
+    result = {}
+    for k in sorted({*recall_ks, *map_ks}):
+        if k in recall_ks:
+            result[f"R@{k}"] = mean(recall_at_k(r, g, k) for r, g in zip(rankings, golds, strict=True))
+        if k in map_ks:
+            result[f"MAP@{k}"] = mean(average_precision_at_k(r, g, k) for r, g in zip(rankings, golds, strict=True))
+    return result
 
 
 def mean(values: Iterable[float]) -> float:
