@@ -3,6 +3,7 @@
 gear init ENCODER OUT [--shared-encoder] [--decoder-layers N] ...   a fresh GeAR from a BERT-family encoder
 gear info MODEL                                                     config and parameter counts
 gear highlight MODEL --query Q (--document TEXT | --file PATH)      ranked sentences and generated evidence
+gear eval [MODEL] [--split test|validation] [--out FILE.md]         the paper's tables, baselines in the same run
 """
 
 from __future__ import annotations
@@ -72,6 +73,51 @@ def _cmd_highlight(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_or_default(path: str | None):
+    from gear_core import DEFAULT_MODEL
+
+    path = path or DEFAULT_MODEL
+    if not Path(path).is_dir():
+        raise SystemExit(f"gear: no GeAR model folder at {path} (pass a folder written by save_pretrained)")
+    return path, _load(path)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from gear_core.evaluation.benchmark import EvaluationSettings, evaluate
+
+    data = Path(args.data_dir)
+    try:
+        settings = EvaluationSettings(
+            squad_path=args.squad or str(data / "squad" / "dev-v1.1.json.gz"),
+            split_path=args.split_file or str(data / "squad" / "split.json"),
+            wiki_path=None if args.no_wiki else (args.wiki or str(data / "wiki-vital" / "summaries_en.jsonl.gz")),
+            split=args.split,
+            max_questions=args.max_questions,
+            tasks=tuple(args.tasks.split(",")),
+            baseline_encoder=args.baseline,
+            batch_size=args.batch_size,
+            cost_pairs=args.cost_pairs,
+            cost_repeats=args.cost_repeats,
+            show_progress=not args.quiet,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        print(f"gear: {error}", file=sys.stderr)
+        return 2
+    path, model = _model_or_default(args.model)
+    if args.device:
+        model.to(args.device)
+    report = evaluate(model, settings, model_name=path)
+    markdown = report.to_markdown()
+    print(markdown)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(markdown, encoding="utf-8")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(report.to_json(), encoding="utf-8")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace, subcommand: str = "fit") -> int:
     from gear_core.training.cli import run_training
 
@@ -107,6 +153,30 @@ def build_parser() -> argparse.ArgumentParser:
     highlight.add_argument("--top-n", type=int, default=3)
     highlight.add_argument("--generate", action="store_true", help="also generate evidence")
     highlight.set_defaults(handler=_cmd_highlight)
+
+    evaluation = commands.add_parser(
+        "eval", help="the paper's tables (global, local, generation, cost) for a model, baselines in the same run"
+    )
+    evaluation.add_argument("model", nargs="?", default=None, help="a GeAR folder (default: the shipped model)")
+    evaluation.add_argument("--data-dir", default="../shared/data", help="folder with squad/ and wiki-vital/")
+    evaluation.add_argument("--squad", default=None, help="SQuAD v1.1 dev file (default: DATA_DIR/squad/...)")
+    evaluation.add_argument("--split-file", default=None, help="the project's split.json")
+    evaluation.add_argument("--wiki", default=None, help="wiki-vital summaries (JSONL.gz): distractor corpus")
+    evaluation.add_argument("--no-wiki", action="store_true", help="skip the corpus with wiki distractors")
+    evaluation.add_argument(
+        "--split", choices=("test", "validation"), default="test", help="report on test; choose settings on validation"
+    )
+    evaluation.add_argument("--tasks", default="global,local,generation,cost", help="comma-separated subset")
+    evaluation.add_argument("--max-questions", type=int, default=None, help="sample this many questions")
+    evaluation.add_argument("--baseline", default="all-MiniLM-L6-v2", help="dense baseline encoder")
+    evaluation.add_argument("--batch-size", type=int, default=32)
+    evaluation.add_argument("--cost-pairs", type=int, default=48)
+    evaluation.add_argument("--cost-repeats", type=int, default=3)
+    evaluation.add_argument("--device", default=None, help="e.g. cuda (default: where the model loads, the CPU)")
+    evaluation.add_argument("--out", default=None, help="also write the markdown here")
+    evaluation.add_argument("--json", default=None, help="also write every figure as JSON here")
+    evaluation.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluation.set_defaults(handler=_cmd_eval)
 
     from gear_core.data.synthesis import add_synthesize_command
 

@@ -1,0 +1,422 @@
+"""``gear eval``: the paper's tables for one checkpoint, with every baseline computed in the same run.
+
+Tables (shared/EVALUATION.md defines data, splits and metrics):
+
+1. Global retrieval: R@1, R@5, MAP@5, R@20 over the 2,067 SQuAD dev paragraphs, and over the same plus the
+   10,033 wiki-vital summaries as distractors. GeAR vs all-MiniLM-L6-v2 vs BM25.
+2. Local retrieval: R@1, MAP@1, R@3, MAP@3 over the gold paragraph's sentences. GeAR vs all-MiniLM-L6-v2
+   sentence embeddings vs BM25 over sentences vs first sentence vs random (expected value, exact).
+3. Generation: SQuAD EM / F1 of the decoder's output given the question and the gold paragraph.
+4. Cost: wall time per (question, paragraph) pair, as ratios to the bi-encoder doing the same job.
+
+The paper's printed figures sit in each table as a labelled reference row. Questions come from the split's
+``test`` articles (reporting) or from the validation slice of the ``train`` articles (``split="validation"``),
+which is where settings are chosen.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from gear_core.data.squad import read_squad, split_paragraphs, validation_paragraphs
+from gear_core.evaluation import baselines
+from gear_core.evaluation.metrics import (
+    exact_match,
+    expected_random_average_precision_at_k,
+    expected_random_recall_at_k,
+    mean,
+    retrieval_metrics,
+    token_f1,
+)
+from gear_core.evaluation.ranking import gear_rankings
+from gear_core.evaluation.tasks import QuestionExample, question_examples
+
+if TYPE_CHECKING:
+    from gear_core.modeling import GeARModel
+
+TASKS = ("global", "local", "generation", "cost")
+PAPER_LABEL = "paper (bert-base, 30M PAQ triples; reference, not like-for-like)"
+# Liu et al., 2025, as summarised in shared/EVALUATION.md and DESIGN.md.
+PAPER = {
+    "global": {"R@5": 0.887, "MAP@5": 0.766},
+    "local": {"R@1": 0.814, "MAP@1": 0.878},
+    "generation": {"EM": 60.0, "F1": 64.5},
+    "cost": {"rank_sentences": 1.28},
+}
+GLOBAL_METRICS = {"recall_ks": (1, 5, 20), "map_ks": (5,)}
+LOCAL_METRICS = {"recall_ks": (1, 3), "map_ks": (1, 3)}
+
+
+@dataclass
+class EvaluationSettings:
+    """Where the data is and what to run. Paths default to the layout of ``../shared/data``."""
+
+    squad_path: str = "../shared/data/squad/dev-v1.1.json.gz"
+    split_path: str = "../shared/data/squad/split.json"
+    wiki_path: str | None = "../shared/data/wiki-vital/summaries_en.jsonl.gz"
+    split: str = "test"
+    validation_articles: int = 4
+    seed: int = 0
+    max_questions: int | None = None
+    tasks: tuple[str, ...] = TASKS
+    baseline_encoder: str = "all-MiniLM-L6-v2"
+    baseline_max_length: int = 256
+    batch_size: int = 32
+    cost_pairs: int = 48
+    cost_repeats: int = 3
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.tasks) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
+        if self.split not in ("test", "validation"):
+            raise ValueError("split must be 'test' (reporting) or 'validation' (choosing settings)")
+        for path in (self.squad_path, self.split_path):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path} not found (the evaluation reads SQuAD dev and the project's split)")
+        if self.wiki_path is not None and not Path(self.wiki_path).is_file():
+            raise FileNotFoundError(f"{self.wiki_path} not found (pass wiki_path=None to skip the distractors)")
+
+
+@dataclass
+class EvaluationReport:
+    """Everything one run measured; ``to_markdown`` prints the tables."""
+
+    model: str
+    settings: dict[str, Any]
+    counts: dict[str, int] = field(default_factory=dict)
+    global_retrieval: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # corpus -> system -> m
+    local_retrieval: dict[str, dict[str, float]] = field(default_factory=dict)
+    generation: dict[str, dict[str, float]] = field(default_factory=dict)
+    cost: dict[str, dict[str, float]] = field(default_factory=dict)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+    def to_markdown(self) -> str:
+        return format_markdown(self)
+
+
+def read_wiki(path: str | Path) -> tuple[list[str], list[str]]:
+    """Ids (``wiki:Title``) and texts of the wiki-vital summaries."""
+    ids, texts = [], []
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            ids.append(f"wiki:{record['title']}")
+            texts.append(record["text"])
+    return ids, texts
+
+
+def evaluate(model: GeARModel, settings: EvaluationSettings, model_name: str = "") -> EvaluationReport:
+    """Run the chosen tasks for ``model`` and its baselines on the same questions; see the module docstring."""
+    start = time.perf_counter()
+    report = EvaluationReport(model=model_name or str(getattr(model, "name_or_path", "")), settings=asdict(settings))
+    report.environment = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(model.device),
+        "python": platform.python_version(),
+    }
+    model.eval()
+    if settings.split == "test":
+        paragraphs = split_paragraphs(settings.squad_path, settings.split_path, "test")
+    else:
+        paragraphs = validation_paragraphs(
+            settings.squad_path, settings.split_path, settings.validation_articles, settings.seed
+        )
+    examples = question_examples(paragraphs, settings.max_questions, settings.seed)
+    if not examples:
+        raise ValueError("no questions to evaluate")
+    report.counts = {"articles": len({p.title for p in paragraphs}), "paragraphs": len(paragraphs)}
+    report.counts["questions"] = len(examples)
+    baseline = baselines.dense_encoder(settings.baseline_encoder, settings.baseline_max_length).to(model.device)
+    baseline_name = Path(settings.baseline_encoder).name
+    if "global" in settings.tasks:
+        report.global_retrieval = _global(model, baseline, baseline_name, examples, settings, report)
+        report.seconds["global"] = time.perf_counter() - start
+    if "local" in settings.tasks:
+        tick = time.perf_counter()
+        report.local_retrieval = _local(model, baseline, baseline_name, examples, settings)
+        report.seconds["local"] = time.perf_counter() - tick
+    if "generation" in settings.tasks:
+        tick = time.perf_counter()
+        report.generation, report.examples = _generation(model, examples, settings)
+        report.seconds["generation"] = time.perf_counter() - tick
+    if "cost" in settings.tasks:
+        tick = time.perf_counter()
+        report.cost = _cost(model, baseline, baseline_name, examples, settings)
+        report.seconds["cost"] = time.perf_counter() - tick
+    report.seconds["total"] = time.perf_counter() - start
+    return report
+
+
+def _global(
+    model: GeARModel,
+    baseline: GeARModel,
+    baseline_name: str,
+    examples: Sequence[QuestionExample],
+    settings: EvaluationSettings,
+    report: EvaluationReport,
+) -> dict[str, dict[str, dict[str, float]]]:
+    corpus = read_squad(settings.squad_path)  # every dev paragraph: the test articles' and all the others
+    ids, texts = [p.id for p in corpus], [p.context for p in corpus]
+    corpora = {"squad": (ids, texts)}
+    report.counts["corpus_squad"] = len(ids)
+    if settings.wiki_path is not None:
+        wiki_ids, wiki_texts = read_wiki(settings.wiki_path)
+        corpora["squad+wiki"] = (ids + wiki_ids, texts + wiki_texts)
+        report.counts["corpus_squad+wiki"] = len(ids) + len(wiki_ids)
+    queries = [e.question for e in examples]
+    golds = [{e.paragraph_id} for e in examples]
+    k = max(GLOBAL_METRICS["recall_ks"])
+    # Each model encodes the largest corpus once; the smaller corpus is its prefix.
+    largest_ids, largest_texts = corpora["squad+wiki" if "squad+wiki" in corpora else "squad"]
+    vectors = {
+        name: encoder.encode_documents(
+            largest_texts, batch_size=settings.batch_size, show_progress=settings.show_progress
+        )
+        for name, encoder in (("GeAR", model), (baseline_name, baseline))
+    }
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for corpus_name, (corpus_ids, corpus_texts) in corpora.items():
+        n = len(corpus_ids)
+        rankings = {
+            "BM25": baselines.bm25_search(queries, corpus_ids, corpus_texts, k),
+            baseline_name: baselines.dense_search(
+                baseline,
+                queries,
+                corpus_ids,
+                corpus_texts,
+                k,
+                settings.batch_size,
+                corpus_embeddings=vectors[baseline_name][:n],
+            ),
+            "GeAR": baselines.dense_search(
+                model, queries, corpus_ids, corpus_texts, k, settings.batch_size, corpus_embeddings=vectors["GeAR"][:n]
+            ),
+        }
+        results[corpus_name] = {
+            system: retrieval_metrics(ranking, golds, **GLOBAL_METRICS) for system, ranking in rankings.items()
+        }
+    assert largest_ids[: len(ids)] == ids
+    return results
+
+
+def _local(
+    model: GeARModel,
+    baseline: GeARModel,
+    baseline_name: str,
+    examples: Sequence[QuestionExample],
+    settings: EvaluationSettings,
+) -> dict[str, dict[str, float]]:
+    golds = [e.gold_sentences for e in examples]
+    ks = sorted({*LOCAL_METRICS["recall_ks"], *LOCAL_METRICS["map_ks"]})
+    random_row: dict[str, float] = {}
+    for k in ks:
+        if k in LOCAL_METRICS["recall_ks"]:
+            random_row[f"R@{k}"] = mean(
+                expected_random_recall_at_k(len(e.sentences), len(e.gold_sentences), k) for e in examples
+            )
+        if k in LOCAL_METRICS["map_ks"]:
+            random_row[f"MAP@{k}"] = mean(
+                expected_random_average_precision_at_k(len(e.sentences), len(e.gold_sentences), k) for e in examples
+            )
+    rankings = {
+        "first sentence": baselines.first_sentence_rankings(examples),
+        "BM25 (sentences)": baselines.bm25_sentence_rankings(examples),
+        f"{baseline_name} (sentences)": baselines.dense_sentence_rankings(baseline, examples, settings.batch_size),
+        "GeAR (cross-attention)": gear_rankings(model, examples, batch_size=min(16, settings.batch_size)),
+    }
+    results = {"random (expected)": random_row}
+    results.update({name: retrieval_metrics(r, golds, **LOCAL_METRICS) for name, r in rankings.items()})
+    return results
+
+
+def _generation(
+    model: GeARModel, examples: Sequence[QuestionExample], settings: EvaluationSettings
+) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+    outputs = model.generate_batch(
+        [e.question for e in examples], [e.context for e in examples], batch_size=settings.batch_size
+    )
+    em = 100 * mean(exact_match(o, e.answers) for o, e in zip(outputs, examples, strict=True))
+    f1 = 100 * mean(token_f1(o, e.answers) for o, e in zip(outputs, examples, strict=True))
+    shown = [
+        {"question": e.question, "answers": list(e.answers), "generated": o}
+        for e, o in list(zip(examples, outputs, strict=True))[:5]
+    ]
+    return {"GeAR (decoder)": {"EM": em, "F1": f1}}, shown
+
+
+def _cost(
+    model: GeARModel,
+    baseline: GeARModel,
+    baseline_name: str,
+    examples: Sequence[QuestionExample],
+    settings: EvaluationSettings,
+) -> dict[str, dict[str, float]]:
+    """Milliseconds per (question, paragraph) pair, one pair at a time and batched, jobs interleaved per round."""
+    pairs = [(e.question, e.context, [s.text for s in e.sentences]) for e in examples[: settings.cost_pairs]]
+    batch = settings.batch_size
+
+    def bi_encoder_single() -> None:
+        for q, d, _ in pairs:
+            model.encode_queries([q])
+            model.encode_documents([d])
+
+    def bi_encoder_batched() -> None:
+        model.encode_queries([q for q, _, _ in pairs], batch_size=batch)
+        model.encode_documents([d for _, d, _ in pairs], batch_size=batch)
+
+    def rank_single() -> None:
+        for q, d, _ in pairs:
+            model.rank_sentences(q, d, top_n=None)
+
+    def rank_batched() -> None:
+        model.rank_sentences_batch([q for q, _, _ in pairs], [d for _, d, _ in pairs], batch_size=batch)
+
+    def sentences_single() -> None:
+        for q, _, sentences in pairs:
+            baseline.encode_queries([q])
+            baseline.encode_documents(sentences)
+
+    def sentences_batched() -> None:
+        baseline.encode_queries([q for q, _, _ in pairs], batch_size=batch)
+        baseline.encode_documents([s for _, _, sentences in pairs for s in sentences], batch_size=batch)
+
+    def generate_batched() -> None:
+        model.generate_batch([q for q, _, _ in pairs], [d for _, d, _ in pairs], batch_size=batch)
+
+    jobs: dict[str, dict[str, Callable[[], None]]] = {
+        "bi-encoder: encode query + paragraph": {"single": bi_encoder_single, "batched": bi_encoder_batched},
+        "GeAR rank_sentences (cross-attention)": {"single": rank_single, "batched": rank_batched},
+        f"{baseline_name}: encode query + every sentence": {"single": sentences_single, "batched": sentences_batched},
+        "GeAR generate (evidence)": {"batched": generate_batched},
+    }
+    timings = _interleaved_medians(jobs, settings.cost_repeats)
+    reference = timings["bi-encoder: encode query + paragraph"]
+    results = {}
+    for job, modes in timings.items():
+        row = {}
+        for mode, seconds in modes.items():
+            row[f"ms/pair ({mode})"] = 1000 * seconds / len(pairs)
+            row[f"ratio ({mode})"] = seconds / reference[mode]
+        results[job] = row
+    return results
+
+
+def _interleaved_medians(jobs: dict[str, dict[str, Callable[[], None]]], repeats: int) -> dict[str, dict[str, float]]:
+    for modes in jobs.values():  # warm-up: first calls pay for lazy initialisation
+        for run in modes.values():
+            run()
+    samples: dict[tuple[str, str], list[float]] = {(j, m): [] for j, modes in jobs.items() for m in modes}
+    for _ in range(repeats):
+        for job, modes in jobs.items():
+            for mode, run in modes.items():
+                tick = time.perf_counter()
+                run()
+                samples[(job, mode)].append(time.perf_counter() - tick)
+    return {job: {mode: statistics.median(samples[(job, mode)]) for mode in modes} for job, modes in jobs.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def format_markdown(report: EvaluationReport) -> str:
+    """The report as markdown tables (what ``gear eval`` prints and benchmarks/ commits)."""
+    s = report.settings
+    where = "`test` articles" if s["split"] == "test" else "validation slice of the `train` articles"
+    parts = [
+        f"# GeAR evaluation: `{report.model}`",
+        "",
+        f"{report.counts.get('questions', 0):,} questions from {report.counts.get('paragraphs', 0):,} paragraphs of "
+        f"{report.counts.get('articles', 0)} SQuAD dev {where}. Baseline encoder: `{s['baseline_encoder']}` "
+        f"(max {s['baseline_max_length']} tokens). torch {report.environment.get('torch')}, "
+        f"{report.environment.get('threads')} threads, {report.environment.get('device')}.",
+    ]
+    if report.global_retrieval:
+        metrics = ["R@1", "R@5", "MAP@5", "R@20"]
+        corpora = list(report.global_retrieval)
+        header = ["system"] + [f"{m} ({c})" for c in corpora for m in metrics]
+        systems = list(report.global_retrieval[corpora[0]])
+        rows = [
+            [name] + [_fmt(report.global_retrieval[c][name].get(m)) for c in corpora for m in metrics]
+            for name in systems
+        ]
+        rows.append(
+            [PAPER_LABEL] + [_fmt(PAPER["global"].get(m)) if c == "squad" else "" for c in corpora for m in metrics]
+        )
+        sizes = ", ".join(f"{c}: {report.counts.get('corpus_' + c, 0):,} documents" for c in corpora)
+        parts += ["", f"## Global retrieval ({sizes})", "", _table(header, rows)]
+    if report.local_retrieval:
+        metrics = ["R@1", "MAP@1", "R@3", "MAP@3"]
+        rows = [[name] + [_fmt(m.get(k)) for k in metrics] for name, m in report.local_retrieval.items()]
+        rows.append([PAPER_LABEL] + [_fmt(PAPER["local"].get(k)) for k in metrics])
+        parts += [
+            "",
+            "## Local retrieval (rank the gold paragraph's sentences; gold = sentences holding an answer start)",
+            "",
+            _table(["system", *metrics], rows),
+        ]
+    if report.generation:
+        rows = [[name, _fmt(m["EM"], 1), _fmt(m["F1"], 1)] for name, m in report.generation.items()]
+        rows.append([PAPER_LABEL, _fmt(PAPER["generation"]["EM"], 1), _fmt(PAPER["generation"]["F1"], 1)])
+        parts += [
+            "",
+            "## Generation (question + gold paragraph -> answer; SQuAD EM / F1)",
+            "",
+            _table(["system", "EM", "F1"], rows),
+        ]
+        if report.examples:
+            parts += ["", "Examples:", ""]
+            parts += [
+                f"- {e['question']} -> `{e['generated']}` (gold: {' | '.join(dict.fromkeys(e['answers']))})"
+                for e in report.examples
+            ]
+    if report.cost:
+        header = ["job", "ms/pair, one pair at a time", "ratio", f"ms/pair, batched ({s['batch_size']})", "ratio"]
+        rows = [
+            [
+                job,
+                _fmt(m.get("ms/pair (single)"), 1),
+                _fmt(m.get("ratio (single)"), 2) + ("x" if "ratio (single)" in m else ""),
+                _fmt(m.get("ms/pair (batched)"), 1),
+                _fmt(m.get("ratio (batched)"), 2) + "x",
+            ]
+            for job, m in report.cost.items()
+        ]
+        parts += [
+            "",
+            f"## Cost ({s['cost_pairs']} question-paragraph pairs, median of {s['cost_repeats']} interleaved rounds; "
+            "ratios to the bi-encoder; the paper reports 1.28x for ranking on CPU)",
+            "",
+            _table(header, rows),
+        ]
+    seconds = ", ".join(f"{k} {v:.0f} s" for k, v in report.seconds.items())
+    parts += ["", f"Wall time: {seconds}.", ""]
+    return "\n".join(parts)

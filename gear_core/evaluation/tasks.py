@@ -1,0 +1,60 @@
+"""The evaluation tasks' examples, built once from SQuAD-format paragraphs and shared by every system.
+
+Each question keeps its gold paragraph, that paragraph's sentences (``split_sentences``: the same splitter
+sentence ranking uses, so sentence ``i`` is the same span everywhere) and its gold set: the sentences that hold
+the start of any annotated answer (shared/EVALUATION.md).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gear_core.data.squad import SquadParagraph
+from gear_core.text import Sentence, split_sentences
+
+
+@dataclass(frozen=True)
+class QuestionExample:
+    """One question, its gold paragraph, that paragraph's sentences and the indices of the gold sentences."""
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    paragraph_id: str
+    context: str
+    sentences: tuple[Sentence, ...]
+    gold_sentences: frozenset[int]
+
+
+def gold_sentence_indices(sentences: Iterable[Sentence], answer_starts: Iterable[int]) -> frozenset[int]:
+    """Indices of the sentences holding an answer start (a start in the gap between two goes to the next)."""
+    sentences = list(sentences)
+    gold = set()
+    for start in answer_starts:
+        for i, sentence in enumerate(sentences):
+            if start < sentence.end_char:
+                gold.add(i)
+                break
+    return frozenset(gold)
+
+
+def question_examples(
+    paragraphs: Iterable[SquadParagraph], max_questions: int | None = None, seed: int = 0
+) -> list[QuestionExample]:
+    """Every question of ``paragraphs`` (or ``max_questions`` of them, sampled with ``seed``, in file order)."""
+    examples = []
+    for paragraph in paragraphs:
+        sentences = tuple(split_sentences(paragraph.context))
+        for qa in paragraph.questions:
+            gold = gold_sentence_indices(sentences, qa.answer_starts)
+            if not gold:  # an answer outside every sentence: nothing to rank against
+                continue
+            examples.append(
+                QuestionExample(qa.id, qa.question, qa.answers, paragraph.id, paragraph.context, sentences, gold)
+            )
+    if max_questions is not None and len(examples) > max_questions:
+        keep = set(random.Random(seed).sample(range(len(examples)), max_questions))
+        examples = [e for i, e in enumerate(examples) if i in keep]
+    return examples

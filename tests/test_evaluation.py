@@ -1,0 +1,192 @@
+"""Evaluation: examples and gold sets, baselines, the ablation's one-pass scoring, `evaluate` and `gear eval`."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gear_core import GeARModel
+from gear_core.cli import main
+from gear_core.data import read_squad
+from gear_core.evaluation import baselines
+from gear_core.evaluation.benchmark import EvaluationSettings, evaluate
+from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
+from gear_core.evaluation.ranking import all_scorings, gear_rankings, scoring_ablation
+from gear_core.evaluation.tasks import gold_sentence_indices, question_examples
+from gear_core.modeling import SentenceScoring
+from gear_core.text import split_sentences
+
+
+def test_gold_sentences_hold_an_answer_start():
+    text = "Paris is big.  It is in France. The Seine flows."
+    sentences = split_sentences(text)
+    assert gold_sentence_indices(sentences, [text.index("France")]) == {1}
+    assert gold_sentence_indices(sentences, [0, text.index("Seine")]) == {0, 2}
+    assert gold_sentence_indices(sentences, [text.index("  ") + 1]) == {1}  # in the gap: the next sentence
+    assert gold_sentence_indices(sentences, [len(text) + 5]) == frozenset()
+
+
+def test_question_examples_from_squad(tiny_squad):
+    squad, _ = tiny_squad
+    examples = question_examples(read_squad(squad))
+    assert len(examples) == 16
+    for example in examples:
+        (gold,) = example.gold_sentences
+        assert any(a in example.sentences[gold].text for a in example.answers)
+        assert example.paragraph_id.split("#")[0] in {"Paris", "Jupiter", "Hamlet", "Water"}
+    sample = question_examples(read_squad(squad), max_questions=5, seed=1)
+    assert len(sample) == 5 and sample == question_examples(read_squad(squad), max_questions=5, seed=1)
+
+
+def test_bm25_ranks_the_lexical_match_first(tiny_squad):
+    squad, _ = tiny_squad
+    examples = question_examples(read_squad(squad, ["Water"]))
+    rankings = baselines.bm25_sentence_rankings(examples)
+    for example, ranking in zip(examples, rankings, strict=True):
+        assert sorted(ranking) == list(range(len(example.sentences)))
+    # "what about water boils at?" shares "boils" with one sentence only
+    boils = next(e for e, r in zip(examples, rankings, strict=True) if "boils" in e.question)
+    assert "boils" in boils.sentences[rankings[examples.index(boils)][0]].text
+    paragraphs = read_squad(squad)
+    top = baselines.bm25_search(
+        ["Shakespeare wrote which tragedy"], [p.id for p in paragraphs], [p.context for p in paragraphs], 3
+    )
+    assert top[0][0].startswith("Hamlet#") and len(top[0]) == 3
+
+
+def test_bm25_with_a_stopword_only_query_keeps_document_order(tiny_squad):
+    squad, _ = tiny_squad
+    example = question_examples(read_squad(squad, ["Paris"]))[0]
+    from dataclasses import replace
+
+    assert baselines.bm25_sentence_rankings([replace(example, question="what is the")]) == [[0, 1, 2]]
+
+
+def test_dense_baseline_is_minilm_and_ranks_by_cosine(minilm_path, tiny_squad):
+    squad, _ = tiny_squad
+    encoder = baselines.dense_encoder(minilm_path)
+    examples = question_examples(read_squad(squad, ["Paris"]))
+    rankings = baselines.dense_sentence_rankings(encoder, examples)
+    assert retrieval_metrics(rankings, [e.gold_sentences for e in examples])["R@1"] >= 0.75
+    paragraphs = read_squad(squad)
+    top = baselines.dense_search(
+        encoder, ["which planet is the largest"], [p.id for p in paragraphs], [p.context for p in paragraphs], 2
+    )
+    assert top[0][0].startswith("Jupiter#")
+
+
+def test_all_scorings_cover_every_choice(tiny_model):
+    scorings = all_scorings(tiny_model)
+    assert len(scorings) == len(tiny_model.config.cross_attention_layer_indices) * 2 * 4 * 3
+    assert SentenceScoring.from_config(tiny_model.config) in scorings
+
+
+def test_ablation_pass_agrees_with_serving_ranking(tiny_model, tiny_squad):
+    squad, _ = tiny_squad
+    examples = question_examples(read_squad(squad))
+    results = scoring_ablation(tiny_model, examples, batch_size=3, chunk_size=5)
+    served = retrieval_metrics(gear_rankings(tiny_model, examples), [e.gold_sentences for e in examples])
+    assert results[SentenceScoring.from_config(tiny_model.config)] == pytest.approx(served)
+    ranked = tiny_model.rank_sentences_batch([e.question for e in examples], [e.context for e in examples])
+    for example, ranking, sentences in zip(examples, gear_rankings(tiny_model, examples), ranked, strict=True):
+        assert [example.sentences[i].text for i in ranking] == [s.text for s in sentences]
+
+
+def test_fusion_refuses_attention_from_a_layer_without_cross_attention(tiny_encoder_dir):
+    model = GeARModel.from_encoder(tiny_encoder_dir, cross_attention_layers=[1], ranking_layer=1, decoder_num_layers=1)
+    with pytest.raises(ValueError, match="no cross-attention"):
+        model.sentence_scores_batch(["q"], ["One. Two."], [SentenceScoring(0)])
+
+
+def test_window_scores_map_back_to_every_sentence_of_a_long_document(tiny_model, monkeypatch):
+    """Every token scores 1 and sentences are shorter than the window overlap, so with sum pooling each
+    sentence's score must be exactly its own token count: windows map back to the whole document's sentences."""
+    document = " ".join(f"Topic {i} ends." for i in range(60))
+    assert len(tiny_model.tokenizer(document)["input_ids"]) > 3 * tiny_model.config.max_document_length
+
+    def ones(query_ids, query_mask, document_ids, document_mask, scorings):
+        return [document_mask.float() for _ in scorings]
+
+    monkeypatch.setattr(tiny_model, "document_token_scores", ones)
+    sentences, (scores,) = tiny_model.sentence_scores_batch(["q"], [document], [SentenceScoring(1)])
+    lengths = [len(tiny_model.tokenizer(s.text, add_special_tokens=False)["input_ids"]) for s in sentences[0]]
+    assert len(lengths) == 60 and np.array_equal(scores[0], lengths)
+
+
+@pytest.fixture
+def eval_data(tiny_squad, tmp_path):
+    squad, _ = tiny_squad
+    split = tmp_path / "eval-split.json"
+    split.write_text(json.dumps({"train": ["Paris", "Jupiter", "Hamlet"], "test": ["Water"]}), encoding="utf-8")
+    wiki = tmp_path / "wiki.jsonl.gz"
+    with gzip.open(wiki, "wt", encoding="utf-8") as handle:
+        for title, text in [("Ice", "Ice is frozen water."), ("Steam", "Steam is water vapour at 100 degrees.")]:
+            handle.write(json.dumps({"title": title, "text": text}) + "\n")
+    return squad, str(split), str(wiki)
+
+
+def test_evaluate_runs_every_table_with_baselines(tiny_model, tiny_encoder_dir, eval_data):
+    squad, split, wiki = eval_data
+    settings = EvaluationSettings(
+        squad, split, wiki, baseline_encoder=tiny_encoder_dir, cost_pairs=2, cost_repeats=1, show_progress=False
+    )
+    report = evaluate(tiny_model, settings, model_name="tiny")
+    assert report.counts == {"articles": 1, "paragraphs": 2, "questions": 4, "corpus_squad": 8, "corpus_squad+wiki": 10}
+    assert set(report.global_retrieval) == {"squad", "squad+wiki"}
+    for systems in report.global_retrieval.values():
+        assert list(systems) == ["BM25", Path(tiny_encoder_dir).name, "GeAR"]
+        for metrics in systems.values():
+            assert list(metrics) == ["R@1", "R@5", "MAP@5", "R@20"] and all(0 <= v <= 1 for v in metrics.values())
+            assert metrics["R@20"] == 1.0  # 20 of 8 or 10 documents: every gold paragraph is found
+    local = report.local_retrieval
+    assert local["random (expected)"]["R@1"] == pytest.approx(1 / 3)  # 3 sentences, 1 gold each
+    assert local["random (expected)"]["R@3"] == 1.0
+    assert "BM25 (sentences)" in local and "GeAR (cross-attention)" in local and "first sentence" in local
+    assert set(report.generation["GeAR (decoder)"]) == {"EM", "F1"}
+    assert report.cost["bi-encoder: encode query + paragraph"]["ratio (single)"] == 1.0
+    markdown = report.to_markdown()
+    for heading in ("Global retrieval", "Local retrieval", "Generation", "Cost", "paper (bert-base"):
+        assert heading in markdown
+    assert json.loads(report.to_json())["counts"]["questions"] == 4
+
+
+def test_evaluate_refuses_missing_data_and_unknown_tasks(tmp_path, eval_data):
+    squad, split, _ = eval_data
+    with pytest.raises(FileNotFoundError, match="not found"):
+        EvaluationSettings(str(tmp_path / "nope.json"), split)
+    with pytest.raises(ValueError, match="unknown tasks"):
+        EvaluationSettings(squad, split, None, tasks=("global", "speed"))
+
+
+def test_gear_eval_command_writes_markdown_and_json(tiny_model, tiny_encoder_dir, eval_data, tmp_path, capsys):
+    squad, split, _ = eval_data
+    tiny_model.save_pretrained(tmp_path / "model")
+    out, figures = tmp_path / "eval.md", tmp_path / "eval.json"
+    argv = ["eval", str(tmp_path / "model"), "--squad", squad, "--split-file", split, "--no-wiki"]
+    argv += ["--baseline", tiny_encoder_dir, "--tasks", "local,generation", "--quiet", "--out", str(out)]
+    assert main([*argv, "--json", str(figures)]) == 0
+    assert "Local retrieval" in capsys.readouterr().out
+    assert "Global retrieval" not in out.read_text() and "Generation" in out.read_text()
+    assert json.loads(figures.read_text())["local_retrieval"]["first sentence"]["R@3"] == 1.0
+    assert main(["eval", str(tmp_path / "model"), "--squad", str(tmp_path / "missing.json")]) == 2
+    with pytest.raises(SystemExit, match="no GeAR model folder"):
+        main(["eval", str(tmp_path / "nothing"), "--squad", squad, "--split-file", split, "--no-wiki"])
+
+
+def test_content_query_pooling_ignores_special_tokens():
+    from gear_core.modeling import pool_attention
+
+    # one head, query tokens [CLS] w1 [SEP]; document of 2 tokens
+    attention = torch.tensor([[[[1.0, 0.0], [0.2, 0.8], [1.0, 0.0]]]])
+    mask = torch.tensor([[1, 1, 1]])
+    content = torch.tensor([[False, True, False]])
+    assert torch.allclose(pool_attention(attention, mask, "mean", "content", content), torch.tensor([[0.2, 0.8]]))
+    assert torch.allclose(pool_attention(attention, mask, "mean", "mean"), torch.tensor([[2.2 / 3, 0.8 / 3]]))
+    with pytest.raises(ValueError, match="content"):
+        pool_attention(attention, mask, "mean", "content")
+    assert ranking_from_scores([0.2, 0.8]) == [1, 0]
