@@ -53,6 +53,9 @@ class GeARConfig(PretrainedConfig):
         queue_size: number of momentum features kept as extra negatives.
         soft_label_weight: final weight of the momentum model's soft labels (ramped up during training).
         lm_loss_weight: alpha in ``loss = L_CL + alpha * L_LM``.
+        localization_loss_weight: beyond the paper (0 = the paper's recipe): weight of
+            :func:`~gear_core.losses.localization_loss`, which teaches the ranking layer's cross-attention to
+            fall on the gold sentences directly instead of only through the decoder's LM loss.
         max_query_length / max_document_length / max_target_length: token limits.
         document_stride: tokens shared by consecutive windows when a document is longer than
             ``max_document_length`` (sentence ranking reads every window); ``None`` means
@@ -81,6 +84,7 @@ class GeARConfig(PretrainedConfig):
         queue_size: int = 57600,
         soft_label_weight: float = 0.4,
         lm_loss_weight: float = 0.25,
+        localization_loss_weight: float = 0.0,
         max_query_length: int = 64,
         max_document_length: int = 512,
         max_target_length: int = 64,
@@ -107,6 +111,7 @@ class GeARConfig(PretrainedConfig):
         self.queue_size = queue_size
         self.soft_label_weight = soft_label_weight
         self.lm_loss_weight = lm_loss_weight
+        self.localization_loss_weight = localization_loss_weight
         self.max_query_length = max_query_length
         self.max_document_length = max_document_length
         self.max_target_length = max_target_length

@@ -3,7 +3,8 @@
 ``contrastive_loss`` is the ALBEF/BLIP image-text contrastive loss transposed to queries and documents:
 in-batch and queued negatives, positives decided by document id (several SQuAD questions share a
 paragraph, so the diagonal alone would mark true positives as negatives), and soft labels from the
-momentum model. ``lm_loss`` is the decoder's next-token cross-entropy.
+momentum model. ``lm_loss`` is the decoder's next-token cross-entropy. ``localization_loss`` goes beyond the
+paper: it supervises the ranking layer's cross-attention directly with the gold sentences.
 """
 
 from __future__ import annotations
@@ -87,3 +88,27 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNO
     if not (shifted_labels != ignore_index).any():
         return shifted_logits.sum() * 0.0
     return F.cross_entropy(shifted_logits.float(), shifted_labels, ignore_index=ignore_index)
+
+
+def localization_loss(
+    token_attention: torch.Tensor, gold_mask: torch.Tensor, candidate_mask: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
+    """``-log`` of the share of attention that gold-sentence tokens receive among all sentence tokens.
+
+    Args:
+        token_attention: (B, Ld) non-negative attention each document token receives (pooled over heads and
+            query tokens exactly as sentence ranking pools it).
+        gold_mask: (B, Ld) tokens inside a gold sentence.
+        candidate_mask: (B, Ld) tokens inside any sentence (real, not special); a superset of ``gold_mask``.
+
+    With sum pooling a sentence's score is its attention mass, so this is the cross-entropy of picking a gold
+    sentence. Rows without gold tokens (e.g. the gold sentence was truncated away) are skipped; 0 (with
+    gradient) when no row has one.
+    """
+    attention = token_attention.float()
+    gold = (attention * gold_mask).sum(dim=1)
+    total = (attention * candidate_mask).sum(dim=1)
+    rows = gold_mask.any(dim=1)
+    if not rows.any():
+        return attention.sum() * 0.0
+    return -(torch.log(gold[rows] + eps) - torch.log(total[rows] + eps)).mean()

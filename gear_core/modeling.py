@@ -31,7 +31,7 @@ from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
 from gear_core.config import GeARConfig
-from gear_core.losses import IGNORE_INDEX, contrastive_loss, lm_loss
+from gear_core.losses import IGNORE_INDEX, contrastive_loss, lm_loss, localization_loss
 from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
 
 # ----------------------------------------------------------------------------------------------------------
@@ -212,6 +212,7 @@ class GeAROutput(ModelOutput):
     loss: torch.Tensor | None = None
     contrastive_loss: torch.Tensor | None = None
     lm_loss: torch.Tensor | None = None
+    localization_loss: torch.Tensor | None = None
     query_embeds: torch.Tensor | None = None
     document_embeds: torch.Tensor | None = None
     momentum_query_embeds: torch.Tensor | None = None
@@ -416,14 +417,18 @@ class GeARModel(PreTrainedModel):
             attention_layers=layers,
             stop_after_layer=max(layers),
         )
-        special = torch.isin(query_input_ids, torch.tensor(self._require_tokenizer().all_special_ids).to(self.device))
-        content = query_attention_mask.bool() & ~special
+        content = self._query_content_mask(query_input_ids, query_attention_mask)
         pooled: dict[tuple[int, str, str], torch.Tensor] = {}
         for s in scorings:
             key = (s.layer, s.head_pooling, s.query_pooling)
             if key not in pooled:
                 pooled[key] = pool_attention(attention[s.layer], query_attention_mask, *key[1:], content)
         return [pooled[(s.layer, s.head_pooling, s.query_pooling)] for s in scorings]
+
+    def _query_content_mask(self, query_input_ids: torch.Tensor, query_attention_mask: torch.Tensor) -> torch.Tensor:
+        """The query's word tokens: real and not special (what ``"content"`` query pooling averages)."""
+        special_ids = torch.tensor(self._require_tokenizer().all_special_ids, device=query_input_ids.device)
+        return query_attention_mask.bool() & ~torch.isin(query_input_ids, special_ids)
 
     def decoder_inputs(self, targets: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenised targets for the decoder (see :func:`decoder_inputs`)."""
@@ -441,16 +446,22 @@ class GeARModel(PreTrainedModel):
         target_attention_mask: torch.Tensor | None = None,
         target_labels: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
+        document_gold_mask: torch.Tensor | None = None,
+        document_candidate_mask: torch.Tensor | None = None,
         momentum: Any | None = None,
         soft_label_weight: float = 0.0,
         lm_loss_weight: float | None = None,
+        localization_loss_weight: float | None = None,
         **unused: Any,
     ) -> GeAROutput:
-        """Training forward: ``loss = contrastive_loss + lm_loss_weight * lm_loss``.
+        """Training forward: ``loss = contrastive_loss + lm_loss_weight * lm_loss
+        + localization_loss_weight * localization_loss``.
 
         ``momentum`` is a :class:`~gear_core.momentum.MomentumEncoder`: its features and queue become the
         candidates and give soft labels (weight ``soft_label_weight``). Without it, the contrastive loss uses
         in-batch negatives and hard labels. Without targets, or with an LM weight of 0, the decoder does not run.
+        The localization loss (beyond the paper; weight 0 by default) needs ``document_gold_mask`` and
+        ``document_candidate_mask`` (from the training collator) and reads the ranking layer's cross-attention.
         """
         batch_size = query_input_ids.shape[0]
         if document_ids is None:
@@ -486,14 +497,30 @@ class GeARModel(PreTrainedModel):
         )
 
         alpha = self.config.lm_loss_weight if lm_loss_weight is None else lm_loss_weight
-        decoder_loss = None
-        if target_input_ids is not None and alpha != 0:  # alpha = 0 (retrieval only) skips the decoder's cost
-            fused, _ = self.fuse(
+        beta = self.config.localization_loss_weight if localization_loss_weight is None else localization_loss_weight
+        run_decoder = target_input_ids is not None and alpha != 0  # alpha = 0 (retrieval only) skips its cost
+        localize = beta != 0 and document_gold_mask is not None and document_candidate_mask is not None
+        decoder_loss = attention_loss = None
+        if run_decoder or localize:
+            ranking = SentenceScoring.from_config(self.config)
+            fused, attention = self.fuse(
                 query_input_ids,
                 query_attention_mask,
                 document_states,
                 document_attention_mask,
+                attention_layers=(ranking.layer,) if localize else (),
+                stop_after_layer=None if run_decoder else ranking.layer,
             )
+        if localize:
+            token_attention = pool_attention(
+                attention[ranking.layer],
+                query_attention_mask,
+                ranking.head_pooling,
+                ranking.query_pooling,
+                self._query_content_mask(query_input_ids, query_attention_mask),
+            )
+            attention_loss = localization_loss(token_attention, document_gold_mask, document_candidate_mask)
+        if run_decoder:
             logits = self.decoder(
                 input_ids=target_input_ids,
                 attention_mask=target_attention_mask,
@@ -506,11 +533,16 @@ class GeARModel(PreTrainedModel):
                 else target_input_ids.masked_fill(target_attention_mask == 0, IGNORE_INDEX)
             )
             decoder_loss = lm_loss(logits, labels)
-        loss = cl_loss if decoder_loss is None else cl_loss + alpha * decoder_loss
+        loss = cl_loss
+        if decoder_loss is not None:
+            loss = loss + alpha * decoder_loss
+        if attention_loss is not None:
+            loss = loss + beta * attention_loss
         return GeAROutput(
             loss=loss,
             contrastive_loss=cl_loss,
             lm_loss=decoder_loss,
+            localization_loss=attention_loss,
             query_embeds=query_embeds,
             document_embeds=document_embeds,
             momentum_query_embeds=momentum_query,

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gear_core.losses import contrastive_loss, lm_loss, positive_targets, soft_cross_entropy
+from gear_core.losses import contrastive_loss, lm_loss, localization_loss, positive_targets, soft_cross_entropy
 
 E = math.e
 
@@ -81,3 +81,28 @@ def test_lm_loss_with_nothing_to_predict_is_zero_with_gradient():
     loss = lm_loss(logits, torch.tensor([[1, -100]]))
     loss.backward()
     assert loss.item() == 0.0
+
+
+def test_localization_loss_hand_case():
+    # Row 0: [CLS] 0.1, sentence tokens 0.2 (gold), 0.3 (gold), 0.4; the [CLS] mass is not a candidate.
+    attention = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]])
+    candidates = torch.tensor([[False, True, True, True], [True, True, True, True]])
+    gold = torch.tensor([[False, True, True, False], [False, False, False, False]])
+    loss = localization_loss(attention, gold, candidates, eps=0.0)
+    assert loss.item() == pytest.approx(-math.log(0.5 / 0.9))  # the row without gold tokens is skipped
+
+
+def test_localization_loss_without_gold_is_zero_with_gradient():
+    attention = torch.full((2, 3), 1 / 3, requires_grad=True)
+    mask = torch.zeros(2, 3, dtype=torch.bool)
+    loss = localization_loss(attention, mask, ~mask)
+    loss.backward()
+    assert loss.item() == 0.0 and attention.grad is not None
+
+
+def test_localization_loss_falls_as_attention_moves_to_gold():
+    gold = torch.tensor([[False, True, False]])
+    candidates = torch.ones(1, 3, dtype=torch.bool)
+    spread = localization_loss(torch.tensor([[1 / 3, 1 / 3, 1 / 3]]), gold, candidates)
+    focused = localization_loss(torch.tensor([[0.1, 0.8, 0.1]]), gold, candidates)
+    assert focused < spread

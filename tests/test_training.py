@@ -55,6 +55,31 @@ def test_collator_batches_triples(tiny_model):
     assert (batch["target_labels"][batch["target_attention_mask"] == 0] == IGNORE_INDEX).all()
     out = tiny_model(**batch)
     assert math.isfinite(out.loss.item())
+    # Gold masks mark the tokens of the gold sentence, never [CLS]/[SEP] or padding.
+    tokens = [tiny_model.tokenizer.convert_ids_to_tokens(row) for row in batch["document_input_ids"].tolist()]
+    gold = [
+        [t for t, g in zip(row, mask, strict=True) if g]
+        for row, mask in zip(tokens, batch["document_gold_mask"], strict=True)
+    ]
+    assert gold == [["doc", "a", "."], ["more", "."], ["doc", "b", "."]]
+    assert not (batch["document_gold_mask"] & ~batch["document_candidate_mask"]).any()
+    assert batch["document_candidate_mask"].sum(dim=1).tolist() == [5, 5, 3]
+
+
+def test_localization_loss_joins_the_training_loss(tiny_model):
+    triples = [
+        Triple("q1", "Doc A. More text here.", "A", ((0, 6),), "a#0"),
+        Triple("q2", "Doc B. Other words.", "B", ((7, 19),), "b#0"),
+    ]
+    batch = TripleCollator(tiny_model.tokenizer, 16, 64, 12)(triples)
+    plain = tiny_model(**batch, lm_loss_weight=0.0)
+    assert plain.localization_loss is None  # weight 0 (the paper's recipe) does not read attention
+    out = tiny_model(**batch, lm_loss_weight=0.0, localization_loss_weight=0.5)
+    assert out.localization_loss.item() > 0
+    assert out.loss.item() == pytest.approx(out.contrastive_loss.item() + 0.5 * out.localization_loss.item())
+    out.loss.backward()
+    ranking_block = tiny_model.cross_attention[str(tiny_model.config.ranking_layer_index)]
+    assert ranking_block.key.weight.grad.abs().sum() > 0  # the loss trains the ranking layer's attention
 
 
 def test_datamodule_holds_out_articles_and_filters_every_source(tiny_squad, tmp_path):

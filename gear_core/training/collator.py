@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -37,12 +38,39 @@ class TripleCollator:
 
     def __call__(self, triples: Sequence[Triple]) -> dict[str, torch.Tensor]:
         queries = self._encode([t.query for t in triples], self.max_query_length)
-        documents = self._encode([t.document for t in triples], self.max_document_length)
+        documents = self.tokenizer(
+            [t.document for t in triples],
+            padding=True,
+            truncation=True,
+            max_length=self.max_document_length,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            return_tensors="pt",
+        )
+        candidates = documents["attention_mask"].bool() & ~documents["special_tokens_mask"].bool()
+        gold = torch.stack(
+            [
+                gold_token_mask(offsets.numpy(), t.gold_spans)
+                for offsets, t in zip(documents["offset_mapping"], triples, strict=True)
+            ]
+        )
         return {
             "query_input_ids": queries["input_ids"],
             "query_attention_mask": queries["attention_mask"],
             "document_input_ids": documents["input_ids"],
             "document_attention_mask": documents["attention_mask"],
+            "document_gold_mask": gold & candidates,
+            "document_candidate_mask": candidates,
             "document_ids": torch.tensor([document_key(t.document_id) for t in triples], dtype=torch.long),
             **decoder_inputs(self.tokenizer, [t.target for t in triples], self.max_target_length),
         }
+
+
+def gold_token_mask(offsets: np.ndarray, gold_spans: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """(L,) tokens whose first character lies in a gold span (the rule ``token_sentence_index`` uses)."""
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    if not gold_spans:
+        return torch.zeros(len(starts), dtype=torch.bool)
+    spans = np.asarray(gold_spans)
+    inside = (starts[:, None] >= spans[None, :, 0]) & (starts[:, None] < spans[None, :, 1])
+    return torch.from_numpy(inside.any(axis=1) & (ends > starts))

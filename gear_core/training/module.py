@@ -39,6 +39,8 @@ class GeARLightningModule(L.LightningModule):
             ``warmup_start_lr`` over ``warmup_steps``, cosine decay to ``min_lr`` at the last step.
         weight_decay, betas, eps: AdamW settings (biases and LayerNorm weights are not decayed).
         lm_loss_weight: alpha; ``None`` takes the model config's value (0.25). ``0`` trains retrieval only.
+        localization_loss_weight: weight of the attention localization loss (beyond the paper); ``None`` takes
+            the model config's value (0, the paper's recipe).
         soft_label_weight: final soft-label weight; ``None`` takes the model config's (0.4).
         soft_label_ramp_epochs: epochs over which the soft-label weight ramps up from 0.
         use_momentum: momentum encoder + queue (ALBEF); off means in-batch negatives and hard labels only.
@@ -57,6 +59,7 @@ class GeARLightningModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         lm_loss_weight: float | None = None,
+        localization_loss_weight: float | None = None,
         soft_label_weight: float | None = None,
         soft_label_ramp_epochs: float = 2.0,
         use_momentum: bool = True,
@@ -99,6 +102,7 @@ class GeARLightningModule(L.LightningModule):
             momentum=self.momentum,
             soft_label_weight=soft_label_weight,
             lm_loss_weight=self.hparams.lm_loss_weight,
+            localization_loss_weight=self.hparams.localization_loss_weight,
         )
         if self.momentum is not None:
             self._enqueue(out.momentum_query_embeds, out.momentum_document_embeds, batch["document_ids"])
@@ -107,6 +111,8 @@ class GeARLightningModule(L.LightningModule):
         self.log("train/contrastive_loss", out.contrastive_loss, batch_size=size)
         if out.lm_loss is not None:
             self.log("train/lm_loss", out.lm_loss, prog_bar=True, batch_size=size)
+        if out.localization_loss is not None:
+            self.log("train/localization_loss", out.localization_loss, prog_bar=True, batch_size=size)
         self.log("train/temperature", self.model.temperature.detach(), batch_size=size)
         self.log("train/soft_label_weight", soft_label_weight, batch_size=size)
         return out.loss
