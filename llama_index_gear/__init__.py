@@ -1,6 +1,44 @@
-"""LlamaIndex adapters for GeAR (GeAREmbedding, GeARRetriever, GeARHighlighter).
+"""LlamaIndex adapters for GeAR: an embedding model, a retriever, a sentence highlighter and citation helpers.
 
-The adapters arrive with the LlamaIndex integration issue; the model they wrap is ``gear_core.GeARModel``.
+The adapters convert between LlamaIndex nodes and text and call into ``gear_core``; the model is
+``gear_core.GeARModel``.
 """
 
-__all__: list[str] = []
+from llama_index_gear.citation import (
+    GEAR_CITATION_QA_TEMPLATE,
+    GEAR_CITATION_REFINE_TEMPLATE,
+    Citation,
+    GeARCitationQueryEngine,
+    build_citations,
+    citations_from_response,
+    format_citations,
+)
+from llama_index_gear.embedding import GeAREmbedding
+from llama_index_gear.highlighter import (
+    EVIDENCE_KEY,
+    HIGHLIGHTS_KEY,
+    PRUNED_KEY,
+    GeARHighlightEndEvent,
+    GeARHighlighter,
+    GeARHighlightStartEvent,
+)
+from llama_index_gear.retriever import GeARRetriever, default_node_parser
+
+__all__ = [
+    "EVIDENCE_KEY",
+    "GEAR_CITATION_QA_TEMPLATE",
+    "GEAR_CITATION_REFINE_TEMPLATE",
+    "HIGHLIGHTS_KEY",
+    "PRUNED_KEY",
+    "Citation",
+    "GeARCitationQueryEngine",
+    "GeAREmbedding",
+    "GeARHighlightEndEvent",
+    "GeARHighlightStartEvent",
+    "GeARHighlighter",
+    "GeARRetriever",
+    "build_citations",
+    "citations_from_response",
+    "default_node_parser",
+    "format_citations",
+]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,24 @@ def tiny_squad(tmp_path) -> tuple[str, str]:
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": list(facts), "test": ["Mars"]}), encoding="utf-8")
     return str(squad), str(split)
+
+
+def ticks_while(awaitable: Awaitable[object]) -> int:
+    """How often a 10 ms ticker ran on the event loop while ``awaitable`` was running: near zero when the
+    awaitable blocks the loop (e.g. runs a model on it), about its duration / 10 ms when it does not."""
+
+    async def run() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        await awaitable
+        task.cancel()
+        return ticks
+
+    return asyncio.run(run())

@@ -1,0 +1,266 @@
+"""GeARRetriever: LlamaIndex nodes retrieved with GeAR's bi-encoder through a gear_core ``GeARSearcher``.
+
+The nodes live in a LlamaIndex docstore (returned as they were, with scores); their vectors live in a gear_core
+``DocumentIndex`` keyed by node id. What gets embedded is ``node.get_content(metadata_mode=metadata_mode)``,
+by default the plain text (``MetadataMode.NONE``): GeAR was trained on plain passages, and the highlighter's
+offsets index the plain text too. Pass ``metadata_mode=MetadataMode.EMBED`` to embed what LlamaIndex's vector
+indexes embed (text plus the node's embed metadata).
+
+A persisted retriever is a folder: ``docstore.json`` (a ``SimpleDocumentStore``), ``gear_index/`` (the gear_core
+index, which records the model that made its vectors) and ``gear_retriever.json`` (the retriever's settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.callbacks.base import CallbackManager
+from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
+from llama_index.core.indices.base import BaseIndex
+from llama_index.core.node_parser import NodeParser, SentenceSplitter
+from llama_index.core.schema import BaseNode, Document, IndexNode, MetadataMode, NodeWithScore, QueryBundle
+from llama_index.core.storage.docstore import BaseDocumentStore, SimpleDocumentStore
+
+from gear_core import GeARModel
+from gear_core.retrieval import GeARSearcher, IndexType
+from llama_index_gear._model import is_gear_folder, load_model, model_label, saved_model_folder
+from llama_index_gear.embedding import GeAREmbedding
+from llama_index_gear.highlighter import GeARHighlighter
+
+DOCSTORE_FILE = "docstore.json"
+INDEX_FOLDER = "gear_index"
+SETTINGS_FILE = "gear_retriever.json"
+FORMAT_NAME = "gear-llamaindex-retriever"
+FORMAT_VERSION = 1
+# Highlighter settings a persisted retriever remembers (its model is the retriever's).
+_HIGHLIGHTER_SETTINGS = (
+    "top_n",
+    "min_score",
+    "generate_evidence",
+    "max_new_tokens",
+    "batch_size",
+    "mode",
+    "neighbors",
+    "separator",
+)
+
+
+class GeARRetriever(BaseRetriever):
+    """Retrieves nodes with GeAR: query encoder vs. the document vectors of the nodes, inner product scores.
+
+    Build one with :meth:`from_defaults` (from nodes, documents, a docstore or a VectorStoreIndex) or
+    :meth:`from_persist_dir`. With ``highlighter`` set, each result is also run through that
+    :class:`GeARHighlighter` (sentence highlights, evidence, or pruning) before it is returned.
+    """
+
+    def __init__(
+        self,
+        searcher: GeARSearcher,
+        docstore: BaseDocumentStore,
+        similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
+        highlighter: GeARHighlighter | None = None,
+        metadata_mode: MetadataMode = MetadataMode.NONE,
+        callback_manager: CallbackManager | None = None,
+        objects: list[IndexNode] | None = None,
+        object_map: dict | None = None,
+        verbose: bool = False,
+    ) -> None:
+        if not isinstance(similarity_top_k, int) or isinstance(similarity_top_k, bool) or similarity_top_k <= 0:
+            raise ValueError(f"similarity_top_k must be a positive int, got {similarity_top_k!r}")
+        self._searcher = searcher
+        self._docstore = docstore
+        self.similarity_top_k = similarity_top_k
+        self.highlighter = highlighter
+        self.metadata_mode = MetadataMode(metadata_mode)
+        super().__init__(callback_manager=callback_manager, object_map=object_map, objects=objects, verbose=verbose)
+
+    @classmethod
+    def from_defaults(
+        cls,
+        nodes: Sequence[BaseNode] | None = None,
+        documents: Sequence[Document] | None = None,
+        index: BaseIndex | None = None,
+        docstore: BaseDocumentStore | None = None,
+        model: GeARModel | None = None,
+        model_name: str | os.PathLike | None = None,
+        device: str | None = None,
+        similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
+        highlight: bool | GeARHighlighter = False,
+        node_parser: NodeParser | None = None,
+        metadata_mode: MetadataMode = MetadataMode.NONE,
+        index_type: IndexType = "flat",
+        embed_batch_size: int = 32,
+        batch_size: int = 16,
+        show_progress: bool = False,
+        callback_manager: CallbackManager | None = None,
+        objects: list[IndexNode] | None = None,
+        object_map: dict | None = None,
+        verbose: bool = False,
+        **index_params: int,
+    ) -> GeARRetriever:
+        """Index ``nodes``, or ``documents`` (split with ``node_parser``), or the nodes of a ``docstore`` or of a
+        VectorStoreIndex ``index`` (built with :class:`GeAREmbedding`, its model is reused unless one is given).
+
+        The default ``node_parser`` is a ``SentenceSplitter`` counting the model's own tokens, with chunks that fit
+        the model's ``max_document_length``. ``highlight=True`` adds a default :class:`GeARHighlighter`; pass one
+        to choose its settings. ``index_params`` go to gear_core's ``DocumentIndex`` (e.g. HNSW's ``m``).
+        """
+        sources = {"nodes": nodes, "documents": documents, "index": index, "docstore": docstore}
+        given = [name for name, value in sources.items() if value is not None]
+        if len(given) != 1:
+            raise ValueError(f"pass exactly one of nodes=, documents=, index=, docstore= (got {given or 'none'})")
+        if index is not None:
+            embed_model = getattr(index, "_embed_model", None)
+            if model is None and model_name is None and isinstance(embed_model, GeAREmbedding):
+                model = embed_model.model
+            docstore = index.docstore
+        gear_model = load_model(model, model_name, device)
+        if documents is not None:
+            parser = node_parser or default_node_parser(gear_model)
+            nodes = parser.get_nodes_from_documents(list(documents), show_progress=show_progress)
+        if docstore is not None:
+            nodes = list(docstore.docs.values())
+            if not nodes:
+                raise ValueError(
+                    "the docstore holds no nodes (a vector store that keeps the text itself leaves it empty); "
+                    "pass nodes= instead"
+                )
+        nodes = list(nodes or [])
+        store = SimpleDocumentStore()
+        store.add_documents(nodes, allow_update=True)
+        searcher = GeARSearcher.from_documents(
+            gear_model,
+            [node.get_content(metadata_mode=MetadataMode(metadata_mode)) for node in nodes],
+            ids=[node.node_id for node in nodes],
+            index_type=index_type,
+            batch_size=embed_batch_size,
+            show_progress=show_progress,
+            **index_params,
+        )
+        searcher.batch_size = batch_size
+        if highlight is True:
+            highlight = GeARHighlighter(model=gear_model, batch_size=batch_size)
+        return cls(
+            searcher,
+            store,
+            similarity_top_k=similarity_top_k,
+            highlighter=highlight or None,
+            metadata_mode=metadata_mode,
+            callback_manager=callback_manager,
+            objects=objects,
+            object_map=object_map,
+            verbose=verbose,
+        )
+
+    @property
+    def model(self) -> GeARModel:
+        """The GeARModel whose document vectors the index holds."""
+        return self._searcher.model
+
+    @property
+    def searcher(self) -> GeARSearcher:
+        """The gear_core searcher (model + document index) doing the work."""
+        return self._searcher
+
+    @property
+    def docstore(self) -> BaseDocumentStore:
+        """The nodes, by node id."""
+        return self._docstore
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        results = self._searcher.search(query_bundle.query_str, k=self.similarity_top_k, rank_sentences=False)
+        nodes = [NodeWithScore(node=self._docstore.get_node(r.id), score=r.score) for r in results]
+        if self.highlighter is not None:
+            nodes = self.highlighter.postprocess_nodes(nodes, query_bundle=query_bundle)
+        return nodes
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        # The model runs in this process: off the event loop, in a worker thread.
+        return await asyncio.to_thread(self._retrieve, query_bundle)
+
+    # ---- persistence ---------------------------------------------------------------------------------
+
+    def persist(self, persist_dir: str | os.PathLike) -> Path:
+        """Save nodes, document index and settings to ``persist_dir``. The model is not saved, only the folder it
+        was loaded from (if any), so that :meth:`from_persist_dir` can find it again."""
+        folder = Path(persist_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._searcher.save(folder / INDEX_FOLDER)
+        store = self._docstore
+        if not isinstance(store, SimpleDocumentStore):  # e.g. a remote docstore: copy its nodes
+            store = SimpleDocumentStore()
+            store.add_documents(list(self._docstore.docs.values()))
+        store.persist(str(folder / DOCSTORE_FILE))
+        highlighter = None
+        if self.highlighter is not None:
+            highlighter = {name: getattr(self.highlighter, name) for name in _HIGHLIGHTER_SETTINGS}
+        settings = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "model_name_or_path": model_label(self.model),
+            # Lets from_persist_dir(dir) find the model by itself; None for a model that was never saved.
+            "model_folder": saved_model_folder(self.model),
+            "similarity_top_k": self.similarity_top_k,
+            "metadata_mode": self.metadata_mode.value,
+            "batch_size": self._searcher.batch_size,
+            "highlighter": highlighter,
+        }
+        (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def from_persist_dir(
+        cls,
+        persist_dir: str | os.PathLike,
+        model: GeARModel | None = None,
+        model_name: str | os.PathLike | None = None,
+        device: str | None = None,
+        highlight: bool | GeARHighlighter | None = None,
+        **kwargs: Any,
+    ) -> GeARRetriever:
+        """Load a retriever saved with :meth:`persist`, for the same model (another model raises gear_core's
+        ``ModelMismatchError``). Without ``model``/``model_name`` the saved GeAR folder the retriever's model was
+        loaded from is used. ``highlight=None`` restores the saved highlighter settings; ``kwargs`` override
+        saved settings such as ``similarity_top_k``."""
+        folder = Path(persist_dir)
+        path = folder / SETTINGS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a persisted GeARRetriever: {SETTINGS_FILE} is missing")
+        settings = json.loads(path.read_text(encoding="utf-8"))
+        if settings.get("format") != FORMAT_NAME or settings.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path} is not a version {FORMAT_VERSION} {FORMAT_NAME} settings file")
+        if model is None and model_name is None:
+            model_name = settings.get("model_folder")
+            if not is_gear_folder(model_name):
+                raise FileNotFoundError(
+                    f"{folder} was built with the model {settings.get('model_name_or_path')!r}, which is not a saved "
+                    "GeAR folder on this machine: pass model= (or model_name=) the same model"
+                )
+        gear_model = load_model(model, model_name, device)
+        searcher = GeARSearcher.load(folder / INDEX_FOLDER, gear_model, batch_size=settings["batch_size"])
+        docstore = SimpleDocumentStore.from_persist_path(str(folder / DOCSTORE_FILE))
+        missing = [node_id for node_id in searcher.index.ids if not docstore.document_exists(node_id)]
+        if missing:
+            raise ValueError(f"{folder}: {len(missing)} indexed node(s) are not in {DOCSTORE_FILE}, e.g. {missing[0]}")
+        if highlight is None and settings.get("highlighter") is not None:
+            highlight = GeARHighlighter(model=gear_model, **settings["highlighter"])
+        elif highlight is True:
+            highlight = GeARHighlighter(model=gear_model, batch_size=settings["batch_size"])
+        kwargs.setdefault("similarity_top_k", settings["similarity_top_k"])
+        kwargs.setdefault("metadata_mode", MetadataMode(settings["metadata_mode"]))
+        return cls(searcher, docstore, highlighter=highlight or None, **kwargs)
+
+
+def default_node_parser(model: GeARModel, chunk_overlap: int | None = None) -> SentenceSplitter:
+    """A SentenceSplitter whose chunks fit the model's document window, counted in the model's own tokens."""
+    if model.tokenizer is None:
+        raise ValueError("this GeARModel has no tokenizer; load it with GeARModel.from_pretrained()")
+    chunk_size = model.config.max_document_length - 2  # room for [CLS] and [SEP]
+    overlap = min(20, chunk_size // 5) if chunk_overlap is None else chunk_overlap
+    return SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap, tokenizer=model.tokenizer.tokenize)

@@ -1,0 +1,204 @@
+"""GeARRetriever: building from nodes / documents / a VectorStoreIndex, persistence, async, query engines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import torch
+from conftest import ticks_while
+from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core.llms import MockLLM
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
+
+from gear_core import GeARModel
+from gear_core.retrieval import ModelMismatchError
+from llama_index_gear import HIGHLIGHTS_KEY, GeAREmbedding, GeARHighlighter, GeARRetriever
+from llama_index_gear._model import clear_model_cache
+from llama_index_gear.retriever import DOCSTORE_FILE, INDEX_FOLDER, SETTINGS_FILE
+
+TEXTS = {
+    "paris": "Paris is the capital of France. The Seine flows through Paris. Paris hosted the Olympics in 1900.",
+    "jupiter": "Jupiter is the largest planet. It has dozens of moons. Jupiter is a gas giant.",
+    "hamlet": "Hamlet is a tragedy by Shakespeare. It is set in Denmark. Hamlet was written around 1600.",
+    "water": "Water boils at 100 degrees. Water freezes at 0 degrees. Ice floats on water.",
+}
+QUERY = "Which city is the capital of France?"
+
+
+def documents() -> list[Document]:
+    # Long enough that the tiny model's 48-token window splits each document into several nodes.
+    return [Document(text=" ".join([text] * 3), doc_id=key, metadata={"topic": key}) for key, text in TEXTS.items()]
+
+
+def nodes() -> list[TextNode]:
+    return [TextNode(text=text, id_=key) for key, text in TEXTS.items()]
+
+
+def as_tuples(results: list[NodeWithScore]) -> list[tuple]:
+    return [(r.node.node_id, r.node.get_content(), round(r.score, 6), r.node.metadata) for r in results]
+
+
+def test_from_nodes_returns_the_nodes_with_scores(tiny_model):
+    given = nodes()
+    retriever = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=3)
+    results = retriever.retrieve(QUERY)
+    assert len(results) == 3
+    by_id = {n.node_id: n for n in given}
+    for result in results:
+        assert isinstance(result.node, TextNode)
+        assert result.node.text == by_id[result.node.node_id].text
+    scores = [r.score for r in results]
+    assert scores == sorted(scores, reverse=True)
+    expected = (
+        tiny_model.encode_documents([by_id[r.node.node_id].text for r in results])
+        @ tiny_model.encode_queries([QUERY]).T
+    )
+    assert scores == pytest.approx(expected[:, 0].tolist(), abs=1e-5)
+    assert retriever.model is tiny_model and len(retriever.docstore.docs) == 4
+
+
+def test_from_documents_splits_to_the_model_window(tiny_model):
+    docs = documents()
+    retriever = GeARRetriever.from_defaults(documents=docs, model=tiny_model, similarity_top_k=2)
+    stored = list(retriever.docstore.docs.values())
+    assert len(stored) > len(docs)
+    texts = {d.doc_id: d.text for d in docs}
+    for node in stored:
+        assert texts[node.ref_doc_id][node.start_char_idx : node.end_char_idx] == node.text
+        assert len(tiny_model.tokenizer.tokenize(node.text)) <= tiny_model.config.max_document_length - 2
+    # Plain content by default: metadata is not embedded.
+    assert retriever.searcher.index.get_text(stored[0].node_id) == stored[0].text
+    embed_mode = GeARRetriever.from_defaults(nodes=stored, model=tiny_model, metadata_mode=MetadataMode.EMBED)
+    assert embed_mode.searcher.index.get_text(stored[0].node_id).startswith("topic: ")
+
+
+def test_exactly_one_source(tiny_model):
+    with pytest.raises(ValueError, match="exactly one"):
+        GeARRetriever.from_defaults(model=tiny_model)
+    with pytest.raises(ValueError, match="exactly one"):
+        GeARRetriever.from_defaults(nodes=nodes(), documents=documents(), model=tiny_model)
+
+
+def test_from_a_vector_store_index_built_with_gear_embedding(tiny_model):
+    index = VectorStoreIndex(nodes(), embed_model=GeAREmbedding(model=tiny_model))
+    retriever = GeARRetriever.from_defaults(index=index, similarity_top_k=4)
+    assert retriever.model is tiny_model, "the index's GeAR model is reused"
+    ours = retriever.retrieve(QUERY)
+    theirs = index.as_retriever(similarity_top_k=4).retrieve(QUERY)
+    assert [r.node.node_id for r in ours] == [r.node.node_id for r in theirs]
+    assert [r.score for r in ours] == pytest.approx([r.score for r in theirs], abs=1e-5)
+
+
+def test_persist_round_trip(tiny_model, tmp_path):
+    highlighter = GeARHighlighter(model=tiny_model, top_n=2, mode="prune", neighbors=1)
+    retriever = GeARRetriever.from_defaults(
+        documents=documents(), model=tiny_model, similarity_top_k=3, highlight=highlighter
+    )
+    before = retriever.retrieve(QUERY)
+    retriever.persist(tmp_path / "retriever")
+    assert {p.name for p in (tmp_path / "retriever").iterdir()} == {DOCSTORE_FILE, INDEX_FOLDER, SETTINGS_FILE}
+    settings = json.loads((tmp_path / "retriever" / SETTINGS_FILE).read_text())
+    assert settings["similarity_top_k"] == 3 and settings["highlighter"]["mode"] == "prune"
+
+    loaded = GeARRetriever.from_persist_dir(tmp_path / "retriever", model=tiny_model)
+    assert loaded.similarity_top_k == 3 and loaded.highlighter.neighbors == 1
+    assert as_tuples(loaded.retrieve(QUERY)) == as_tuples(before)
+    assert before[0].node.metadata[HIGHLIGHTS_KEY]
+    plain = GeARRetriever.from_persist_dir(
+        tmp_path / "retriever", model=tiny_model, highlight=False, similarity_top_k=5
+    )
+    assert plain.highlighter is None and len(plain.retrieve(QUERY)) == 5
+
+
+def test_persisted_index_refuses_another_model(tiny_model, tiny_encoder_dir, tmp_path):
+    GeARRetriever.from_defaults(nodes=nodes(), model=tiny_model).persist(tmp_path / "retriever")
+    other = GeARModel.from_encoder(tiny_encoder_dir, decoder_num_layers=1, ranking_layer=-1, max_document_length=48)
+    with torch.no_grad():
+        other.query_encoder.embeddings.word_embeddings.weight[1000] += 1.0
+    with pytest.raises(ModelMismatchError):
+        GeARRetriever.from_persist_dir(tmp_path / "retriever", model=other)
+    with pytest.raises(FileNotFoundError, match=SETTINGS_FILE):
+        GeARRetriever.from_persist_dir(tmp_path / "nowhere", model=tiny_model)
+
+
+def test_from_persist_dir_alone_finds_the_saved_model(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "gear")
+    try:
+        saved = GeARModel.from_pretrained(tmp_path / "gear")
+        retriever = GeARRetriever.from_defaults(documents=documents(), model=saved, similarity_top_k=3, highlight=True)
+        before = retriever.retrieve(QUERY)
+        retriever.persist(tmp_path / "retriever")
+        loaded = GeARRetriever.from_persist_dir(tmp_path / "retriever")
+        assert as_tuples(loaded.retrieve(QUERY)) == as_tuples(before)
+        # A model that was never saved cannot be found again: the error says what to pass.
+        GeARRetriever.from_defaults(nodes=nodes(), model=tiny_model).persist(tmp_path / "unsaved")
+        with pytest.raises(FileNotFoundError, match="pass model="):
+            GeARRetriever.from_persist_dir(tmp_path / "unsaved")
+    finally:
+        clear_model_cache()
+
+
+def test_aretrieve_matches_retrieve(tiny_model):
+    retriever = GeARRetriever.from_defaults(nodes=nodes(), model=tiny_model, similarity_top_k=3, highlight=True)
+    assert as_tuples(asyncio.run(retriever.aretrieve(QUERY))) == as_tuples(retriever.retrieve(QUERY))
+
+
+def test_aretrieve_does_not_block_the_event_loop(tiny_model, monkeypatch):
+    retriever = GeARRetriever.from_defaults(nodes=nodes(), model=tiny_model)
+    search = retriever.searcher.search
+
+    def slow_search(*args, **kwargs):
+        time.sleep(0.3)  # stands in for a long query encoding
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(retriever.searcher, "search", slow_search)
+    assert ticks_while(retriever.aretrieve(QUERY)) >= 5
+
+
+def check_sources(sources: list[NodeWithScore], docs: list[Document]) -> None:
+    texts = {d.doc_id: d.text for d in docs}
+    assert sources
+    for source in sources:
+        highlights = source.node.metadata[HIGHLIGHTS_KEY]
+        assert highlights
+        for h in highlights:
+            assert source.node.get_content()[h["start_char_idx"] : h["end_char_idx"]] == h["text"]
+            assert texts[source.node.ref_doc_id][h["doc_start_char_idx"] : h["doc_end_char_idx"]] == h["text"]
+
+
+def test_query_engine_with_mock_llm(tiny_model):
+    docs = documents()
+    retriever = GeARRetriever.from_defaults(documents=docs, model=tiny_model, similarity_top_k=3)
+    engine = RetrieverQueryEngine.from_args(
+        retriever, llm=MockLLM(), node_postprocessors=[GeARHighlighter(model=tiny_model, top_n=2)]
+    )
+    response = engine.query(QUERY)
+    check_sources(response.source_nodes, docs)
+    assert len(response.source_nodes) == 3
+    assert HIGHLIGHTS_KEY not in str(response), "MockLLM echoes the prompt: the highlights stayed out of it"
+
+    # The same with inline highlighting, through the async path.
+    inline = GeARRetriever.from_defaults(documents=docs, model=tiny_model, highlight=GeARHighlighter(model=tiny_model))
+    check_sources(asyncio.run(RetrieverQueryEngine.from_args(inline, llm=MockLLM()).aquery(QUERY)).source_nodes, docs)
+
+
+@pytest.mark.slow
+def test_minilm_retrieves_the_right_node_and_agrees_with_vector_index(minilm_path):
+    model = GeARModel.from_encoder(minilm_path, shared_encoder=True, decoder_num_layers=1, max_document_length=128)
+    docs = [Document(text=text, doc_id=key) for key, text in TEXTS.items()]
+    retriever = GeARRetriever.from_defaults(documents=docs, model=model, similarity_top_k=2, highlight=True)
+    queries = {"paris": QUERY, "jupiter": "largest planet moons", "water": "temperature at which water boils"}
+    for key, query in queries.items():
+        results = retriever.retrieve(query)
+        assert results[0].node.ref_doc_id == key
+        check_sources(results, docs)
+    index = VectorStoreIndex.from_documents(
+        docs, embed_model=GeAREmbedding(model=model), storage_context=StorageContext.from_defaults()
+    )
+    theirs = index.as_retriever(similarity_top_k=2).retrieve(QUERY)
+    assert theirs[0].node.ref_doc_id == "paris"
+    assert theirs[0].score == pytest.approx(retriever.retrieve(QUERY)[0].score, abs=1e-4)
