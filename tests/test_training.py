@@ -237,3 +237,17 @@ def test_shipped_configs_parse(name, capsys):
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["model_name_or_path"] and printed["data"]["squad_path"]
+
+
+def test_cross_attention_learns_at_its_own_rate(tiny_encoder_dir, tiny_squad):
+    module, data = _module_and_data(tiny_encoder_dir, tiny_squad, cross_attention_lr_scale=10.0, weight_decay=0.05)
+    trainer = L.Trainer(max_steps=1, limit_val_batches=0, accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer.fit(module, data)
+    optimizer = trainer.optimizers[0]
+    cross = {id(p) for p in module.model.cross_attention.parameters()}
+    for group in optimizer.param_groups:
+        is_cross = {id(p) in cross for p in group["params"]}
+        assert len(is_cross) == 1  # a group is all cross-attention or none of it
+        assert group["initial_lr"] == pytest.approx(1e-2 if is_cross.pop() else 1e-3)
+        assert group["weight_decay"] == (0.05 if group["params"][0].ndim >= 2 else 0.0)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(module.model.parameters()))

@@ -38,6 +38,8 @@ class GeARLightningModule(L.LightningModule):
         lm_loss_weight: alpha; ``None`` takes the model config's value (0.25). ``0`` trains retrieval only.
         localization_loss_weight: weight of the attention localization loss (beyond the paper); ``None`` takes
             the model config's value (0, the paper's recipe).
+        cross_attention_lr_scale: the fusion encoder's cross-attention blocks learn at ``learning_rate`` times
+            this (they are new to the encoder; the schedule scales both rates alike).
         soft_label_weight: final soft-label weight; ``None`` takes the model config's (0.4).
         soft_label_ramp_epochs: epochs over which the soft-label weight ramps up from 0.
         use_momentum: momentum encoder + queue (ALBEF); off means in-batch negatives and hard labels only.
@@ -57,6 +59,7 @@ class GeARLightningModule(L.LightningModule):
         eps: float = 1e-8,
         lm_loss_weight: float | None = None,
         localization_loss_weight: float | None = None,
+        cross_attention_lr_scale: float = 1.0,
         soft_label_weight: float | None = None,
         soft_label_ramp_epochs: float = 2.0,
         use_momentum: bool = True,
@@ -125,12 +128,20 @@ class GeARLightningModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        decay, no_decay = [], []
-        for parameter in self.model.parameters():
+        # (cross-attention?, decayed?) -> parameters; biases and norms are not decayed.
+        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        for name, parameter in self.model.named_parameters():
             if parameter.requires_grad:
-                (no_decay if parameter.ndim < 2 else decay).append(parameter)
+                groups.setdefault((name.startswith("cross_attention."), parameter.ndim >= 2), []).append(parameter)
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {
+                    "params": params,
+                    "weight_decay": hp.weight_decay if decayed else 0.0,
+                    "lr": hp.learning_rate * (hp.cross_attention_lr_scale if cross else 1.0),
+                }
+                for (cross, decayed), params in sorted(groups.items())
+            ],
             lr=hp.learning_rate,
             betas=tuple(hp.betas),
             eps=hp.eps,
