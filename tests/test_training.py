@@ -251,3 +251,11 @@ def test_cross_attention_learns_at_its_own_rate(tiny_encoder_dir, tiny_squad):
         assert group["initial_lr"] == pytest.approx(1e-2 if is_cross.pop() else 1e-3)
         assert group["weight_decay"] == (0.05 if group["params"][0].ndim >= 2 else 0.0)
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(module.model.parameters()))
+
+
+def test_training_from_a_saved_gear_model_runs_in_train_mode(tiny_model, tmp_path):
+    from gear_core.training.module import load_or_build_model
+
+    tiny_model.save_pretrained(tmp_path / "saved")
+    model = load_or_build_model(str(tmp_path / "saved"))
+    assert all(module.training for module in model.modules())  # dropout on, as for a fresh model

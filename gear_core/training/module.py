@@ -22,7 +22,8 @@ def load_or_build_model(model_name_or_path: str, config_overrides: dict[str, Any
     if is_gear_folder(model_name_or_path):
         if config_overrides:
             raise ValueError("config_overrides apply to a fresh model; this path is already a GeAR model")
-        return GeARModel.from_pretrained(model_name_or_path)
+        # from_pretrained returns a model in eval mode; Lightning keeps submodule modes, so dropout would stay off.
+        return GeARModel.from_pretrained(model_name_or_path).train()
     return GeARModel.from_encoder(model_name_or_path, **(config_overrides or {}))
 
 
