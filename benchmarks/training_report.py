@@ -63,8 +63,11 @@ def main() -> None:
             lines.append(f"| {name} | {step} | {local.get(step, math.nan):.3f} | {global_.get(step, math.nan):.3f} |")
 
     lines += ["", f"## Training loss (mean over each {args.every} steps)", ""]
-    keys = ["train/loss", "train/contrastive_loss", "train/lm_loss"]
-    lines += ["| run | steps up to | loss | contrastive | LM |", "| --- | ---: | ---: | ---: | ---: |"]
+    keys = ["train/loss", "train/contrastive_loss", "train/lm_loss", "train/localization_loss"]
+    lines += [
+        "| run | steps up to | loss | contrastive | LM | localization |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, rows in runs.items():
         curves = {k: dict(windowed(series(rows, k), args.every)) for k in keys}
         for step in sorted(curves["train/loss"]):
