@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from gear_core.data.triples import Triple
 from gear_core.modeling import decoder_inputs
+from gear_core.text import Sentence, token_sentence_index
 
 
 def document_key(document_id: str) -> int:
@@ -67,10 +68,6 @@ class TripleCollator:
 
 
 def gold_token_mask(offsets: np.ndarray, gold_spans: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """(L,) tokens whose first character lies in a gold span (the rule ``token_sentence_index`` uses)."""
-    starts, ends = offsets[:, 0], offsets[:, 1]
-    if not gold_spans:
-        return torch.zeros(len(starts), dtype=torch.bool)
-    spans = np.asarray(gold_spans)
-    inside = (starts[:, None] >= spans[None, :, 0]) & (starts[:, None] < spans[None, :, 1])
-    return torch.from_numpy(inside.any(axis=1) & (ends > starts))
+    """(L,) tokens inside a gold span, by the rule sentence ranking uses (``token_sentence_index``)."""
+    spans = [Sentence("", start, end) for start, end in sorted(set(gold_spans))]
+    return torch.from_numpy(token_sentence_index(offsets[:, 0], offsets[:, 1], spans) >= 0)
