@@ -103,10 +103,14 @@ def test_datamodule_holds_out_articles_and_filters_every_source(tiny_squad, tmp_
     assert len(dm.train_triples) == 3 * 4 + 2 - (1 if held_out & {"Paris", "Water"} else 0)
 
 
-def _module_and_data(tiny_encoder_dir, tiny_squad, **module_args):
+def _module_and_data(tiny_encoder_dir, tiny_squad, config_overrides=None, **module_args):
     squad, split = tiny_squad
     module = GeARLightningModule(
-        tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), learning_rate=1e-3, warmup_steps=2, **module_args
+        tiny_encoder_dir,
+        config_overrides=dict(TINY_OVERRIDES) | (config_overrides or {}),
+        learning_rate=1e-3,
+        warmup_steps=2,
+        **module_args,
     )
     data = GeARDataModule(squad_path=squad, split_path=split, validation_articles=1, batch_size=4, num_workers=0)
     return module, data
@@ -239,18 +243,29 @@ def test_shipped_configs_parse(name, capsys):
     assert printed["model"]["model_name_or_path"] and printed["data"]["squad_path"]
 
 
-def test_cross_attention_learns_at_its_own_rate(tiny_encoder_dir, tiny_squad):
-    module, data = _module_and_data(tiny_encoder_dir, tiny_squad, cross_attention_lr_scale=10.0, weight_decay=0.05)
+def test_cross_attention_and_decoder_learn_at_their_own_rates(tiny_encoder_dir, tiny_squad):
+    module, data = _module_and_data(
+        tiny_encoder_dir,
+        tiny_squad,
+        config_overrides={"share_decoder_embeddings": True},
+        cross_attention_lr_scale=10.0,
+        decoder_lr_scale=3.0,
+        weight_decay=0.05,
+    )
     trainer = L.Trainer(max_steps=1, limit_val_batches=0, accelerator="cpu", logger=False, enable_progress_bar=False)
     trainer.fit(module, data)
     optimizer = trainer.optimizers[0]
-    cross = {id(p) for p in module.model.cross_attention.parameters()}
+    model = module.model
+    shared_embeddings = model.query_encoder.embeddings.word_embeddings.weight
+    assert model.decoder.bert.embeddings.word_embeddings.weight is shared_embeddings  # tied: one rate, the base
+    expected = {id(p): 1e-2 for p in model.cross_attention.parameters()}
+    expected |= {id(p): 3e-3 for p in model.decoder.parameters() if p is not shared_embeddings}
     for group in optimizer.param_groups:
-        is_cross = {id(p) in cross for p in group["params"]}
-        assert len(is_cross) == 1  # a group is all cross-attention or none of it
-        assert group["initial_lr"] == pytest.approx(1e-2 if is_cross.pop() else 1e-3)
+        rates = {expected.get(id(p), 1e-3) for p in group["params"]}
+        assert len(rates) == 1  # a group holds parameters of one rate only
+        assert group["initial_lr"] == pytest.approx(rates.pop())
         assert group["weight_decay"] == (0.05 if group["params"][0].ndim >= 2 else 0.0)
-    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(module.model.parameters()))
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
 
 def test_training_from_a_saved_gear_model_runs_in_train_mode(tiny_model, tmp_path):

@@ -41,6 +41,8 @@ class GeARLightningModule(L.LightningModule):
             the model config's value (0, the paper's recipe).
         cross_attention_lr_scale: the fusion encoder's cross-attention blocks learn at ``learning_rate`` times
             this (they are new to the encoder; the schedule scales both rates alike).
+        decoder_lr_scale: the decoder (all but the word embeddings it shares with the encoder) learns at
+            ``learning_rate`` times this: its cross-attention is new, and its layers learn a new (causal) task.
         soft_label_weight: final soft-label weight; ``None`` takes the model config's (0.4).
         soft_label_ramp_epochs: epochs over which the soft-label weight ramps up from 0.
         use_momentum: momentum encoder + queue (ALBEF); off means in-batch negatives and hard labels only.
@@ -61,6 +63,7 @@ class GeARLightningModule(L.LightningModule):
         lm_loss_weight: float | None = None,
         localization_loss_weight: float | None = None,
         cross_attention_lr_scale: float = 1.0,
+        decoder_lr_scale: float = 1.0,
         soft_label_weight: float | None = None,
         soft_label_ramp_epochs: float = 2.0,
         use_momentum: bool = True,
@@ -129,19 +132,27 @@ class GeARLightningModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        # (cross-attention?, decayed?) -> parameters; biases and norms are not decayed.
-        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        # (learning-rate scale, decayed?) -> parameters; biases and norms are not decayed. Tied weights are
+        # listed once, under their first name (the query encoder's embeddings), so they keep the base rate.
+        groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
         for name, parameter in self.model.named_parameters():
             if parameter.requires_grad:
-                groups.setdefault((name.startswith("cross_attention."), parameter.ndim >= 2), []).append(parameter)
+                scale = (
+                    hp.cross_attention_lr_scale
+                    if name.startswith("cross_attention.")
+                    else hp.decoder_lr_scale
+                    if name.startswith("decoder.")
+                    else 1.0
+                )
+                groups.setdefault((scale, parameter.ndim >= 2), []).append(parameter)
         optimizer = torch.optim.AdamW(
             [
                 {
                     "params": params,
                     "weight_decay": hp.weight_decay if decayed else 0.0,
-                    "lr": hp.learning_rate * (hp.cross_attention_lr_scale if cross else 1.0),
+                    "lr": hp.learning_rate * scale,
                 }
-                for (cross, decayed), params in sorted(groups.items())
+                for (scale, decayed), params in sorted(groups.items())
             ],
             lr=hp.learning_rate,
             betas=tuple(hp.betas),
