@@ -2,6 +2,7 @@
 
 gear init ENCODER OUT [--shared-encoder] [--decoder-layers N] ...   a fresh GeAR from a BERT-family encoder
 gear info MODEL                                                     config and parameter counts
+gear export MODEL OUT [--dtype float16] [--set FIELD=VALUE ...]      a release copy: fp16, sharded safetensors
 gear highlight MODEL --query Q (--document TEXT | --file PATH)      ranked sentences and generated evidence
 gear eval [MODEL] [--split test|validation] [--out FILE.md]         the paper's tables, baselines in the same run
 gear demo [--corpus DIR_OR_FILE | --wiki-offline] [--question Q ...] [--html FILE]
@@ -58,6 +59,39 @@ def _cmd_info(args: argparse.Namespace) -> int:
     counts = {name: (_count(part) if part is not None else 0) for name, part in parts.items()}
     print(json.dumps({"parameters": {**counts, "total (shared counted once)": _count(model)}}, indent=2))
     print(model.config.to_json_string(use_diff=True))
+    return 0
+
+
+def _parse_setting(text: str) -> tuple[str, object]:
+    field, separator, value = text.partition("=")
+    if not separator or not field:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    try:
+        return field, json.loads(value)  # numbers, booleans, null
+    except json.JSONDecodeError:
+        return field, value  # plain strings such as max
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from gear_core.config import GeARConfig
+
+    model = _load(args.model)
+    for field, value in args.settings:
+        if not hasattr(model.config, field):
+            print(f"gear: GeARConfig has no field {field!r}", file=sys.stderr)
+            return 2
+        setattr(model.config, field, value)
+    try:  # the same checks a fresh config gets, so a bad --set fails here and not in a user's session
+        GeARConfig.from_dict(model.config.to_dict())
+    except ValueError as error:
+        print(f"gear: {error}", file=sys.stderr)
+        return 2
+    model.to(getattr(torch, args.dtype)).save_pretrained(args.out, max_shard_size=args.max_shard_size)
+    files = sorted(p for p in Path(args.out).iterdir() if p.is_file())
+    total = sum(p.stat().st_size for p in files)
+    print(f"saved {args.model} as {args.dtype} to {args.out}: {len(files)} files, {total / 2**20:.1f} MiB")
     return 0
 
 
@@ -179,6 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print a model's config and parameter counts")
     info.add_argument("model")
     info.set_defaults(handler=_cmd_info)
+
+    export = commands.add_parser(
+        "export", help="copy a model for release: cast weights (fp16 halves the size) and shard the safetensors"
+    )
+    export.add_argument("model", help="a GeAR folder")
+    export.add_argument("out", help="output folder")
+    export.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16")
+    export.add_argument("--max-shard-size", default="15MB", help="largest weight file (default 15MB)")
+    export.add_argument(
+        "--set",
+        dest="settings",
+        type=_parse_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a GeARConfig field in the copy, e.g. ranking_query_pooling=max (repeatable)",
+    )
+    export.set_defaults(handler=_cmd_export)
 
     highlight = commands.add_parser("highlight", help="rank a document's sentences for a query")
     highlight.add_argument("model")

@@ -350,6 +350,8 @@ class GeARModel(PreTrainedModel):
         if not os.path.isdir(path) and path.startswith((".", "/", "~")):
             raise FileNotFoundError(f"no GeAR model folder at {path}")
         kwargs["use_safetensors"] = True
+        # A release may store fp16 weights to halve its size; compute in float32 unless asked otherwise.
+        kwargs.setdefault("dtype", torch.float32)
         tokenizer = kwargs.pop("tokenizer", None)
         model = super().from_pretrained(path, *args, **kwargs)
         model.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)

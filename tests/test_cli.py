@@ -21,3 +21,39 @@ def test_highlight_reports_a_missing_file(tiny_encoder_dir, tmp_path, capsys):
     assert main(["init", tiny_encoder_dir, str(out), "--decoder-layers", "1", "--ranking-layer", "-1"]) == 0
     assert main(["highlight", str(out), "--query", "q", "--file", str(tmp_path / "missing.txt")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_export_writes_small_fp16_shards_that_load_as_float32(tiny_model, tmp_path, capsys):
+    import torch
+    from safetensors import safe_open
+
+    from gear_core import GeARModel
+
+    tiny_model.save_pretrained(tmp_path / "trained")
+    out = tmp_path / "release"
+    code = main(
+        ["export", str(tmp_path / "trained"), str(out), "--max-shard-size", "1MB", "--set", "ranking_query_pooling=max"]
+    )
+    assert code == 0 and "float16" in capsys.readouterr().out
+    shards = sorted(out.glob("*.safetensors"))
+    assert len(shards) > 1 and not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
+    for shard in shards:
+        with safe_open(shard, "pt") as f:
+            names = list(f.keys())
+            assert {f.get_tensor(k).dtype for k in names} == {torch.float16}
+        # a shard stays under the limit unless it holds a single tensor larger than the limit
+        assert shard.stat().st_size <= 1_000_000 + 10_000 or len(names) == 1
+
+    loaded = GeARModel.from_pretrained(out)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    assert loaded.config.ranking_query_pooling == "max"
+    for name, tensor in tiny_model.state_dict().items():  # the fp16 round trip loses only fp16 precision
+        torch.testing.assert_close(loaded.state_dict()[name], tensor.half().float(), msg=name)
+
+
+def test_export_refuses_an_unknown_or_invalid_setting(tiny_model, tmp_path, capsys):
+    tiny_model.save_pretrained(tmp_path / "trained")
+    assert main(["export", str(tmp_path / "trained"), str(tmp_path / "a"), "--set", "no_such_field=1"]) == 2
+    assert "no field" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "trained"), str(tmp_path / "b"), "--set", "ranking_query_pooling=x"]) == 2
+    assert "ranking_query_pooling" in capsys.readouterr().err

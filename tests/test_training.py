@@ -252,7 +252,14 @@ def test_cross_attention_and_decoder_learn_at_their_own_rates(tiny_encoder_dir, 
         decoder_lr_scale=3.0,
         weight_decay=0.05,
     )
-    trainer = L.Trainer(max_steps=1, limit_val_batches=0, accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer = L.Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
     trainer.fit(module, data)
     optimizer = trainer.optimizers[0]
     model = module.model
