@@ -281,3 +281,19 @@ def test_training_from_a_saved_gear_model_runs_in_train_mode(tiny_model, tmp_pat
     tiny_model.save_pretrained(tmp_path / "saved")
     model = load_or_build_model(str(tmp_path / "saved"))
     assert all(module.training for module in model.modules())  # dropout on, as for a fresh model
+
+
+def test_the_data_order_seed_does_not_move_the_validation_articles(tiny_squad):
+    squad, split = tiny_squad
+
+    def held_out(**seeds) -> tuple[set[str], list[str]]:
+        dm = GeARDataModule(
+            squad_path=squad, split_path=split, validation_articles=1, validation_max_questions=2, **seeds
+        )
+        dm.setup("fit")
+        return {p.title for p in dm.validation_corpus}, [t.query for t in dm.validation_triples]
+
+    # A later stage run with another data order validates on the same articles and questions, never trains on them.
+    reference = held_out(seed=0)
+    assert all(held_out(seed=seed) == reference for seed in range(1, 6))
+    assert any(held_out(validation_seed=seed)[0] != reference[0] for seed in range(1, 6))

@@ -70,8 +70,12 @@ class GeARDataModule(L.LightningDataModule):
         triples_paths: JSONL files of triples (e.g. written by ``gear synthesize``).
         paq_paths: PAQ-style JSONL files.
         validation_articles: how many ``train`` articles to hold out for validation.
-        validation_max_questions: cap on validation questions (sampled with ``seed``).
+        validation_max_questions: cap on validation questions (sampled with ``validation_seed``).
         max_train_triples: cap on training triples (sampled with ``seed``), for budgeted runs.
+        seed: data order and the ``max_train_triples`` sample; change it to continue a run on a new order.
+        validation_seed: which articles are held out (as :func:`~gear_core.data.squad.validation_paragraphs`
+            and ``gear eval --split validation`` hold them out). Keep it fixed across the stages of one model:
+            a stage with another value trains on the articles the earlier stages validated on.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class GeARDataModule(L.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 2,
         seed: int = 0,
+        validation_seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -101,17 +106,18 @@ class GeARDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         rng = random.Random(hp.seed)
+        validation_rng = random.Random(hp.validation_seed)  # independent of `seed`: see the docstring
         triples: list[Triple] = []
         if hp.squad_path:
             split = load_split(hp.split_path) if hp.split_path else None
             train_titles = sorted(t.replace("_", " ") for t in split["train"]) if split else None
             paragraphs = read_squad(hp.squad_path, train_titles)
-            held_out = hold_out_articles([p.title for p in paragraphs], hp.validation_articles, rng)
+            held_out = hold_out_articles([p.title for p in paragraphs], hp.validation_articles, validation_rng)
             self.excluded_titles = held_out | ({t.replace("_", " ") for t in split["test"]} if split else set())
             self.validation_corpus = [p for p in paragraphs if p.title in held_out]
             validation = triples_from_squad(self.validation_corpus)
             if hp.validation_max_questions is not None and len(validation) > hp.validation_max_questions:
-                validation = rng.sample(validation, hp.validation_max_questions)
+                validation = validation_rng.sample(validation, hp.validation_max_questions)
             self.validation_triples = validation
             triples += triples_from_squad(p for p in paragraphs if p.title not in held_out)
         if hp.hf_squad:
