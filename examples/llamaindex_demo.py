@@ -1,9 +1,9 @@
 """GeAR in LlamaIndex on one SQuAD article: retrieve paragraphs, highlight the sentences that answer, generate evidence.
 
-    python examples/llamaindex_demo.py --model runs/cpu-loc3/best
-    python examples/llamaindex_demo.py --model runs/cpu-loc3/best --question "Who discovered oxygen?"
+    python examples/llamaindex_demo.py                       # the shipped GeAR-MiniLM
+    python examples/llamaindex_demo.py --model runs/cpu-loc4/best --question "Who discovered oxygen?"
 
-Without a trained model (none at --model) it falls back to an untrained GeAR built offline from all-MiniLM-L6-v2:
+Without a model folder at --model it falls back to an untrained GeAR built offline from all-MiniLM-L6-v2:
 retrieval is then MiniLM's, while highlights and evidence are untrained (the plumbing, not the quality).
 Only calls the library: every step is a llama_index_gear / gear_core API call.
 """

@@ -1,0 +1,71 @@
+"""The trained GeAR-MiniLM that ships inside gear_core: present, small, offline, and used when no model is given."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+import gear_core
+from gear_core import GeARModel
+from llama_index_gear import GeARHighlighter, GeARRetriever
+from llama_index_gear._model import clear_model_cache
+
+FOLDER = Path(gear_core.DEFAULT_MODEL)
+DOCUMENT = (
+    "The Eiffel Tower is a wrought-iron lattice tower in Paris. "
+    "It was designed by the company of the engineer Gustave Eiffel. "
+    "The tower was completed in 1889 as the entrance to the World's Fair. "
+    "It is 330 metres tall, about the height of an 81-storey building."
+)
+
+
+@pytest.fixture(scope="module")
+def default_model() -> GeARModel:
+    return GeARModel.from_pretrained(gear_core.DEFAULT_MODEL)
+
+
+def test_the_checkpoint_ships_as_small_fp16_safetensors_with_a_model_card():
+    weights = sorted(FOLDER.glob("*.safetensors"))
+    assert weights, f"no weights in {FOLDER}"
+    assert not [p for p in FOLDER.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"}]
+    assert sum(p.stat().st_size for p in FOLDER.iterdir()) <= 64_000_000
+    card = (FOLDER / "README.md").read_text(encoding="utf-8")
+    for needed in ("gear train", "CC BY-SA 4.0", "Apache-2.0", "local R@1", "global R@5"):
+        assert needed in card
+
+
+def test_loads_offline_and_computes_in_float32(default_model, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert isinstance(default_model, GeARModel)
+    assert {p.dtype for p in default_model.parameters()} == {torch.float32}
+    assert default_model.config.shared_encoder and default_model.tokenizer is not None
+
+
+@pytest.mark.parametrize(
+    ("query", "sentence"),
+    [("when was the eiffel tower finished", 2), ("how tall is the tower", 3), ("who designed it", 1)],
+)
+def test_ranks_the_answering_sentence_first(default_model, query, sentence):
+    ranked = default_model.rank_sentences(query, DOCUMENT, top_n=None)
+    best = ranked[0]
+    assert DOCUMENT[best.start_char : best.end_char] == best.text
+    assert best.text == gear_core.split_sentences(DOCUMENT)[sentence].text
+
+
+def test_adapters_use_it_when_no_model_is_given():
+    clear_model_cache()
+    try:
+        highlighter = GeARHighlighter(top_n=1)
+        assert Path(highlighter.model.name_or_path).resolve() == FOLDER.resolve()
+        nodes = [TextNode(text=DOCUMENT, id_="eiffel"), TextNode(text="Oxygen is a chemical element.", id_="o")]
+        retriever = GeARRetriever.from_defaults(nodes=nodes, similarity_top_k=1)
+        assert retriever.model is highlighter.model  # one cached copy of the default weights
+        (hit,) = retriever.retrieve("when was the eiffel tower completed")
+        assert hit.node.node_id == "eiffel"
+        (annotated,) = highlighter.postprocess_nodes(
+            [NodeWithScore(node=hit.node, score=hit.score)], QueryBundle("when was the eiffel tower completed")
+        )
+        assert "1889" in annotated.node.metadata["gear_highlights"][0]["text"]
+    finally:
+        clear_model_cache()
