@@ -134,16 +134,11 @@ class GeARLightningModule(L.LightningModule):
         hp = self.hparams
         # (learning-rate scale, decayed?) -> parameters; biases and norms are not decayed. Tied weights are
         # listed once, under their first name (the query encoder's embeddings), so they keep the base rate.
+        scales = {"cross_attention.": hp.cross_attention_lr_scale, "decoder.": hp.decoder_lr_scale}
         groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
         for name, parameter in self.model.named_parameters():
             if parameter.requires_grad:
-                scale = (
-                    hp.cross_attention_lr_scale
-                    if name.startswith("cross_attention.")
-                    else hp.decoder_lr_scale
-                    if name.startswith("decoder.")
-                    else 1.0
-                )
+                scale = next((s for prefix, s in scales.items() if name.startswith(prefix)), 1.0)
                 groups.setdefault((scale, parameter.ndim >= 2), []).append(parameter)
         optimizer = torch.optim.AdamW(
             [
