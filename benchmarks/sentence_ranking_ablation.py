@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gear_core import GeARModel
 from gear_core.data import validation_paragraphs
+from gear_core.data.sources import SQUAD_DEV, SQUAD_SPLIT, data_path
 from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
 from gear_core.evaluation.ranking import all_scorings, scoring_ablation
 from gear_core.evaluation.tasks import question_examples
@@ -74,8 +75,8 @@ def main() -> None:
     parser.add_argument(
         "--untrained", action="append", default=[], help="NAME=ENCODER: a fresh GeAR (minilm-cpu shape) from ENCODER"
     )
-    parser.add_argument("--squad", default="../shared/data/squad/dev-v1.1.json.gz")
-    parser.add_argument("--split", default="../shared/data/squad/split.json")
+    parser.add_argument("--squad", default=str(data_path(SQUAD_DEV)))
+    parser.add_argument("--split", default=str(data_path(SQUAD_SPLIT)))
     parser.add_argument("--validation-articles", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)

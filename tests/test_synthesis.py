@@ -477,3 +477,101 @@ def test_real_wiki_vital_summaries(tmp_path):
     for triple in read_triples_jsonl(tmp_path / "wiki.jsonl"):
         ((start, end),) = triple.gold_spans
         assert triple.document[start:end] == triple.target
+
+
+# ---- wiki-extract articles (gear_core.data.sources.wiki_extract_documents) ------------------------------------
+
+
+@pytest.fixture
+def wiki_extract_inputs(tmp_path, cli_inputs) -> dict[str, str]:
+    """Three WikiExtractor-style articles (paragraph lines, a section title line); Red_Mars is a test article."""
+
+    def article(topic: str) -> str:
+        paragraphs = [make_document(topic), make_document(topic + "ia"), "History.", make_document(topic + "ville")]
+        return "\n".join(paragraphs)
+
+    path = write_wiki(
+        tmp_path / "articles.jsonl.gz",
+        [
+            {"id": "1", "title": "Lyon", "text": article("Lyon")},
+            {"id": "2", "title": "Red Mars", "text": article("Mars")},  # SQuAD spells it Red_Mars: still excluded
+            {"id": "3", "title": "Porto", "text": article("Porto")},
+        ],
+    )
+    return {**cli_inputs, "wiki_extract": str(path), "out": str(tmp_path / "wx.jsonl")}
+
+
+def test_cli_wiki_extract(wiki_extract_inputs, capsys):
+    from gear_core.data.sources import wiki_extract_documents
+
+    inputs = wiki_extract_inputs
+    argv = ["--wiki-extract", inputs["wiki_extract"], "--split", inputs["split"], "--out", inputs["out"]]
+    argv += ["--no-filter", "--no-progress", "--max-document-words", "60"]
+    assert run_cli([*argv, "--limit", "2"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["documents_seen"] == 2 and first["triples_written"] == 6
+    assert run_cli(argv) == 0  # resumed: only the documents the limited run did not reach
+    second = json.loads(capsys.readouterr().out)
+    assert second["documents_already_done"] == 2 and second["documents_seen"] == 4
+
+    expected = list(wiki_extract_documents(inputs["wiki_extract"], max_words=60, exclude_titles=["Red_Mars"]))
+    assert [d for d, _ in expected] == ["wx:Lyon#0", "wx:Lyon#1", "wx:Porto#0", "wx:Porto#1"]
+    texts = dict(expected)
+    triples = list(read_triples_jsonl(inputs["out"]))
+    assert Counter(t.document_id for t in triples) == dict.fromkeys(texts, 3)  # no Mars: the test article
+    for triple in triples:
+        ((start, end),) = triple.gold_spans
+        assert triple.document == texts[triple.document_id] and triple.document[start:end] == triple.target
+        assert triple.kind == "ri" and "History." not in triple.target
+    done = {json.loads(line) for line in done_path_for(inputs["out"]).read_text().splitlines()}
+    assert done == set(texts)
+
+    assert run_cli(argv) == 0  # a third run: nothing left
+    assert json.loads(capsys.readouterr().out)["documents_already_done"] == 4
+
+
+def test_cli_wiki_extract_usage_errors(wiki_extract_inputs, capsys):
+    inputs = wiki_extract_inputs
+    base = ["--out", inputs["out"], "--no-filter", "--no-progress"]
+    assert run_cli(["--wiki-extract", inputs["wiki_extract"], *base]) == 2  # no --split
+    assert "needs --split" in capsys.readouterr().err
+    missing = ["--wiki-extract", inputs["wiki_extract"] + ".missing", "--split", inputs["split"], *base]
+    assert run_cli(missing) == 2
+    no_test = Path(inputs["out"]).with_name("split-no-test.json")
+    no_test.write_text(json.dumps({"train": ["Graz"]}), encoding="utf-8")
+    assert run_cli(["--wiki-extract", inputs["wiki_extract"], "--split", str(no_test), *base]) == 2
+    good = ["--wiki-extract", inputs["wiki_extract"], "--split", inputs["split"], *base]
+    assert run_cli([*good, "--max-document-words", "0"]) == 2
+    assert run_cli([*good, "--encoder-max-length", "4"]) == 2
+    assert not Path(inputs["out"]).exists()
+
+
+def test_default_chunks_pass_the_document_filter():
+    parser = argparse.ArgumentParser(prog="gear")
+    add_synthesize_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["synthesize", "--out", "x.jsonl"])
+    config = SynthesisConfig()
+    assert args.max_document_words == 380 <= config.max_document_tokens and args.encoder_max_length is None
+    chunk = " ".join(["word"] * args.max_document_words)
+    assert document_in_range(chunk, config)
+
+
+def test_encoder_max_length_truncates_document_embeddings(tiny_encoder_dir, wiki_extract_inputs, capsys):
+    from gear_core.data.synthesis import load_encoder
+
+    default = load_encoder(tiny_encoder_dir)
+    short = load_encoder(tiny_encoder_dir, max_document_length=12)
+    assert short.config.max_document_length == 12 < default.config.max_document_length
+    assert load_encoder(tiny_encoder_dir, 10_000).config.max_document_length == default.config.max_document_length
+    long_text = make_document("Lyon", 6)
+    head = short.tokenizer.convert_tokens_to_string(short.tokenizer.tokenize(long_text)[:10])  # 10 + [CLS] [SEP]
+    np.testing.assert_allclose(short.encode_documents([long_text]), short.encode_documents([head]), atol=1e-5)
+    assert not np.allclose(default.encode_documents([long_text]), short.encode_documents([long_text]), atol=1e-3)
+    np.testing.assert_allclose(short.encode_queries([long_text]), default.encode_queries([long_text]), atol=1e-6)
+
+    inputs = wiki_extract_inputs
+    argv = ["--wiki-extract", inputs["wiki_extract"], "--split", inputs["split"], "--out", inputs["out"]]
+    argv += ["--encoder", tiny_encoder_dir, "--encoder-max-length", "16", "--min-similarity", "-1", "--no-progress"]
+    assert run_cli(argv) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["similarity_filter"] and stats["triples_written"] == 6 and stats["documents_seen"] == 2

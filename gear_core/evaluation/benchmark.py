@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from gear_core.data.sources import SQUAD_DEV, SQUAD_SPLIT, WIKI_VITAL, data_path
 from gear_core.data.squad import read_squad, split_paragraphs, validation_paragraphs
 from gear_core.evaluation import baselines
 from gear_core.evaluation.metrics import (
@@ -59,11 +60,12 @@ LOCAL_METRICS = {"recall_ks": (1, 3), "map_ks": (1, 3)}
 
 @dataclass
 class EvaluationSettings:
-    """Where the data is and what to run. Paths default to the layout of ``../shared/data``."""
+    """Where the data is and what to run. Paths default to the files under the data root (``$GEAR_DATA_ROOT``,
+    else ``../shared/data``; see :func:`gear_core.data.sources.data_path`)."""
 
-    squad_path: str = "../shared/data/squad/dev-v1.1.json.gz"
-    split_path: str = "../shared/data/squad/split.json"
-    wiki_path: str | None = "../shared/data/wiki-vital/summaries_en.jsonl.gz"
+    squad_path: str = field(default_factory=lambda: str(data_path(SQUAD_DEV)))
+    split_path: str = field(default_factory=lambda: str(data_path(SQUAD_SPLIT)))
+    wiki_path: str | None = field(default_factory=lambda: str(data_path(WIKI_VITAL)))
     split: str = "test"
     validation_articles: int = 4
     seed: int = 0
