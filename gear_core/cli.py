@@ -2,7 +2,7 @@
 
 gear init ENCODER OUT [--shared-encoder] [--decoder-layers N] ...   a fresh GeAR from a BERT-family encoder
 gear info MODEL                                                     config and parameter counts
-gear export MODEL OUT [--dtype float16] [--set FIELD=VALUE ...]      a release copy: fp16, sharded safetensors
+gear export MODEL OUT [--dtype D] [--set FIELD=VALUE ...]           a release copy: fp16 or int8, sharded safetensors
 gear highlight MODEL --query Q (--document TEXT | --file PATH)      ranked sentences and generated evidence
 gear eval [MODEL] [--split test|validation] [--out FILE.md]         the paper's tables, baselines in the same run
 gear demo [--corpus DIR_OR_FILE | --wiki-offline] [--question Q ...] [--html FILE]
@@ -82,13 +82,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if not hasattr(model.config, field):
             print(f"gear: GeARConfig has no field {field!r}", file=sys.stderr)
             return 2
+        if field == "storage_dtype":
+            print("gear: storage_dtype follows --dtype; use --dtype int8", file=sys.stderr)
+            return 2
         setattr(model.config, field, value)
     try:  # the same checks a fresh config gets, so a bad --set fails here and not in a user's session
         GeARConfig.from_dict(model.config.to_dict())
     except ValueError as error:
         print(f"gear: {error}", file=sys.stderr)
         return 2
-    model.to(getattr(torch, args.dtype)).save_pretrained(args.out, max_shard_size=args.max_shard_size)
+    if args.dtype == "int8":  # int8 matrices + per-row scales (gear_core.quantization), float32 on load
+        from gear_core.quantization import STORAGE_DTYPE, save_int8_weights, untied_state_dict
+
+        save_int8_weights(untied_state_dict(model.float()), args.out, max_shard_size=args.max_shard_size)
+        model.config.storage_dtype = STORAGE_DTYPE
+        model.config.save_pretrained(args.out)
+        model.tokenizer.save_pretrained(args.out)
+    else:
+        model.to(getattr(torch, args.dtype)).save_pretrained(args.out, max_shard_size=args.max_shard_size)
     files = sorted(p for p in Path(args.out).iterdir() if p.is_file())
     total = sum(p.stat().st_size for p in files)
     print(f"saved {args.model} as {args.dtype} to {args.out}: {len(files)} files, {total / 2**20:.1f} MiB")
@@ -122,14 +133,15 @@ def _model_or_default(path: str | None):
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from gear_core.data.sources import SQUAD_DEV, SQUAD_SPLIT, WIKI_VITAL, data_path, data_root
     from gear_core.evaluation.benchmark import EvaluationSettings, evaluate
 
-    data = Path(args.data_dir)
+    root = Path(args.data_dir) if args.data_dir else data_root()
     try:
         settings = EvaluationSettings(
-            squad_path=args.squad or str(data / "squad" / "dev-v1.1.json.gz"),
-            split_path=args.split_file or str(data / "squad" / "split.json"),
-            wiki_path=None if args.no_wiki else (args.wiki or str(data / "wiki-vital" / "summaries_en.jsonl.gz")),
+            squad_path=args.squad or str(data_path(SQUAD_DEV, root)),
+            split_path=args.split_file or str(data_path(SQUAD_SPLIT, root)),
+            wiki_path=None if args.no_wiki else (args.wiki or str(data_path(WIKI_VITAL, root))),
             split=args.split,
             max_questions=args.max_questions,
             tasks=tuple(args.tasks.split(",")),
@@ -219,7 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("model", help="a GeAR folder")
     export.add_argument("out", help="output folder")
-    export.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16")
+    export.add_argument(
+        "--dtype",
+        choices=("float16", "bfloat16", "float32", "int8"),
+        default="float16",
+        help="float16 (default) halves the size; int8 quarters it (per-row scales, dequantised to float32 on load)",
+    )
     export.add_argument("--max-shard-size", default="15MB", help="largest weight file (default 15MB)")
     export.add_argument(
         "--set",
@@ -246,7 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="the paper's tables (global, local, generation, cost) for a model, baselines in the same run"
     )
     evaluation.add_argument("model", nargs="?", default=None, help="a GeAR folder (default: the shipped model)")
-    evaluation.add_argument("--data-dir", default="../shared/data", help="folder with squad/ and wiki-vital/")
+    evaluation.add_argument(
+        "--data-dir",
+        default=None,
+        help="the data root with squad/ and wiki-vital/ (default: $GEAR_DATA_ROOT or ../shared/data)",
+    )
     evaluation.add_argument("--squad", default=None, help="SQuAD v1.1 dev file (default: DATA_DIR/squad/...)")
     evaluation.add_argument("--split-file", default=None, help="the project's split.json")
     evaluation.add_argument("--wiki", default=None, help="wiki-vital summaries (JSONL.gz): distractor corpus")

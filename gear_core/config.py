@@ -20,6 +20,7 @@ _CHOICES = {
     "ranking_sentence_pooling": ("sum", "mean", "max"),
     "decoder_init": ("random", "encoder"),
     "cross_attention_init": ("random", "self_attention"),
+    "storage_dtype": (None, "int8"),
 }
 
 
@@ -60,6 +61,11 @@ class GeARConfig(PretrainedConfig):
         document_stride: tokens shared by consecutive windows when a document is longer than
             ``max_document_length`` (sentence ranking reads every window); ``None`` means
             ``min(128, max_document_length // 4)``.
+        storage_dtype: how the weights files of a saved folder store the weights. ``None`` (the default, what
+            ``save_pretrained`` writes): plain tensors of the config's ``dtype``. ``"int8"`` (``gear export
+            --dtype int8``): large matrices as int8 with one float32 scale per row (see
+            :mod:`gear_core.quantization`), dequantised to float32 by ``from_pretrained``, which resets the
+            field to ``None`` on the loaded model (it computes, and would save, in float).
     """
 
     model_type = "gear"
@@ -89,6 +95,7 @@ class GeARConfig(PretrainedConfig):
         max_document_length: int = 512,
         max_target_length: int = 64,
         document_stride: int | None = None,
+        storage_dtype: Literal["int8"] | None = None,
         **kwargs: Any,
     ) -> None:
         self.encoder_name_or_path = encoder_name_or_path
@@ -116,6 +123,7 @@ class GeARConfig(PretrainedConfig):
         self.max_document_length = max_document_length
         self.max_target_length = max_target_length
         self.document_stride = min(128, max_document_length // 4) if document_stride is None else document_stride
+        self.storage_dtype = storage_dtype
         # Only the decoder-to-encoder embedding tie is declared at this level (see GeARModel).
         kwargs["tie_word_embeddings"] = share_decoder_embeddings
         super().__init__(**kwargs)

@@ -343,7 +343,11 @@ class GeARModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> GeARModel:
-        """Load a model saved with :meth:`save_pretrained` (safetensors only, never pickles)."""
+        """Load a model saved with :meth:`save_pretrained` (safetensors only, never pickles).
+
+        Also reads a local folder written by ``gear export --dtype int8`` (``storage_dtype: "int8"`` in its
+        config.json): its int8 matrices are dequantised to float32 (:mod:`gear_core.quantization`).
+        """
         path = os.fspath(pretrained_model_name_or_path)
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
             raise FileNotFoundError(f"{path} is not a GeAR model folder (no config.json)")
@@ -353,7 +357,47 @@ class GeARModel(PreTrainedModel):
         # A release may store fp16 weights to halve its size; compute in float32 unless asked otherwise.
         kwargs.setdefault("dtype", torch.float32)
         tokenizer = kwargs.pop("tokenizer", None)
-        model = super().from_pretrained(path, *args, **kwargs)
+        config_path = os.path.join(path, "config.json")
+        if os.path.isfile(config_path):
+            with open(config_path, encoding="utf-8") as file:
+                storage_dtype = json.load(file).get("storage_dtype")
+        else:
+            storage_dtype = None
+        if storage_dtype == "int8":  # `gear export --dtype int8`: int8 matrices + per-row scales, see quantization
+            from gear_core.quantization import CheckpointError, fill_tied, load_int8_weights
+
+            if args:
+                raise TypeError(f"unexpected positional arguments for an int8 folder: {args}")
+            dtype, config = kwargs.pop("dtype"), kwargs.pop("config", None)
+            # where to find files (AutoModel passes these); a local folder needs none of them
+            for key in ("use_safetensors", "revision", "trust_remote_code", "adapter_kwargs", "cache_dir", "token"):
+                kwargs.pop(key, None)
+            kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}  # e.g. _from_auto
+            if config is None:
+                config, unused = GeARConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
+                if unused:
+                    raise TypeError(f"from_pretrained of an int8 folder does not take {sorted(unused)}")
+            elif kwargs:
+                raise TypeError(f"from_pretrained of an int8 folder does not take {sorted(kwargs)}")
+            config.storage_dtype = None  # the loaded model computes (and would save) in float
+            config._name_or_path = path
+            try:  # every parameter is overwritten below: skip the random initialisation
+                from transformers.initialization import no_init_weights
+            except ImportError:
+                no_init_weights = contextlib.nullcontext
+            with no_init_weights():
+                model = cls(config)
+            model.tie_weights()  # skipped with the initialisation; the loaded state fills each tied group once
+            weights = fill_tied(model, load_int8_weights(path, dtype=torch.float32))
+            try:
+                model.load_state_dict(weights, strict=True)
+            except RuntimeError as error:
+                raise CheckpointError(f"the weights in {path} do not fit its config.json: {error}") from None
+            if dtype not in (None, "auto", torch.float32):
+                model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+            model.eval()
+        else:
+            model = super().from_pretrained(path, *args, **kwargs)
         model.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
         return model
 
@@ -510,21 +554,73 @@ class GeARModel(PreTrainedModel):
             soft_label_weight=soft_label_weight if momentum is not None else 0.0,
         )
 
+        decoder_loss, attention_loss = self.fusion_losses(
+            query_input_ids,
+            query_attention_mask,
+            document_states,
+            document_attention_mask,
+            target_input_ids,
+            target_attention_mask,
+            target_labels,
+            document_gold_mask,
+            document_candidate_mask,
+            lm_loss_weight,
+            localization_loss_weight,
+        )
         alpha = self.config.lm_loss_weight if lm_loss_weight is None else lm_loss_weight
         beta = self.config.localization_loss_weight if localization_loss_weight is None else localization_loss_weight
-        run_decoder = target_input_ids is not None and alpha != 0  # alpha = 0 (retrieval only) skips its cost
+        loss = cl_loss
+        if decoder_loss is not None:
+            loss = loss + alpha * decoder_loss
+        if attention_loss is not None:
+            loss = loss + beta * attention_loss
+        return GeAROutput(
+            loss=loss,
+            contrastive_loss=cl_loss,
+            lm_loss=decoder_loss,
+            localization_loss=attention_loss,
+            query_embeds=query_embeds,
+            document_embeds=document_embeds,
+            momentum_query_embeds=momentum_query,
+            momentum_document_embeds=momentum_document,
+        )
+
+    def fusion_losses(
+        self,
+        query_input_ids: torch.Tensor,
+        query_attention_mask: torch.Tensor,
+        document_states: torch.Tensor,
+        document_attention_mask: torch.Tensor,
+        target_input_ids: torch.Tensor | None = None,
+        target_attention_mask: torch.Tensor | None = None,
+        target_labels: torch.Tensor | None = None,
+        document_gold_mask: torch.Tensor | None = None,
+        document_candidate_mask: torch.Tensor | None = None,
+        lm_loss_weight: float | None = None,
+        localization_loss_weight: float | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The losses that read the document's token states: ``(lm_loss, localization_loss)``, each None when off.
+
+        ``forward`` passes the document tower's fresh states; the cached fusion stage passes states computed
+        once by a frozen document tower (:mod:`gear_core.training.document_states`). A weight of 0 skips that
+        loss's cost (the decoder does not run; fusion stops at the ranking layer).
+        """
+        alpha = self.config.lm_loss_weight if lm_loss_weight is None else lm_loss_weight
+        beta = self.config.localization_loss_weight if localization_loss_weight is None else localization_loss_weight
+        run_decoder = target_input_ids is not None and alpha != 0
         localize = beta != 0 and document_gold_mask is not None and document_candidate_mask is not None
+        if not (run_decoder or localize):
+            return None, None
+        ranking = SentenceScoring.from_config(self.config)
+        fused, attention = self.fuse(
+            query_input_ids,
+            query_attention_mask,
+            document_states,
+            document_attention_mask,
+            attention_layers=(ranking.layer,) if localize else (),
+            stop_after_layer=None if run_decoder else ranking.layer,
+        )
         decoder_loss = attention_loss = None
-        if run_decoder or localize:
-            ranking = SentenceScoring.from_config(self.config)
-            fused, attention = self.fuse(
-                query_input_ids,
-                query_attention_mask,
-                document_states,
-                document_attention_mask,
-                attention_layers=(ranking.layer,) if localize else (),
-                stop_after_layer=None if run_decoder else ranking.layer,
-            )
         if localize:
             token_attention = pool_attention(
                 attention[ranking.layer],
@@ -547,21 +643,7 @@ class GeARModel(PreTrainedModel):
                 else target_input_ids.masked_fill(target_attention_mask == 0, IGNORE_INDEX)
             )
             decoder_loss = lm_loss(logits, labels)
-        loss = cl_loss
-        if decoder_loss is not None:
-            loss = loss + alpha * decoder_loss
-        if attention_loss is not None:
-            loss = loss + beta * attention_loss
-        return GeAROutput(
-            loss=loss,
-            contrastive_loss=cl_loss,
-            lm_loss=decoder_loss,
-            localization_loss=attention_loss,
-            query_embeds=query_embeds,
-            document_embeds=document_embeds,
-            momentum_query_embeds=momentum_query,
-            momentum_document_embeds=momentum_document,
-        )
+        return decoder_loss, attention_loss
 
     # ---- serving -------------------------------------------------------------------------------------
 
