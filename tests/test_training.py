@@ -95,7 +95,7 @@ def test_datamodule_holds_out_articles_and_filters_every_source(tiny_squad, tmp_
     )
     dm = GeARDataModule(squad_path=squad, split_path=split, triples_paths=[str(synthetic)], validation_articles=1)
     dm.setup("fit")
-    held_out = {p.title for p in dm.validation_corpus}
+    held_out = {i.rsplit("#", 1)[0] for i in dm.validation_sets[0].corpus_ids}
     assert len(held_out) == 1 and dm.validation_triples
     train_titles = {t.document_id.split("#")[0].removeprefix("wiki:") for t in dm.train_triples}
     assert not train_titles & held_out
@@ -122,7 +122,8 @@ def test_fast_dev_run(tiny_encoder_dir, tiny_squad, precision):
     trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", precision=precision, logger=False, enable_progress_bar=False)
     trainer.fit(module, data)
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
-    assert "val/local_r1" in trainer.callback_metrics and "val/global_r5" in trainer.callback_metrics
+    metrics = trainer.callback_metrics
+    assert "val/squad/local_r1" in metrics and "val/squad/global_r5" in metrics and "val/long/local_r1" in metrics
     assert int(module.momentum.queue.num_filled) == 8  # two batches of 4 queued
 
 
@@ -291,7 +292,7 @@ def test_the_data_order_seed_does_not_move_the_validation_articles(tiny_squad):
             squad_path=squad, split_path=split, validation_articles=1, validation_max_questions=2, **seeds
         )
         dm.setup("fit")
-        return {p.title for p in dm.validation_corpus}, [t.query for t in dm.validation_triples]
+        return {i.rsplit("#", 1)[0] for i in dm.validation_sets[0].corpus_ids}, [t.query for t in dm.validation_triples]
 
     # A later stage run with another data order validates on the same articles and questions, never trains on them.
     reference = held_out(seed=0)

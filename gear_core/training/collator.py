@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,7 +13,10 @@ from transformers import PreTrainedTokenizerBase
 
 from gear_core.data.triples import Triple
 from gear_core.modeling import decoder_inputs
-from gear_core.text import Sentence, token_sentence_index
+from gear_core.text import Sentence, split_sentences, token_sentence_index
+
+if TYPE_CHECKING:
+    from gear_core.training.document_states import DocumentStateCache
 
 
 def document_key(document_id: str) -> int:
@@ -71,3 +76,95 @@ def gold_token_mask(offsets: np.ndarray, gold_spans: Sequence[tuple[int, int]]) 
     """(L,) tokens inside a gold span, by the rule sentence ranking uses (``token_sentence_index``)."""
     spans = [Sentence("", start, end) for start, end in sorted(set(gold_spans))]
     return torch.from_numpy(token_sentence_index(offsets[:, 0], offsets[:, 1], spans) >= 0)
+
+
+class CachedStateCollator:
+    """Batches for the fusion stage: queries and targets tokenised, documents read from a state cache.
+
+    The batch has what :meth:`GeARModel.fusion_losses` reads: ``document_states`` (B, Ld, hidden) float32 instead
+    of document token ids, and the gold / candidate token masks built by the rule :class:`TripleCollator` uses.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        cache: DocumentStateCache,
+        max_query_length: int = 64,
+        max_target_length: int = 64,
+    ) -> None:
+        self.tokenizer, self.cache = tokenizer, cache
+        self.max_query_length, self.max_target_length = max_query_length, max_target_length
+
+    def __call__(self, triples: Sequence[Triple]) -> dict[str, torch.Tensor]:
+        from gear_core.training.document_states import document_key
+
+        queries = self.tokenizer(
+            [t.query for t in triples],
+            padding=True,
+            truncation=True,
+            max_length=self.max_query_length,
+            return_tensors="pt",
+        )
+        cached = [self.cache.get(document_key(t.document)) for t in triples]
+        length = max(states.shape[0] for states, _ in cached)
+        states = torch.zeros(len(triples), length, self.cache.hidden_size)
+        attention = torch.zeros(len(triples), length, dtype=torch.long)
+        gold = torch.zeros(len(triples), length, dtype=torch.bool)
+        candidates = torch.zeros(len(triples), length, dtype=torch.bool)
+        for row, ((document_states, offsets), triple) in enumerate(zip(cached, triples, strict=True)):
+            n = document_states.shape[0]
+            states[row, :n] = torch.from_numpy(np.asarray(document_states, dtype=np.float32))
+            attention[row, :n] = 1
+            offsets = np.asarray(offsets)
+            special = offsets[:, 1] <= offsets[:, 0]  # [CLS] / [SEP] have empty offsets
+            candidates[row, :n] = torch.from_numpy(~special)
+            gold[row, :n] = gold_token_mask(offsets, triple.gold_spans) & candidates[row, :n]
+        return {
+            "query_input_ids": queries["input_ids"],
+            "query_attention_mask": queries["attention_mask"],
+            "document_states": states,
+            "document_attention_mask": attention,
+            "document_gold_mask": gold,
+            "document_candidate_mask": candidates,
+            **decoder_inputs(self.tokenizer, [t.target for t in triples], self.max_target_length),
+        }
+
+
+def crop_to_window(triple: Triple, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Triple:
+    """A document longer than the model's window, cut to whole sentences around its gold sentence.
+
+    Training truncates documents to ``max_length`` tokens; a gold sentence past that point would be lost (and
+    the document's later sentences never seen). Serving reads long documents in windows, so training on a window
+    that holds the gold sentence matches it. Where the gold sentence sits in the window is drawn from a random
+    stream seeded by the query, so the model cannot learn a position. Documents that fit come back unchanged;
+    a cropped one gets the id ``<id>@<first character>``.
+    """
+    if not triple.gold_spans:
+        return triple
+    encoded = tokenizer(triple.document, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    budget = max_length - 2  # [CLS] and [SEP]
+    if len(encoded["input_ids"]) <= budget:
+        return triple
+    token_starts = np.array([start for start, _ in encoded["offset_mapping"]])
+    sentences = split_sentences(triple.document)
+    first_gold = min(start for start, _ in triple.gold_spans)
+    gold = next((i for i, s in enumerate(sentences) if first_gold < s.end_char), len(sentences) - 1)
+    first_token = np.searchsorted(token_starts, [s.start_char for s in sentences])
+    end_token = np.searchsorted(token_starts, [s.end_char for s in sentences])
+    low = high = gold
+    forward_share = random.Random(triple.query).random()  # how often the window grows forward
+    rng = random.Random(f"{triple.query}\x00{triple.document_id}")
+    while True:
+        can_grow_back = low > 0 and end_token[high] - first_token[low - 1] <= budget
+        can_grow_forward = high + 1 < len(sentences) and end_token[high + 1] - first_token[low] <= budget
+        if not (can_grow_back or can_grow_forward):
+            break
+        if can_grow_forward and (not can_grow_back or rng.random() < forward_share):
+            high += 1
+        else:
+            low -= 1
+    start, end = sentences[low].start_char, sentences[high].end_char
+    spans = tuple((s - start, e - start) for s, e in triple.gold_spans if start <= s and e <= end)
+    return Triple(
+        triple.query, triple.document[start:end], triple.target, spans, f"{triple.document_id}@{start}", triple.kind
+    )

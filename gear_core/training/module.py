@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -14,6 +14,13 @@ from gear_core.data.triples import Triple
 from gear_core.evaluation.metrics import mean, recall_at_k
 from gear_core.modeling import GeARModel, is_gear_folder
 from gear_core.momentum import MomentumEncoder
+from gear_core.training.resume import (
+    RNG_SEED_KEY,
+    check_resume,
+    loader_states,
+    restore_loader_position,
+    seed_batch,
+)
 from gear_core.training.schedule import learning_rate_at, soft_label_weight_at
 
 
@@ -46,7 +53,16 @@ class GeARLightningModule(L.LightningModule):
         soft_label_weight: final soft-label weight; ``None`` takes the model config's (0.4).
         soft_label_ramp_epochs: epochs over which the soft-label weight ramps up from 0.
         use_momentum: momentum encoder + queue (ALBEF); off means in-batch negatives and hard labels only.
+        stage: ``"full"`` trains every part with every loss (the paper's step). ``"fusion"`` freezes the query and
+            document towers: the document tower's token states are computed once and cached (the data module
+            does it), and each step trains the cross-attention blocks and the decoder (localization and LM
+            losses) over a query-sized pass; with the towers frozen the contrastive loss is constant and skipped.
+            Train the bi-encoder with ``"full"`` first (``lm_loss_weight: 0`` and no localization loss make it a
+            bi-encoder step), then the fusion stage.
         export_dir: where the best model (by ``val/score``) is saved with ``save_pretrained``.
+        validate_before_training: run the validation loop once before the first training step and log it at step
+            0 (Lightning's ``num_sanity_val_steps`` logs nothing), so a run's report has its starting point from
+            the same validation questions as its later rows. Not repeated when a run resumes.
     """
 
     def __init__(
@@ -67,20 +83,27 @@ class GeARLightningModule(L.LightningModule):
         soft_label_weight: float | None = None,
         soft_label_ramp_epochs: float = 2.0,
         use_momentum: bool = True,
+        stage: Literal["full", "fusion"] = "full",
         export_dir: str | None = None,
+        validate_before_training: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if stage not in ("full", "fusion"):
+            raise ValueError(f"stage must be 'full' or 'fusion', got {stage!r}")
         self.model = load_or_build_model(model_name_or_path, config_overrides)
-        self.momentum = MomentumEncoder(self.model) if use_momentum else None
+        if stage == "fusion":  # frozen towers (the fusion encoder still runs the query tower's layers)
+            for part in (self.model.query_encoder, self.model.document_encoder, self.model.temperature):
+                if part is not None:
+                    part.requires_grad_(False)
+            # Tied decoder word embeddings are the query tower's: they stay frozen with it.
+        self.momentum = MomentumEncoder(self.model) if use_momentum and stage == "full" else None
         self.best_score = -math.inf
-        self._validation_document_embeddings: np.ndarray | None = None
-        self._validation_document_index: dict[str, int] = {}
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "use_model"):
-            datamodule.use_model(self.model)
+            datamodule.use_model(self.model, cached_document_states=self.hparams.stage == "fusion")
 
     # ---- training ----------------------------------------------------------------------------------------
 
@@ -98,6 +121,8 @@ class GeARLightningModule(L.LightningModule):
         )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if "document_states" in batch:
+            return self._fusion_step(batch)
         soft_label_weight = self.current_soft_label_weight(batch_idx)
         if self.momentum is not None:
             self.momentum.update(self.model)
@@ -120,6 +145,36 @@ class GeARLightningModule(L.LightningModule):
         self.log("train/temperature", self.model.temperature.detach(), batch_size=size)
         self.log("train/soft_label_weight", soft_label_weight, batch_size=size)
         return out.loss
+
+    def _fusion_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The fusion stage: localization and LM losses over cached document states (no contrastive loss)."""
+        hp, config = self.hparams, self.model.config
+        alpha = config.lm_loss_weight if hp.lm_loss_weight is None else hp.lm_loss_weight
+        beta = config.localization_loss_weight if hp.localization_loss_weight is None else hp.localization_loss_weight
+        lm, localization = self.model.fusion_losses(
+            batch["query_input_ids"],
+            batch["query_attention_mask"],
+            batch["document_states"],
+            batch["document_attention_mask"],
+            batch["target_input_ids"],
+            batch["target_attention_mask"],
+            batch["target_labels"],
+            batch["document_gold_mask"],
+            batch["document_candidate_mask"],
+            alpha,
+            beta,
+        )
+        if lm is None and localization is None:
+            raise ValueError("the fusion stage trains nothing with lm_loss_weight = localization_loss_weight = 0")
+        terms = [w * loss for w, loss in ((alpha, lm), (beta, localization)) if loss is not None]
+        loss = torch.stack(terms).sum()
+        size = batch["query_input_ids"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        if lm is not None:
+            self.log("train/lm_loss", lm, prog_bar=True, batch_size=size)
+        if localization is not None:
+            self.log("train/localization_loss", localization, prog_bar=True, batch_size=size)
+        return loss
 
     @torch.no_grad()
     def _enqueue(self, query_features: torch.Tensor, document_features: torch.Tensor, ids: torch.Tensor) -> None:
@@ -163,50 +218,58 @@ class GeARLightningModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # ---- validation: local R@1 and global R@5 on held-out train articles ---------------------------------
+    # ---- validation: local R@1 (and global R@5) on each held-out source ------------------------------------
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         if isinstance(batch, list):  # validation triples are text; the serving API moves its own tensors
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def on_validation_epoch_start(self) -> None:
-        corpus = getattr(self.trainer.datamodule, "validation_corpus", []) if self.trainer.datamodule else []
-        self._validation_document_index = {p.id: i for i, p in enumerate(corpus)}
-        self._validation_document_embeddings = (
-            self.model.encode_documents([p.context for p in corpus]) if corpus else None
-        )
-        self._validation_values: dict[str, list[float]] = {"val/local_r1": [], "val/global_r5": []}
+    def _validation_sets(self) -> list[Any]:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        return list(getattr(datamodule, "validation_sets", [])) if datamodule is not None else []
 
-    def validation_step(self, batch: list[Triple], batch_idx: int) -> None:
+    def on_validation_epoch_start(self) -> None:
+        self._validation_corpora: list[tuple[np.ndarray | None, dict[str, int]]] = []
+        for validation_set in self._validation_sets():
+            texts = validation_set.corpus_texts
+            embeddings = self.model.encode_documents(texts) if texts else None
+            self._validation_corpora.append((embeddings, {d: i for i, d in enumerate(validation_set.corpus_ids)}))
+        self._validation_values: dict[str, list[float]] = {}
+
+    def validation_step(self, batch: list[Triple], batch_idx: int, dataloader_idx: int = 0) -> None:
+        sets = self._validation_sets()
+        name = sets[dataloader_idx].name if sets else "squad"
         ranked = self.model.rank_sentences_batch([t.query for t in batch], [t.document for t in batch], top_n=1)
-        self._validation_values["val/local_r1"] += [
+        self._validation_values.setdefault(f"val/{name}/local_r1", []).extend(
             recall_at_k([(s.start_char, s.end_char) for s in r], t.gold_spans, 1)
             for r, t in zip(ranked, batch, strict=True)
             if t.gold_spans
-        ]
-        if self._validation_document_embeddings is not None:
-            scores = self.model.encode_queries([t.query for t in batch]) @ self._validation_document_embeddings.T
+        )
+        embeddings, index = self._validation_corpora[dataloader_idx] if sets else (None, {})
+        if embeddings is not None:
+            scores = self.model.encode_queries([t.query for t in batch]) @ embeddings.T
             top5 = np.argsort(-scores, axis=1)[:, :5]
-            gold = [self._validation_document_index.get(t.document_id, -1) for t in batch]
-            self._validation_values["val/global_r5"] += [
+            gold = [index.get(t.document_id, -1) for t in batch]
+            self._validation_values.setdefault(f"val/{name}/global_r5", []).extend(
                 recall_at_k(list(row), {g}, 5) for row, g in zip(top5, gold, strict=True)
-            ]
+            )
 
     def on_validation_epoch_end(self) -> None:
         means = []
-        for name, values in self._validation_values.items():
+        for name, values in sorted(self._validation_values.items()):
             # Sums and counts from every rank, so the mean is over all validation questions.
             totals = torch.tensor([sum(values), len(values)], dtype=torch.float64, device=self.device)
             if self.trainer.world_size > 1:
                 totals = self.all_gather(totals).sum(dim=0)
             if totals[1] > 0:
                 means.append(float(totals[0] / totals[1]))
-                self.log(name, means[-1])  # identical on every rank: computed from gathered totals
+                # identical on every rank (gathered totals); logged once, not per dataloader
+                self.log(name, means[-1], add_dataloader_idx=False)
         if not means:
             return
         score = mean(means)
-        self.log("val/score", score, prog_bar=True)
+        self.log("val/score", score, prog_bar=True, add_dataloader_idx=False)
         if score > self.best_score and not self.trainer.sanity_checking:
             self.best_score = score
             self._export()
@@ -216,8 +279,47 @@ class GeARLightningModule(L.LightningModule):
         if self.hparams.export_dir:
             self.model.save_pretrained(self.hparams.export_dir)
 
+    # ---- checkpoints and exact resumption (see gear_core/training/resume.py) ---------------------------------
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gear_best_score"] = self.best_score
+        checkpoint[RNG_SEED_KEY] = self._rng_seed()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.best_score = checkpoint.get("gear_best_score", -math.inf)
+        self._gear_rng_seed = checkpoint.get(RNG_SEED_KEY)
+        self._gear_loader_states = loader_states(checkpoint)
+        self._gear_check_resume = True
+
+    def _rng_seed(self) -> int:
+        """The run's seed for per-batch random streams: the global seed at its first batch, the same on every rank."""
+        if getattr(self, "_gear_rng_seed", None) is None:
+            seed = torch.initial_seed() % 2**63
+            if self._trainer is not None and self.trainer.world_size > 1:
+                seed = int(self.trainer.strategy.broadcast(seed, src=0))
+            self._gear_rng_seed = seed
+        return self._gear_rng_seed
+
+    def on_train_start(self) -> None:
+        trainer = self.trainer
+        restore_loader_position(trainer, getattr(self, "_gear_loader_states", []))  # see resume.py
+        self._gear_loader_states = []
+        if not self.hparams.validate_before_training or trainer.global_step > 0 or trainer.ckpt_path is not None:
+            return
+        if not trainer.enable_validation:
+            return
+        # The validation Lightning runs between training batches, here before the first one (logged at step 0).
+        val_loop = trainer.fit_loop.epoch_loop.val_loop
+        trainer.validating = True
+        if trainer.val_dataloaders is None:
+            val_loop.setup_data()
+        val_loop.run()
+        trainer.training = True
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Every batch draws its dropout masks (and any other random numbers) from a stream seeded by its place in
+        # training, so a run resumed from any checkpoint takes the same steps as the uninterrupted run.
+        if getattr(self, "_gear_check_resume", False):  # the first batch after on_load_checkpoint
+            self._gear_check_resume = False
+            check_resume(self.trainer, self._gear_rng_seed, batch_idx)
+        seed_batch(self._rng_seed(), self.current_epoch, batch_idx, self.global_rank)

@@ -1,0 +1,145 @@
+"""The cheap fusion stage: cached document states, the cached collator, window cropping and the frozen towers."""
+
+import math
+import warnings
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_OVERRIDES
+
+from gear_core.data.triples import Triple
+from gear_core.training import GeARDataModule, GeARLightningModule, TripleCollator
+from gear_core.training.collator import CachedStateCollator, crop_to_window
+from gear_core.training.document_states import DocumentStateCache, document_key, model_fingerprint
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+TRIPLES = [
+    Triple("where is paris", "Paris is in France. The Seine flows through it.", "France", ((0, 19),), "p#0"),
+    Triple("what river", "Paris is in France. The Seine flows through it.", "Seine", ((20, 47),), "p#0"),
+    Triple("largest planet", "Jupiter is the largest planet.", "Jupiter", ((0, 30),), "j#0"),
+]
+
+
+def test_cached_batches_equal_what_the_document_tower_computes(tiny_model, tmp_path):
+    cache = DocumentStateCache.build(tiny_model, [t.document for t in TRIPLES], tmp_path, show_progress=False)
+    assert len(cache) == 2  # two distinct documents
+    cached = CachedStateCollator(tiny_model.tokenizer, cache, 16, 12)(TRIPLES)
+    plain = TripleCollator(tiny_model.tokenizer, 16, tiny_model.config.max_document_length, 12)(TRIPLES)
+    assert torch.equal(cached["document_attention_mask"], plain["document_attention_mask"])
+    assert torch.equal(cached["document_gold_mask"], plain["document_gold_mask"])
+    assert torch.equal(cached["document_candidate_mask"], plain["document_candidate_mask"])
+    tiny_model.eval()
+    with torch.no_grad():
+        states = tiny_model.document_encoder_module(
+            input_ids=plain["document_input_ids"], attention_mask=plain["document_attention_mask"]
+        ).last_hidden_state
+    real = plain["document_attention_mask"].bool()
+    assert torch.allclose(cached["document_states"][real], states[real], atol=2e-3)  # float16 storage
+    # The same losses as from the tower's own states (up to float16 rounding).
+    lm, localization = tiny_model.fusion_losses(
+        cached["query_input_ids"],
+        cached["query_attention_mask"],
+        cached["document_states"],
+        cached["document_attention_mask"],
+        cached["target_input_ids"],
+        cached["target_attention_mask"],
+        cached["target_labels"],
+        cached["document_gold_mask"],
+        cached["document_candidate_mask"],
+        0.25,
+        1.0,
+    )
+    full = tiny_model(**plain, lm_loss_weight=0.25, localization_loss_weight=1.0)
+    assert lm.item() == pytest.approx(full.lm_loss.item(), abs=1e-3)
+    assert localization.item() == pytest.approx(full.localization_loss.item(), abs=1e-3)
+
+
+def test_the_cache_resumes_and_refuses_another_model(tiny_model, tiny_encoder_dir, tmp_path):
+    from gear_core import GeARModel
+
+    first = DocumentStateCache.build(tiny_model, [TRIPLES[0].document], tmp_path, show_progress=False)
+    assert len(first) == 1 and len(first.meta["parts"]) == 1
+    more = DocumentStateCache.build(tiny_model, [t.document for t in TRIPLES], tmp_path, show_progress=False)
+    assert len(more) == 2 and len(more.meta["parts"]) == 2  # only the missing document was computed
+    again = DocumentStateCache.build(tiny_model, [t.document for t in TRIPLES], tmp_path, show_progress=False)
+    assert again.meta["parts"] == more.meta["parts"]
+    assert np.array_equal(
+        again.get(document_key(TRIPLES[2].document))[0], more.get(document_key(TRIPLES[2].document))[0]
+    )
+    torch.manual_seed(1)
+    other = GeARModel.from_encoder(tiny_encoder_dir, **TINY_OVERRIDES)
+    assert model_fingerprint(other) != model_fingerprint(tiny_model)
+    with pytest.raises(ValueError, match="another model"):
+        DocumentStateCache.open(tmp_path, model_fingerprint(other))
+    with pytest.raises(FileNotFoundError):
+        DocumentStateCache.open(tmp_path / "nothing")
+    with pytest.raises(KeyError, match="not in the state cache"):
+        again.get("missing")
+
+
+def test_a_long_document_is_cut_to_a_window_around_its_gold_sentence(tiny_model):
+    sentences = [f"Sentence number {i} talks about topic {i}." for i in range(30)]
+    document = " ".join(sentences)
+    gold_start = document.index(sentences[22])
+    triple = Triple("topic 22", document, "22", ((gold_start, gold_start + len(sentences[22])),), "long#0")
+    cropped = crop_to_window(triple, tiny_model.tokenizer, 48)
+    assert cropped.document_id.startswith("long#0@")
+    start = int(cropped.document_id.rsplit("@", 1)[1])
+    assert document[start : start + len(cropped.document)] == cropped.document
+    assert len(tiny_model.tokenizer(cropped.document)["input_ids"]) <= 48
+    ((s, e),) = cropped.gold_spans
+    assert cropped.document[s:e] == sentences[22]
+    assert cropped.document.startswith("Sentence") and cropped.document.endswith(".")
+    short = TRIPLES[0]
+    assert crop_to_window(short, tiny_model.tokenizer, 48) is short
+
+
+def test_the_fusion_stage_trains_cross_attention_and_decoder_only(tiny_encoder_dir, tiny_squad, tmp_path):
+    squad, split = tiny_squad
+    module = GeARLightningModule(
+        tiny_encoder_dir,
+        config_overrides=dict(TINY_OVERRIDES),
+        learning_rate=1e-3,
+        warmup_steps=1,
+        localization_loss_weight=1.0,
+        stage="fusion",
+    )
+    assert module.momentum is None
+    data = GeARDataModule(
+        squad_path=squad,
+        split_path=split,
+        validation_articles=1,
+        batch_size=4,
+        num_workers=0,
+        document_states_dir=str(tmp_path / "states"),
+    )
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+    trainer = L.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+        limit_val_batches=1,
+        val_check_interval=3,
+    )
+    trainer.fit(module, data)
+    assert isinstance(data.collator, CachedStateCollator)
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    assert "val/squad/local_r1" in trainer.callback_metrics
+    changed = {n for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(n.startswith(("cross_attention.", "decoder.")) for n in changed)
+    assert any(n.startswith("cross_attention.") for n in changed)
+    assert not any(n.startswith(("query_encoder.", "document_encoder.")) for n in changed)
+    folders = list((tmp_path / "states").iterdir())
+    assert len(folders) == 1 and (folders[0] / "cache.json").is_file()
+
+
+def test_an_unknown_stage_is_refused(tiny_encoder_dir):
+    with pytest.raises(ValueError, match="stage"):
+        GeARLightningModule(tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), stage="decoder")
