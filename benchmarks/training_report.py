@@ -82,7 +82,7 @@ def main() -> None:
     if args.note:
         lines += [args.note, ""]
 
-    lines += ["## Validation logged during training (held-out SQuAD `train` articles)", ""]
+    lines += ["## Validation logged during training (held-out data: see each column)", ""]
     columns = validation_columns(runs)
     lines += ["| run | step | " + " | ".join(column_title(c) for c in columns) + " |"]
     lines += ["| --- | ---: | " + " | ".join("---:" for _ in columns) + " |"]
