@@ -141,19 +141,7 @@ def main() -> None:
     def fusion_step(batch):
         trainable(False)
         with autocast:
-            lm, localization = model.fusion_losses(
-                batch["query_input_ids"],
-                batch["query_attention_mask"],
-                batch["document_states"],
-                batch["document_attention_mask"],
-                batch["target_input_ids"],
-                batch["target_attention_mask"],
-                batch["target_labels"],
-                batch["document_gold_mask"],
-                batch["document_candidate_mask"],
-                0.25,
-                1.0,
-            )
+            lm, localization = model.fusion_losses(**batch, lm_loss_weight=0.25, localization_loss_weight=1.0)
             loss = 0.25 * lm + localization
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

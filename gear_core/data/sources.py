@@ -15,16 +15,14 @@ reader, at any time and on any machine, agrees on them without a stored list.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gear_core.data.squad import SquadParagraph
-from gear_core.data.triples import Triple, sentence_at
+from gear_core.data.triples import Triple, jsonl_records, sentence_at
 from gear_core.text import split_sentences
 
 DATA_ROOT_ENV = "GEAR_DATA_ROOT"
@@ -62,14 +60,7 @@ def held_out(key: str, fraction: float, seed: int = 0) -> bool:
 def _jsonl_records(path: Path) -> Iterator[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no data file at {path} (set {DATA_ROOT_ENV} to the data folder)")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{line_number}: invalid JSON ({error.msg})") from error
+    return (record for _, record in jsonl_records(path))
 
 
 # ---- Natural Questions (QED subset) ---------------------------------------------------------------------

@@ -97,7 +97,7 @@ def triples_from_hf_squad(dataset: Iterable[dict[str, Any]]) -> list[Triple]:
 
 def read_paq_jsonl(path: str | Path) -> Iterator[Triple]:
     """PAQ-style JSONL: ``question``, ``answer`` (a list or a string) and the passage (``passage``/``context``)."""
-    for line_number, record in _jsonl(path):
+    for line_number, record in jsonl_records(path):
         document = record.get("passage") or record.get("context") or record.get("document")
         if document is None:
             raise ValueError(f"{path}:{line_number}: a PAQ record needs its passage ('passage' or 'context')")
@@ -118,7 +118,7 @@ def read_paq_jsonl(path: str | Path) -> Iterator[Triple]:
 
 def read_triples_jsonl(path: str | Path) -> Iterator[Triple]:
     """The project's own triple JSONL (what ``write_triples_jsonl`` and ``gear synthesize`` write)."""
-    for line_number, record in _jsonl(path):
+    for line_number, record in jsonl_records(path):
         try:
             yield Triple.from_dict(record)
         except (KeyError, ValueError) as error:
@@ -137,7 +137,8 @@ def write_triples_jsonl(triples: Iterable[Triple], path: str | Path, append: boo
     return count
 
 
-def _jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def jsonl_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of a JSONL(.gz) file, blank lines skipped; a bad line names its place."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no JSONL file at {path}")

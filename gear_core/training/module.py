@@ -151,19 +151,7 @@ class GeARLightningModule(L.LightningModule):
         hp, config = self.hparams, self.model.config
         alpha = config.lm_loss_weight if hp.lm_loss_weight is None else hp.lm_loss_weight
         beta = config.localization_loss_weight if hp.localization_loss_weight is None else hp.localization_loss_weight
-        lm, localization = self.model.fusion_losses(
-            batch["query_input_ids"],
-            batch["query_attention_mask"],
-            batch["document_states"],
-            batch["document_attention_mask"],
-            batch["target_input_ids"],
-            batch["target_attention_mask"],
-            batch["target_labels"],
-            batch["document_gold_mask"],
-            batch["document_candidate_mask"],
-            alpha,
-            beta,
-        )
+        lm, localization = self.model.fusion_losses(**batch, lm_loss_weight=alpha, localization_loss_weight=beta)
         if lm is None and localization is None:
             raise ValueError("the fusion stage trains nothing with lm_loss_weight = localization_loss_weight = 0")
         terms = [w * loss for w, loss in ((alpha, lm), (beta, localization)) if loss is not None]
