@@ -49,6 +49,17 @@ def data_path(path: str | os.PathLike, root: str | os.PathLike | None = None) ->
     return Path(root) / path if root is not None else data_root() / path
 
 
+def existing_data_path(path: str | os.PathLike, what: str = "data file", hint: str = "") -> Path:
+    """:func:`data_path`, or a FileNotFoundError that says where it looked (and ``hint``: how to make the file)."""
+    found = data_path(path)
+    if not found.is_file():
+        raise FileNotFoundError(
+            f"{what} {path} not found: looked in the working directory ({Path.cwd()}) and under the data root "
+            f"{data_root()} (set {DATA_ROOT_ENV})" + (f". {hint}" if hint else "")
+        )
+    return found
+
+
 def held_out(key: str, fraction: float, seed: int = 0) -> bool:
     """Whether ``key`` falls in the held-out ``fraction``: a hash of ``(seed, key)``, the same everywhere."""
     if not 0.0 <= fraction <= 1.0:
@@ -215,6 +226,7 @@ __all__ = [
     "NQExample",
     "data_path",
     "data_root",
+    "existing_data_path",
     "held_out",
     "long_document_triples",
     "read_nq_qed",

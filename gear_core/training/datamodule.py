@@ -16,7 +16,15 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gear_core.data.sources import data_path, held_out, long_document_triples, read_nq_qed, title_of, triples_from_nq
+from gear_core.data.sources import (
+    data_path,
+    existing_data_path,
+    held_out,
+    long_document_triples,
+    read_nq_qed,
+    title_of,
+    triples_from_nq,
+)
 from gear_core.data.squad import SquadParagraph, hold_out_articles, load_split, read_squad
 from gear_core.data.triples import Triple, read_paq_jsonl, read_triples_jsonl, triples_from_hf_squad, triples_from_squad
 from gear_core.modeling import GeARModel
@@ -156,13 +164,15 @@ class GeARDataModule(L.LightningDataModule):
         hp = self.hparams
         rng = random.Random(hp.seed)
         sources: dict[str, list[Triple]] = {}
-        split = load_split(data_path(hp.split_path)) if hp.split_path else None
+        split = load_split(existing_data_path(hp.split_path, "split file")) if hp.split_path else None
         test_titles = {t.replace("_", " ") for t in split["test"]} if split else set()
         dev_paragraphs: list[SquadParagraph] = []
         if hp.squad_path:
             train_titles = sorted(t.replace("_", " ") for t in split["train"]) if split else None
-            dev_paragraphs = read_squad(data_path(hp.squad_path), train_titles)
-        train_paragraphs = read_squad(data_path(hp.squad_train_path)) if hp.squad_train_path else []
+            dev_paragraphs = read_squad(existing_data_path(hp.squad_path, "SQuAD file"), train_titles)
+        train_paragraphs = (
+            read_squad(existing_data_path(hp.squad_train_path, "SQuAD train file")) if hp.squad_train_path else []
+        )
         # Held-out articles come from SQuAD train when it is given (then all the dev `train` articles train).
         pool = train_paragraphs or dev_paragraphs
         validation_rng = random.Random(hp.validation_seed)  # independent of `seed`: see the docstring
@@ -184,7 +194,7 @@ class GeARDataModule(L.LightningDataModule):
         if train_paragraphs:
             sources["squad_train"] = triples_from_squad(p for p in train_paragraphs if p.title not in held_out_titles)
         if hp.nq_path:
-            examples = read_nq_qed(data_path(hp.nq_path))
+            examples = read_nq_qed(existing_data_path(hp.nq_path, "NQ-QED file"))
             held = {e.id for e in examples if held_out(e.id, hp.validation_fraction, hp.validation_seed)}
             sources["nq"] = triples_from_nq(e for e in examples if e.id not in held)
             nq_validation = triples_from_nq(e for e in examples if e.id in held)
@@ -196,7 +206,12 @@ class GeARDataModule(L.LightningDataModule):
             import datasets
 
             sources["hf_squad"] = triples_from_hf_squad(datasets.load_dataset(hp.hf_squad, split="train"))
-        synthetic = [t for path in hp.triples_paths or [] for t in read_triples_jsonl(data_path(path))]
+        hint = "Write it with `gear synthesize` (README, Training), or leave it out: --data.triples_paths '[]'"
+        synthetic = [
+            t
+            for path in hp.triples_paths or []
+            for t in read_triples_jsonl(existing_data_path(path, "triples file", hint))
+        ]
         synthetic_validation = [
             t for t in synthetic if held_out(title_of(t.document_id), hp.validation_fraction, hp.validation_seed)
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal
 
 import lightning as L
@@ -23,9 +24,19 @@ from gear_core.training.resume import (
 )
 from gear_core.training.schedule import learning_rate_at, soft_label_weight_at
 
+SHIPPED_MODEL_NAME = "gear-minilm"
+
 
 def load_or_build_model(model_name_or_path: str, config_overrides: dict[str, Any] | None = None) -> GeARModel:
-    """A GeAR folder is loaded as is; anything else is treated as a BERT-family encoder to start from."""
+    """A GeAR folder is loaded as is; anything else is treated as a BERT-family encoder to start from.
+
+    ``gear-minilm`` (when no such folder exists here) names the model shipped in the package, so configs that
+    continue from it work from any directory.
+    """
+    if model_name_or_path == SHIPPED_MODEL_NAME and not os.path.exists(model_name_or_path):
+        from gear_core import DEFAULT_MODEL
+
+        model_name_or_path = DEFAULT_MODEL
     if is_gear_folder(model_name_or_path):
         if config_overrides:
             raise ValueError("config_overrides apply to a fresh model; this path is already a GeAR model")
