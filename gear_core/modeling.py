@@ -357,48 +357,48 @@ class GeARModel(PreTrainedModel):
         # A release may store fp16 weights to halve its size; compute in float32 unless asked otherwise.
         kwargs.setdefault("dtype", torch.float32)
         tokenizer = kwargs.pop("tokenizer", None)
-        config_path = os.path.join(path, "config.json")
-        if os.path.isfile(config_path):
-            with open(config_path, encoding="utf-8") as file:
-                storage_dtype = json.load(file).get("storage_dtype")
-        else:
-            storage_dtype = None
-        if storage_dtype == "int8":  # `gear export --dtype int8`: int8 matrices + per-row scales, see quantization
-            from gear_core.quantization import CheckpointError, fill_tied, load_int8_weights
-
-            if args:
-                raise TypeError(f"unexpected positional arguments for an int8 folder: {args}")
-            dtype, config = kwargs.pop("dtype"), kwargs.pop("config", None)
-            # where to find files (AutoModel passes these); a local folder needs none of them
-            for key in ("use_safetensors", "revision", "trust_remote_code", "adapter_kwargs", "cache_dir", "token"):
-                kwargs.pop(key, None)
-            kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}  # e.g. _from_auto
-            if config is None:
-                config, unused = GeARConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
-                if unused:
-                    raise TypeError(f"from_pretrained of an int8 folder does not take {sorted(unused)}")
-            elif kwargs:
-                raise TypeError(f"from_pretrained of an int8 folder does not take {sorted(kwargs)}")
-            config.storage_dtype = None  # the loaded model computes (and would save) in float
-            config._name_or_path = path
-            try:  # every parameter is overwritten below: skip the random initialisation
-                from transformers.initialization import no_init_weights
-            except ImportError:
-                no_init_weights = contextlib.nullcontext
-            with no_init_weights():
-                model = cls(config)
-            model.tie_weights()  # skipped with the initialisation; the loaded state fills each tied group once
-            weights = fill_tied(model, load_int8_weights(path, dtype=torch.float32))
-            try:
-                model.load_state_dict(weights, strict=True)
-            except RuntimeError as error:
-                raise CheckpointError(f"the weights in {path} do not fit its config.json: {error}") from None
-            if dtype not in (None, "auto", torch.float32):
-                model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-            model.eval()
+        if _storage_dtype(path) == "int8":  # `gear export --dtype int8`: int8 matrices + per-row scales
+            model = cls._from_int8_folder(path, *args, **kwargs)
         else:
             model = super().from_pretrained(path, *args, **kwargs)
         model.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+        return model
+
+    @classmethod
+    def _from_int8_folder(cls, path: str, *args: Any, **kwargs: Any) -> GeARModel:
+        """A folder written by ``gear export --dtype int8``: build from its config, dequantise, load strictly."""
+        from gear_core.quantization import CheckpointError, fill_tied, load_int8_weights
+
+        if args:
+            raise TypeError(f"unexpected positional arguments for an int8 folder: {args}")
+        dtype, config = kwargs.pop("dtype"), kwargs.pop("config", None)
+        # where to find files (AutoModel passes these); a local folder needs none of them
+        for key in ("use_safetensors", "revision", "trust_remote_code", "adapter_kwargs", "cache_dir", "token"):
+            kwargs.pop(key, None)
+        kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}  # e.g. _from_auto
+        if config is None:
+            config, unused = GeARConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
+            if unused:
+                raise TypeError(f"from_pretrained of an int8 folder does not take {sorted(unused)}")
+        elif kwargs:
+            raise TypeError(f"from_pretrained of an int8 folder does not take {sorted(kwargs)}")
+        config.storage_dtype = None  # the loaded model computes (and would save) in float
+        config._name_or_path = path
+        try:  # every parameter is overwritten below: skip the random initialisation
+            from transformers.initialization import no_init_weights
+        except ImportError:
+            no_init_weights = contextlib.nullcontext
+        with no_init_weights():
+            model = cls(config)
+        model.tie_weights()  # skipped with the initialisation; the loaded state fills each tied group once
+        weights = fill_tied(model, load_int8_weights(path, dtype=torch.float32))
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"the weights in {path} do not fit its config.json: {error}") from None
+        if dtype not in (None, "auto", torch.float32):
+            model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        model.eval()
         return model
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
@@ -849,6 +849,15 @@ def _quiet_transformers():
         yield
     finally:
         hf_logging.set_verbosity(previous)
+
+
+def _storage_dtype(path: str) -> str | None:
+    """The ``storage_dtype`` a saved folder's config.json records (``"int8"`` for a quantised release)."""
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        return None
+    with open(config_path, encoding="utf-8") as file:
+        return json.load(file).get("storage_dtype")
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
