@@ -138,15 +138,21 @@ def resolve_encoder_path(name_or_path: str | os.PathLike) -> str:
     return name
 
 
-def is_gear_folder(path: str | os.PathLike | None) -> bool:
-    """Whether ``path`` is a folder written by ``GeARModel.save_pretrained`` (its config says ``model_type: gear``)."""
+def _saved_config(path: str | os.PathLike | None) -> dict[str, Any]:
+    """A saved folder's config.json as a dict; empty when there is none or it is not JSON."""
     if path is None or not os.path.isfile(os.path.join(path, "config.json")):
-        return False
+        return {}
     try:
         with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
-            return json.load(handle).get("model_type") == "gear"
+            config = json.load(handle)
     except (OSError, ValueError):
-        return False
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def is_gear_folder(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` is a folder written by ``GeARModel.save_pretrained`` (its config says ``model_type: gear``)."""
+    return _saved_config(path).get("model_type") == "gear"
 
 
 def gear_tokenizer(name_or_path: str | os.PathLike, decoder_start_token: str = "[DEC]") -> PreTrainedTokenizerBase:
@@ -357,7 +363,8 @@ class GeARModel(PreTrainedModel):
         # A release may store fp16 weights to halve its size; compute in float32 unless asked otherwise.
         kwargs.setdefault("dtype", torch.float32)
         tokenizer = kwargs.pop("tokenizer", None)
-        if _storage_dtype(path) == "int8":  # `gear export --dtype int8`: int8 matrices + per-row scales
+        # `gear export --dtype int8` stores int8 matrices with per-row scales (gear_core.quantization).
+        if _saved_config(path).get("storage_dtype") == "int8":
             model = cls._from_int8_folder(path, *args, **kwargs)
         else:
             model = super().from_pretrained(path, *args, **kwargs)
@@ -567,8 +574,7 @@ class GeARModel(PreTrainedModel):
             lm_loss_weight,
             localization_loss_weight,
         )
-        alpha = self.config.lm_loss_weight if lm_loss_weight is None else lm_loss_weight
-        beta = self.config.localization_loss_weight if localization_loss_weight is None else localization_loss_weight
+        alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
         loss = cl_loss
         if decoder_loss is not None:
             loss = loss + alpha * decoder_loss
@@ -583,6 +589,15 @@ class GeARModel(PreTrainedModel):
             document_embeds=document_embeds,
             momentum_query_embeds=momentum_query,
             momentum_document_embeds=momentum_document,
+        )
+
+    def loss_weights(
+        self, lm_loss_weight: float | None = None, localization_loss_weight: float | None = None
+    ) -> tuple[float, float]:
+        """``(alpha, beta)``: the LM and localization loss weights given, the config's where None."""
+        return (
+            self.config.lm_loss_weight if lm_loss_weight is None else lm_loss_weight,
+            self.config.localization_loss_weight if localization_loss_weight is None else localization_loss_weight,
         )
 
     def fusion_losses(
@@ -605,8 +620,7 @@ class GeARModel(PreTrainedModel):
         once by a frozen document tower (:mod:`gear_core.training.document_states`). A weight of 0 skips that
         loss's cost (the decoder does not run; fusion stops at the ranking layer).
         """
-        alpha = self.config.lm_loss_weight if lm_loss_weight is None else lm_loss_weight
-        beta = self.config.localization_loss_weight if localization_loss_weight is None else localization_loss_weight
+        alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
         run_decoder = target_input_ids is not None and alpha != 0
         localize = beta != 0 and document_gold_mask is not None and document_candidate_mask is not None
         if not (run_decoder or localize):
@@ -849,15 +863,6 @@ def _quiet_transformers():
         yield
     finally:
         hf_logging.set_verbosity(previous)
-
-
-def _storage_dtype(path: str) -> str | None:
-    """The ``storage_dtype`` a saved folder's config.json records (``"int8"`` for a quantised release)."""
-    config_path = os.path.join(path, "config.json")
-    if not os.path.isfile(config_path):
-        return None
-    with open(config_path, encoding="utf-8") as file:
-        return json.load(file).get("storage_dtype")
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -577,13 +577,12 @@ def load_encoder(path: str, max_document_length: int | None = None) -> Any:
     only (the model is used for nothing else here); ``None`` keeps the model's own (512 for ``from_encoder``).
     """
     from gear_core import GeARModel
+    from gear_core.modeling import is_gear_folder
 
     if max_document_length is not None and max_document_length < 8:
         raise ValueError("max_document_length must be at least 8 tokens")
 
-    config_file = Path(path) / "config.json"
-    is_gear = config_file.is_file() and json.loads(config_file.read_text(encoding="utf-8")).get("model_type") == "gear"
-    if is_gear:
+    if is_gear_folder(path):
         model = GeARModel.from_pretrained(path)
     else:  # only the bi-encoder is used: the smallest valid fusion/decoder settings for any encoder depth
         model = GeARModel.from_encoder(path, ranking_layer=-1, decoder_num_layers=1)

@@ -159,9 +159,7 @@ class GeARLightningModule(L.LightningModule):
 
     def _fusion_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The fusion stage: localization and LM losses over cached document states (no contrastive loss)."""
-        hp, config = self.hparams, self.model.config
-        alpha = config.lm_loss_weight if hp.lm_loss_weight is None else hp.lm_loss_weight
-        beta = config.localization_loss_weight if hp.localization_loss_weight is None else hp.localization_loss_weight
+        alpha, beta = self.model.loss_weights(self.hparams.lm_loss_weight, self.hparams.localization_loss_weight)
         lm, localization = self.model.fusion_losses(**batch, lm_loss_weight=alpha, localization_loss_weight=beta)
         if lm is None and localization is None:
             raise ValueError("the fusion stage trains nothing with lm_loss_weight = localization_loss_weight = 0")
