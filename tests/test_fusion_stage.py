@@ -12,7 +12,7 @@ from conftest import TINY_OVERRIDES
 from gear_core.data.triples import Triple
 from gear_core.training import GeARDataModule, GeARLightningModule, TripleCollator
 from gear_core.training.collator import CachedStateCollator, crop_to_window
-from gear_core.training.document_states import DocumentStateCache, document_key, model_fingerprint
+from gear_core.training.document_states import DocumentStateCache, model_fingerprint, state_key
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
@@ -66,9 +66,7 @@ def test_the_cache_resumes_and_refuses_another_model(tiny_model, tiny_encoder_di
     assert len(more) == 2 and len(more.meta["parts"]) == 2  # only the missing document was computed
     again = DocumentStateCache.build(tiny_model, [t.document for t in TRIPLES], tmp_path, show_progress=False)
     assert again.meta["parts"] == more.meta["parts"]
-    assert np.array_equal(
-        again.get(document_key(TRIPLES[2].document))[0], more.get(document_key(TRIPLES[2].document))[0]
-    )
+    assert np.array_equal(again.get(state_key(TRIPLES[2].document))[0], more.get(state_key(TRIPLES[2].document))[0])
     torch.manual_seed(1)
     other = GeARModel.from_encoder(tiny_encoder_dir, **TINY_OVERRIDES)
     assert model_fingerprint(other) != model_fingerprint(tiny_model)

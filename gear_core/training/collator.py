@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,9 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from gear_core.data.triples import Triple
 from gear_core.modeling import decoder_inputs
 from gear_core.text import Sentence, split_sentences, token_sentence_index
-
-if TYPE_CHECKING:
-    from gear_core.training.document_states import DocumentStateCache
+from gear_core.training.document_states import DocumentStateCache, state_key
 
 
 def document_key(document_id: str) -> int:
@@ -96,8 +93,6 @@ class CachedStateCollator:
         self.max_query_length, self.max_target_length = max_query_length, max_target_length
 
     def __call__(self, triples: Sequence[Triple]) -> dict[str, torch.Tensor]:
-        from gear_core.training.document_states import document_key
-
         queries = self.tokenizer(
             [t.query for t in triples],
             padding=True,
@@ -105,7 +100,7 @@ class CachedStateCollator:
             max_length=self.max_query_length,
             return_tensors="pt",
         )
-        cached = [self.cache.get(document_key(t.document)) for t in triples]
+        cached = [self.cache.get(state_key(t.document)) for t in triples]
         length = max(states.shape[0] for states, _ in cached)
         states = torch.zeros(len(triples), length, self.cache.hidden_size)
         attention = torch.zeros(len(triples), length, dtype=torch.long)
@@ -130,22 +125,31 @@ class CachedStateCollator:
         }
 
 
-def crop_to_window(triple: Triple, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Triple:
+def document_token_starts(tokenizer: PreTrainedTokenizerBase, documents: Sequence[str]) -> list[np.ndarray]:
+    """Each document's token start offsets, without special tokens and untruncated (one batched call)."""
+    encoded = tokenizer(list(documents), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    return [np.array([start for start, _ in offsets], dtype=np.int64) for offsets in encoded["offset_mapping"]]
+
+
+def crop_to_window(
+    triple: Triple, tokenizer: PreTrainedTokenizerBase, max_length: int, token_starts: np.ndarray | None = None
+) -> Triple:
     """A document longer than the model's window, cut to whole sentences around its gold sentence.
 
     Training truncates documents to ``max_length`` tokens; a gold sentence past that point would be lost (and
     the document's later sentences never seen). Serving reads long documents in windows, so training on a window
     that holds the gold sentence matches it. Where the gold sentence sits in the window is drawn from a random
     stream seeded by the query, so the model cannot learn a position. Documents that fit come back unchanged;
-    a cropped one gets the id ``<id>@<first character>``.
+    a cropped one gets the id ``<id>@<first character>``. ``token_starts`` (:func:`document_token_starts`) saves
+    tokenising a document again for each of its triples.
     """
     if not triple.gold_spans:
         return triple
-    encoded = tokenizer(triple.document, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    if token_starts is None:
+        (token_starts,) = document_token_starts(tokenizer, [triple.document])
     budget = max_length - 2  # [CLS] and [SEP]
-    if len(encoded["input_ids"]) <= budget:
+    if len(token_starts) <= budget:
         return triple
-    token_starts = np.array([start for start, _ in encoded["offset_mapping"]])
     sentences = split_sentences(triple.document)
     first_gold = min(start for start, _ in triple.gold_spans)
     gold = next((i for i, s in enumerate(sentences) if first_gold < s.end_char), len(sentences) - 1)

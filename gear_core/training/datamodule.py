@@ -28,7 +28,7 @@ from gear_core.data.sources import (
 from gear_core.data.squad import SquadParagraph, hold_out_articles, load_split, read_squad
 from gear_core.data.triples import Triple, read_paq_jsonl, read_triples_jsonl, triples_from_hf_squad, triples_from_squad
 from gear_core.modeling import GeARModel
-from gear_core.training.collator import CachedStateCollator, TripleCollator, crop_to_window
+from gear_core.training.collator import CachedStateCollator, TripleCollator, crop_to_window, document_token_starts
 from gear_core.training.document_states import DocumentStateCache, model_fingerprint
 from gear_core.training.resume import ResumableDataLoader
 
@@ -212,15 +212,10 @@ class GeARDataModule(L.LightningDataModule):
             for path in hp.triples_paths or []
             for t in read_triples_jsonl(existing_data_path(path, "triples file", hint))
         ]
-        synthetic_validation = [
-            t for t in synthetic if held_out(title_of(t.document_id), hp.validation_fraction, hp.validation_seed)
-        ]
+        held = [held_out(title_of(t.document_id), hp.validation_fraction, hp.validation_seed) for t in synthetic]
+        synthetic_validation = [t for t, h in zip(synthetic, held, strict=True) if h]
         if synthetic:
-            sources["synthetic"] = [
-                t
-                for t in synthetic
-                if not held_out(title_of(t.document_id), hp.validation_fraction, hp.validation_seed)
-            ]
+            sources["synthetic"] = [t for t, h in zip(synthetic, held, strict=True) if not h]
         if synthetic_validation:
             sampled = self._sample(
                 [t for t in synthetic_validation if title_of(t.document_id) not in self.excluded_titles],
@@ -255,17 +250,9 @@ class GeARDataModule(L.LightningDataModule):
         config = model.config
         tokenizer = model.tokenizer
         documents = list({t.document for t in self.train_triples})
-        lengths = dict(
-            zip(
-                documents,
-                map(len, tokenizer(documents, add_special_tokens=False, verbose=False)["input_ids"]),
-                strict=True,
-            )
-        )
-        budget = config.max_document_length - 2
+        starts = dict(zip(documents, document_token_starts(tokenizer, documents), strict=True))
         self.train_triples = [
-            crop_to_window(t, tokenizer, config.max_document_length) if lengths[t.document] > budget else t
-            for t in self.train_triples
+            crop_to_window(t, tokenizer, config.max_document_length, starts[t.document]) for t in self.train_triples
         ]
         if not cached_document_states:
             self.collator = TripleCollator(

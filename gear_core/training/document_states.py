@@ -34,7 +34,7 @@ from gear_core.modeling import GeARModel
 FORMAT = "gear-document-states/1"
 
 
-def document_key(text: str) -> str:
+def state_key(text: str) -> str:
     """The cache key of a document: a hash of its text (equal texts share their states)."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
 
@@ -138,7 +138,7 @@ class DocumentStateCache:
                 "max_document_length": model.config.max_document_length,
                 "parts": [],
             }
-        unique = {document_key(text): text for text in documents}
+        unique = {state_key(text): text for text in documents}
         missing = [(key, text) for key, text in unique.items() if existing is None or key not in existing]
         # Longest first: similar lengths share a batch, so little padding is computed.
         missing.sort(key=lambda item: -len(item[1]))
