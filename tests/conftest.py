@@ -30,13 +30,11 @@ def minilm_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_encoder_dir(tmp_path_factory, minilm_path) -> str:
-    """A 2-layer, 32-wide random BERT (no dropout) with the real uncased WordPiece tokenizer, saved as an encoder."""
+def save_tiny_encoder(folder, minilm_path: str, dropout: float = 0.0) -> str:
+    """A 2-layer, 32-wide random BERT with the real uncased WordPiece tokenizer, saved as an encoder in ``folder``."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-bert")
     config = BertConfig(
         vocab_size=30522,
         hidden_size=32,
@@ -44,12 +42,18 @@ def tiny_encoder_dir(tmp_path_factory, minilm_path) -> str:
         num_attention_heads=4,
         intermediate_size=64,
         max_position_embeddings=128,
-        hidden_dropout_prob=0.0,  # deterministic: resumed training must reproduce the uninterrupted run
-        attention_probs_dropout_prob=0.0,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory, minilm_path) -> str:
+    """The tiny random BERT without dropout: deterministic, so resumed training must reproduce the uninterrupted run."""
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"), minilm_path)
 
 
 @pytest.fixture

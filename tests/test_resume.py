@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, save_tiny_encoder
 from torch.utils.data import DataLoader
 
 import gear_core.training.module as module_code
@@ -33,23 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dropout_encoder_dir(tmp_path_factory, minilm_path) -> str:
     """conftest's tiny random BERT, with dropout on (resumption must reproduce the random masks too)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-bert-dropout")
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
-    )
-    BertModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
-    return str(folder)
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny-bert-dropout"), minilm_path, dropout=0.1)
 
 
 class LossRecorder(L.Callback):
