@@ -144,6 +144,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             wiki_path=None if args.no_wiki else (args.wiki or str(data_path(WIKI_VITAL, root))),
             split=args.split,
             max_questions=args.max_questions,
+            long_questions=args.long_questions,
             tasks=tuple(args.tasks.split(",")),
             baseline_encoder=args.baseline,
             batch_size=args.batch_size,
@@ -275,8 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--split", choices=("test", "validation"), default="test", help="report on test; choose settings on validation"
     )
-    evaluation.add_argument("--tasks", default="global,local,generation,cost", help="comma-separated subset")
+    evaluation.add_argument("--tasks", default="global,local,long,generation,cost", help="comma-separated subset")
     evaluation.add_argument("--max-questions", type=int, default=None, help="sample this many questions")
+    evaluation.add_argument(
+        "--long-questions", type=int, default=300, help="questions asked against whole articles (the long task)"
+    )
     evaluation.add_argument("--baseline", default="all-MiniLM-L6-v2", help="dense baseline encoder")
     evaluation.add_argument("--batch-size", type=int, default=32)
     evaluation.add_argument("--cost-pairs", type=int, default=48)

@@ -14,10 +14,12 @@ from transformers import BertConfig, PretrainedConfig
 HeadPooling = Literal["mean", "max"]
 QueryPooling = Literal["mean", "content", "max", "cls"]
 SentencePooling = Literal["sum", "mean", "max"]
+WindowWeighting = Literal["none", "attention", "retrieval"]
 _CHOICES = {
     "ranking_head_pooling": ("mean", "max"),
     "ranking_query_pooling": ("mean", "content", "max", "cls"),
     "ranking_sentence_pooling": ("sum", "mean", "max"),
+    "ranking_window_weighting": ("none", "attention", "retrieval"),
     "decoder_init": ("random", "encoder"),
     "cross_attention_init": ("random", "self_attention"),
     "storage_dtype": (None, "int8"),
@@ -45,6 +47,17 @@ class GeARConfig(PretrainedConfig):
             ``[CLS]`` token alone (``"cls"``).
         ranking_sentence_pooling: how a sentence's token weights become its score (``"sum"``, ``"mean"``,
             ``"max"``).
+        ranking_window_weighting: how the windows of a document longer than ``max_document_length`` compare.
+            Each window's cross-attention is a softmax over that window alone, so its sentence scores sum to
+            about the same whatever the window holds. ``"none"``: a sentence keeps its best window's score (every
+            window's best sentence competes equally). ``"attention"``: each window's scores are multiplied by
+            the window's share of the attention the query would give the whole document (a softmax over windows
+            of the log of each window's softmax denominator, pooled as the ranking pools attention): scores become
+            one distribution over the document. ``"retrieval"``: multiplied by a softmax over windows of the
+            bi-encoder's cosine(query, window) / ``ranking_window_temperature``. A one-window document scores
+            the same under all three.
+        ranking_window_temperature: the temperature of ``"retrieval"`` window weighting (lower: the best-matching
+            window dominates more).
         decoder_num_layers: layers of the evidence decoder; ``None`` means as many as the encoder.
         decoder_init: ``"random"`` (the paper) or ``"encoder"`` (copy the encoder's weights where they fit).
         share_decoder_embeddings: the decoder reuses the query encoder's word embeddings (smaller checkpoint).
@@ -81,6 +94,8 @@ class GeARConfig(PretrainedConfig):
         ranking_head_pooling: HeadPooling = "mean",
         ranking_query_pooling: QueryPooling = "mean",
         ranking_sentence_pooling: SentencePooling = "sum",
+        ranking_window_weighting: WindowWeighting = "none",
+        ranking_window_temperature: float = 0.07,
         decoder_num_layers: int | None = None,
         decoder_init: Literal["random", "encoder"] = "random",
         share_decoder_embeddings: bool = False,
@@ -109,6 +124,8 @@ class GeARConfig(PretrainedConfig):
         self.ranking_head_pooling = ranking_head_pooling
         self.ranking_query_pooling = ranking_query_pooling
         self.ranking_sentence_pooling = ranking_sentence_pooling
+        self.ranking_window_weighting = ranking_window_weighting
+        self.ranking_window_temperature = ranking_window_temperature
         self.decoder_num_layers = decoder_num_layers
         self.decoder_init = decoder_init
         self.share_decoder_embeddings = share_decoder_embeddings
@@ -148,6 +165,8 @@ class GeARConfig(PretrainedConfig):
             value = getattr(self, name)
             if not 2 < value <= max_positions:
                 raise ValueError(f"{name}={value} must lie in (2, {max_positions}] for this encoder")
+        if not self.ranking_window_temperature > 0:
+            raise ValueError(f"ranking_window_temperature must be positive, got {self.ranking_window_temperature}")
         if not 0 <= self.document_stride < self.max_document_length // 2:
             raise ValueError("document_stride must be smaller than half of max_document_length")
 

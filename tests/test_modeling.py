@@ -67,14 +67,14 @@ def test_fusion_attention_is_a_distribution_over_real_document_tokens(tiny_model
     states = tiny_model.document_encoder_module(
         input_ids=inputs["document_input_ids"], attention_mask=inputs["document_attention_mask"]
     ).last_hidden_state
-    fused, weights = tiny_model.fuse(
+    fused, logits = tiny_model.fuse(
         inputs["query_input_ids"],
         inputs["query_attention_mask"],
         states,
         inputs["document_attention_mask"],
         attention_layers=[tiny_model.config.ranking_layer_index],
     )
-    attention = weights[tiny_model.config.ranking_layer_index]
+    attention = logits[tiny_model.config.ranking_layer_index].softmax(-1)
     assert fused.shape == (2, inputs["query_input_ids"].shape[1], 32)
     assert attention.shape == (2, 4, inputs["query_input_ids"].shape[1], inputs["document_input_ids"].shape[1])
     assert torch.allclose(attention.sum(-1), torch.ones(attention.shape[:-1]), atol=1e-5)

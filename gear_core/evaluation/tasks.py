@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gear_core.data.squad import SquadParagraph
+from gear_core.data.triples import Triple
 from gear_core.text import Sentence, split_sentences
 
 
@@ -57,4 +58,36 @@ def question_examples(
     if max_questions is not None and len(examples) > max_questions:
         keep = set(random.Random(seed).sample(range(len(examples)), max_questions))
         examples = [e for i, e in enumerate(examples) if i in keep]
+    return examples
+
+
+def examples_from_triples(triples: Iterable[Triple]) -> list[QuestionExample]:
+    """Triples (whose gold spans are sentences of the project's splitter) as evaluation examples.
+
+    Gold = the document's sentences that overlap a gold span; triples without any are left out. This is how the
+    validation sources (NQ, synthetic Wikipedia, whole articles) are scored like the SQuAD task.
+    """
+    examples = []
+    sentence_cache: dict[str, tuple[Sentence, ...]] = {}
+    for i, triple in enumerate(triples):
+        sentences = sentence_cache.get(triple.document)
+        if sentences is None:
+            sentences = sentence_cache.setdefault(triple.document, tuple(split_sentences(triple.document)))
+        gold = frozenset(
+            k
+            for k, sentence in enumerate(sentences)
+            if any(start < sentence.end_char and sentence.start_char < end for start, end in triple.gold_spans)
+        )
+        if gold:
+            examples.append(
+                QuestionExample(
+                    f"{triple.document_id}#{i}",
+                    triple.query,
+                    (triple.target,),
+                    triple.document_id,
+                    triple.document,
+                    sentences,
+                    gold,
+                )
+            )
     return examples

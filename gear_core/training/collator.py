@@ -14,6 +14,7 @@ from gear_core.data.triples import Triple
 from gear_core.modeling import decoder_inputs
 from gear_core.text import Sentence, split_sentences, token_sentence_index
 from gear_core.training.document_states import DocumentStateCache, state_key
+from gear_core.training.teacher import SentenceTeacher
 
 
 def document_key(document_id: str) -> int:
@@ -80,6 +81,9 @@ class CachedStateCollator:
 
     The batch has what :meth:`GeARModel.fusion_losses` reads: ``document_states`` (B, Ld, hidden) float32 instead
     of document token ids, and the gold / candidate token masks built by the rule :class:`TripleCollator` uses.
+    With a ``teacher`` it also has ``document_token_sentence`` (B, Ld; each token's sentence, -1 outside any, by
+    ``token_sentence_index``) and ``teacher_sentence_probs`` (B, S): the teacher's soft target over the sentences
+    the window holds.
     """
 
     def __init__(
@@ -88,8 +92,9 @@ class CachedStateCollator:
         cache: DocumentStateCache,
         max_query_length: int = 64,
         max_target_length: int = 64,
+        teacher: SentenceTeacher | None = None,
     ) -> None:
-        self.tokenizer, self.cache = tokenizer, cache
+        self.tokenizer, self.cache, self.teacher = tokenizer, cache, teacher
         self.max_query_length, self.max_target_length = max_query_length, max_target_length
 
     def __call__(self, triples: Sequence[Triple]) -> dict[str, torch.Tensor]:
@@ -114,7 +119,7 @@ class CachedStateCollator:
             special = offsets[:, 1] <= offsets[:, 0]  # [CLS] / [SEP] have empty offsets
             candidates[row, :n] = torch.from_numpy(~special)
             gold[row, :n] = gold_token_mask(offsets, triple.gold_spans) & candidates[row, :n]
-        return {
+        batch = {
             "query_input_ids": queries["input_ids"],
             "query_attention_mask": queries["attention_mask"],
             "document_states": states,
@@ -123,6 +128,29 @@ class CachedStateCollator:
             "document_candidate_mask": candidates,
             **decoder_inputs(self.tokenizer, [t.target for t in triples], self.max_target_length),
         }
+        if self.teacher is not None:
+            batch.update(self._teacher_targets(triples, [offsets for _, offsets in cached], length))
+        return batch
+
+    def _teacher_targets(
+        self, triples: Sequence[Triple], offsets: list[np.ndarray], length: int
+    ) -> dict[str, torch.Tensor]:
+        token_sentence = torch.full((len(triples), length), -1, dtype=torch.long)
+        rows = []
+        for row, (triple, window_offsets) in enumerate(zip(triples, offsets, strict=True)):
+            sentences = split_sentences(triple.document)
+            window_offsets = np.asarray(window_offsets)
+            index = token_sentence_index(window_offsets[:, 0], window_offsets[:, 1], sentences)
+            token_sentence[row, : len(index)] = torch.from_numpy(index)
+            seen = np.unique(index[index >= 0])  # a window may stop inside a sentence longer than itself
+            probs = np.zeros(len(sentences), dtype=np.float32)
+            if len(seen):
+                probs[seen] = self.teacher.distribution(triple.query, [sentences[i].text for i in seen])
+            rows.append(probs)
+        teacher = torch.zeros(len(triples), max(1, max(len(p) for p in rows)))
+        for row, probs in enumerate(rows):
+            teacher[row, : len(probs)] = torch.from_numpy(probs)
+        return {"document_token_sentence": token_sentence, "teacher_sentence_probs": teacher}
 
 
 def document_token_starts(tokenizer: PreTrainedTokenizerBase, documents: Sequence[str]) -> list[np.ndarray]:

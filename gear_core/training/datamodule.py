@@ -31,6 +31,7 @@ from gear_core.modeling import GeARModel
 from gear_core.training.collator import CachedStateCollator, TripleCollator, crop_to_window, document_token_starts
 from gear_core.training.document_states import DocumentStateCache, model_fingerprint
 from gear_core.training.resume import ResumableDataLoader
+from gear_core.training.teacher import SentenceTeacher
 
 
 class TripleDataset(Dataset):
@@ -123,6 +124,10 @@ class GeARDataModule(L.LightningDataModule):
             earlier stages validated on.
         document_states_dir: where the fusion stage caches the frozen document tower's token states (a subfolder
             per model fingerprint).
+        sentence_teacher: a sentence encoder (e.g. ``"all-MiniLM-L6-v2"``) whose sentence scores become soft
+            targets for the cross-attention (fusion stage; weight ``--model.teacher_weight``); see
+            :mod:`gear_core.training.teacher`. Its embeddings are cached under ``teacher_dir``.
+        teacher_temperature: the teacher's softmax temperature over a window's sentences (cosine / temperature).
     """
 
     def __init__(
@@ -144,6 +149,9 @@ class GeARDataModule(L.LightningDataModule):
         seed: int = 0,
         validation_seed: int = 0,
         document_states_dir: str = "runs/cache/document_states",
+        sentence_teacher: str | None = None,
+        teacher_temperature: float = 0.05,
+        teacher_dir: str = "runs/cache/sentence_teacher",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -255,13 +263,26 @@ class GeARDataModule(L.LightningDataModule):
             crop_to_window(t, tokenizer, config.max_document_length, starts[t.document]) for t in self.train_triples
         ]
         if not cached_document_states:
+            if self.hparams.sentence_teacher:
+                raise ValueError("sentence_teacher soft labels are read by the fusion stage: use --model.stage fusion")
             self.collator = TripleCollator(
                 model.tokenizer, config.max_query_length, config.max_document_length, config.max_target_length
             )
             return
         folder = Path(self.hparams.document_states_dir) / model_fingerprint(model)
         cache = DocumentStateCache.build(model, (t.document for t in self.train_triples), folder)
-        self.collator = CachedStateCollator(model.tokenizer, cache, config.max_query_length, config.max_target_length)
+        teacher = None
+        if self.hparams.sentence_teacher:
+            name = Path(self.hparams.sentence_teacher).name
+            teacher = SentenceTeacher.build(
+                self.hparams.sentence_teacher,
+                self.train_triples,
+                Path(self.hparams.teacher_dir) / name,
+                self.hparams.teacher_temperature,
+            )
+        self.collator = CachedStateCollator(
+            model.tokenizer, cache, config.max_query_length, config.max_target_length, teacher
+        )
 
     def _collator(self) -> TripleCollator | CachedStateCollator:
         if self.collator is None:

@@ -57,6 +57,8 @@ class GeARLightningModule(L.LightningModule):
         lm_loss_weight: alpha; ``None`` takes the model config's value (0.25). ``0`` trains retrieval only.
         localization_loss_weight: weight of the attention localization loss (beyond the paper); ``None`` takes
             the model config's value (0, the paper's recipe).
+        teacher_weight: w in ``localization = (1 - w) * gold + w * teacher``, the sentence teacher's share of the
+            cross-attention's target (fusion stage, with ``--data.sentence_teacher``; 0 = gold only).
         cross_attention_lr_scale: the fusion encoder's cross-attention blocks learn at ``learning_rate`` times
             this (they are new to the encoder; the schedule scales both rates alike).
         decoder_lr_scale: the decoder (all but the word embeddings it shares with the encoder) learns at
@@ -89,6 +91,7 @@ class GeARLightningModule(L.LightningModule):
         eps: float = 1e-8,
         lm_loss_weight: float | None = None,
         localization_loss_weight: float | None = None,
+        teacher_weight: float = 0.0,
         cross_attention_lr_scale: float = 1.0,
         decoder_lr_scale: float = 1.0,
         soft_label_weight: float | None = None,
@@ -160,7 +163,9 @@ class GeARLightningModule(L.LightningModule):
     def _fusion_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The fusion stage: localization and LM losses over cached document states (no contrastive loss)."""
         alpha, beta = self.model.loss_weights(self.hparams.lm_loss_weight, self.hparams.localization_loss_weight)
-        lm, localization = self.model.fusion_losses(**batch, lm_loss_weight=alpha, localization_loss_weight=beta)
+        lm, localization = self.model.fusion_losses(
+            **batch, lm_loss_weight=alpha, localization_loss_weight=beta, teacher_weight=self.hparams.teacher_weight
+        )
         if lm is None and localization is None:
             raise ValueError("the fusion stage trains nothing with lm_loss_weight = localization_loss_weight = 0")
         terms = [w * loss for w, loss in ((alpha, lm), (beta, localization)) if loss is not None]

@@ -1,0 +1,134 @@
+"""Local R@1 on every validation source, GeAR beside both sentence baselines, on the same questions.
+
+    python benchmarks/validation_sources.py --model NAME=PATH [--model NAME=PATH ...]
+        [--questions 300] [--long-questions 100] [--out benchmarks/results/validation_sources.md]
+
+The validation sets are the ones training validates on (``GeARDataModule`` with the fusion-cpu config's data:
+held-out SQuAD-train articles as paragraphs (``squad``) and as whole articles (``long``), held-out NQ examples
+(``nq``), held-out titles of the synthetic Wikipedia triples (``synthetic``)); none of them is ever trained on,
+and the SQuAD ``test`` articles are not among them. Every GeAR model is scored with each window weighting
+(``GeARConfig.ranking_window_weighting``) from one fusion pass; they differ only on documents longer than one
+window. Baselines: BM25 over each document's sentences, all-MiniLM-L6-v2 sentence embeddings, first sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from gear_core import GeARModel
+from gear_core.config import _CHOICES
+from gear_core.evaluation import baselines
+from gear_core.evaluation.metrics import retrieval_metrics
+from gear_core.evaluation.ranking import scoring_ablation
+from gear_core.evaluation.tasks import examples_from_triples
+from gear_core.modeling import SentenceScoring
+from gear_core.training.datamodule import GeARDataModule
+
+DATA = dict(
+    squad_path="squad/dev-v1.1.json.gz",
+    split_path="squad/split.json",
+    squad_train_path="squad/train-v1.1.json.gz",
+    nq_path="nq-qed/qed-train.jsonl.gz",
+    validation_articles=8,
+    validation_fraction=0.05,
+)
+
+
+def validation_examples(questions: int, long_questions: int, triples_paths: list[str]) -> dict[str, list]:
+    data = GeARDataModule(
+        **DATA,
+        triples_paths=triples_paths,
+        validation_max_questions=questions,
+        long_document_questions=long_questions,
+    )
+    data.setup()
+    return {v.name: examples_from_triples(v.triples) for v in data.validation_sets}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=[], help="NAME=PATH of a saved GeAR")
+    parser.add_argument("--questions", type=int, default=300, help="questions per validation set")
+    parser.add_argument("--long-questions", type=int, default=100, help="questions against whole articles")
+    parser.add_argument("--triples", action="append", default=None, help="synthetic triples file(s)")
+    parser.add_argument("--baseline-encoder", default="all-MiniLM-L6-v2")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--window-temperatures",
+        type=float,
+        nargs="*",
+        default=[0.02, 0.05, 0.1, 0.2],
+        help="also score 'retrieval' window weighting at these temperatures",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/validation_sources.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    sets = validation_examples(args.questions, args.long_questions, args.triples or ["runs/data/wiki_extract.jsonl"])
+    details: dict[str, dict[str, dict[str, float]]] = {}
+    baseline = baselines.dense_encoder(args.baseline_encoder)
+    for name, examples in sets.items():
+        golds = [e.gold_sentences for e in examples]
+        rankings = {
+            "first sentence": baselines.first_sentence_rankings(examples),
+            "BM25 (sentences)": baselines.bm25_sentence_rankings(examples),
+            f"{Path(args.baseline_encoder).name} (sentences)": baselines.dense_sentence_rankings(baseline, examples),
+        }
+        for system, ranking in rankings.items():
+            details.setdefault(system, {})[name] = retrieval_metrics(ranking, golds, recall_ks=(1, 3), map_ks=())
+    for spec in args.model:
+        label, path = spec.split("=", 1)
+        model = GeARModel.from_pretrained(path)
+        configured = SentenceScoring.from_config(model.config)
+        scorings = [dataclasses.replace(configured, window_weighting=w) for w in _CHOICES["ranking_window_weighting"]]
+        scorings += [
+            dataclasses.replace(configured, window_weighting="retrieval", window_temperature=t)
+            for t in args.window_temperatures
+            if t != configured.window_temperature
+        ]
+        for name, examples in sets.items():
+            tick = time.perf_counter()
+            results = scoring_ablation(model, examples, scorings, batch_size=args.batch_size)
+            print(f"{label} {name}: {time.perf_counter() - tick:.0f} s", flush=True)
+            for scoring, metrics in results.items():
+                mark = " (configured)" if scoring == configured else ""
+                weighting = scoring.window_weighting
+                if weighting == "retrieval":
+                    weighting += f" (temperature {scoring.window_temperature:g})"
+                system = f"GeAR {label}, windows {weighting}{mark}"
+                details.setdefault(system, {})[name] = metrics
+    names = list(sets)
+    lines = [
+        "# Local R@1 on every validation source (GeAR and the sentence baselines on the same questions)",
+        "",
+        f"Command: `python benchmarks/validation_sources.py {' '.join('--model ' + m for m in args.model)} "
+        f"--questions {args.questions} --long-questions {args.long_questions}"
+        f" --window-temperatures {' '.join(f'{t:g}' for t in args.window_temperatures)}`; "
+        f"torch {torch.__version__}, "
+        f"{args.threads} threads. Questions: "
+        + ", ".join(f"{n} {len(sets[n])}" for n in names)
+        + " (sentences per document: "
+        + ", ".join(f"{n} {sum(len(e.sentences) for e in sets[n]) / max(len(sets[n]), 1):.0f}" for n in names)
+        + "). Window weighting changes only documents longer than one window (most of `long`).",
+        "",
+        "| system | " + " | ".join(f"{n} R@1" for n in names) + " | " + " | ".join(f"{n} R@3" for n in names) + " |",
+        "| --- |" + " ---: |" * (2 * len(names)),
+    ]
+    for system, per_set in details.items():
+        r1 = [f"{per_set[n]['R@1']:.3f}" if n in per_set else "" for n in names]
+        r3 = [f"{per_set[n]['R@3']:.3f}" if n in per_set else "" for n in names]
+        lines.append(f"| {system} | " + " | ".join(r1 + r3) + " |")
+    lines += ["", f"Wall time: {time.perf_counter() - start:.0f} s.", ""]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
