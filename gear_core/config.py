@@ -54,8 +54,9 @@ class GeARConfig(PretrainedConfig):
             the window's share of the attention the query would give the whole document (a softmax over windows
             of the log of each window's softmax denominator, pooled as the ranking pools attention): scores become
             one distribution over the document. ``"retrieval"``: multiplied by a softmax over windows of the
-            bi-encoder's cosine(query, window) / ``ranking_window_temperature``. A one-window document scores
-            the same under all three.
+            bi-encoder's cosine(query, window) / ``ranking_window_temperature`` (the default: it ranks sentences
+            of whole articles far better than the other two, benchmarks/results/validation_sources.md). A
+            one-window document scores the same under all three.
         ranking_window_temperature: the temperature of ``"retrieval"`` window weighting (lower: the best-matching
             window dominates more).
         decoder_num_layers: layers of the evidence decoder; ``None`` means as many as the encoder.
@@ -94,7 +95,7 @@ class GeARConfig(PretrainedConfig):
         ranking_head_pooling: HeadPooling = "mean",
         ranking_query_pooling: QueryPooling = "mean",
         ranking_sentence_pooling: SentencePooling = "sum",
-        ranking_window_weighting: WindowWeighting = "none",
+        ranking_window_weighting: WindowWeighting = "retrieval",
         ranking_window_temperature: float = 0.07,
         decoder_num_layers: int | None = None,
         decoder_init: Literal["random", "encoder"] = "random",

@@ -82,7 +82,7 @@ class SentenceScoring:
     head_pooling: str = "mean"
     query_pooling: str = "mean"
     sentence_pooling: str = "sum"
-    window_weighting: str = "none"
+    window_weighting: str = "retrieval"
     window_temperature: float = 0.07
 
     @classmethod
@@ -574,6 +574,9 @@ class GeARModel(PreTrainedModel):
         soft_label_weight: float = 0.0,
         lm_loss_weight: float | None = None,
         localization_loss_weight: float | None = None,
+        document_token_sentence: torch.Tensor | None = None,
+        teacher_sentence_probs: torch.Tensor | None = None,
+        teacher_weight: float = 0.0,
         **unused: Any,
     ) -> GeAROutput:
         """Training forward: ``loss = contrastive_loss + lm_loss_weight * lm_loss
@@ -583,7 +586,8 @@ class GeARModel(PreTrainedModel):
         candidates and give soft labels (weight ``soft_label_weight``). Without it, the contrastive loss uses
         in-batch negatives and hard labels. Without targets, or with an LM weight of 0, the decoder does not run.
         The localization loss (beyond the paper; weight 0 by default) needs ``document_gold_mask`` and
-        ``document_candidate_mask`` (from the training collator) and reads the ranking layer's cross-attention.
+        ``document_candidate_mask`` (from the training collator) and reads the ranking layer's cross-attention;
+        ``teacher_weight`` mixes a sentence teacher's soft labels into it (see :meth:`fusion_losses`).
         """
         batch_size = query_input_ids.shape[0]
         if document_ids is None:
@@ -630,6 +634,9 @@ class GeARModel(PreTrainedModel):
             document_candidate_mask,
             lm_loss_weight,
             localization_loss_weight,
+            document_token_sentence,
+            teacher_sentence_probs,
+            teacher_weight,
         )
         alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
         loss = cl_loss

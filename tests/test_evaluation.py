@@ -117,7 +117,9 @@ def test_window_scores_map_back_to_every_sentence_of_a_long_document(tiny_model,
         )
 
     monkeypatch.setattr(tiny_model, "document_token_scores", ones)
-    sentences, (scores,) = tiny_model.sentence_scores_batch(["q"], [document], [SentenceScoring(1)])
+    sentences, (scores,) = tiny_model.sentence_scores_batch(
+        ["q"], [document], [SentenceScoring(1, window_weighting="none")]
+    )
     lengths = [len(tiny_model.tokenizer(s.text, add_special_tokens=False)["input_ids"]) for s in sentences[0]]
     assert len(lengths) == 60 and np.array_equal(scores[0], lengths)
 

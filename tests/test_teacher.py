@@ -89,3 +89,19 @@ def test_cached_batches_carry_each_tokens_sentence_and_the_teacher_target(tiny_m
     assert mixed.item() == pytest.approx((1 - w) * gold_only.item() + w * distill, rel=1e-5)
     with pytest.raises(ValueError, match="sentence teacher"):
         tiny_model.fusion_losses(*args, **masks, lm_loss_weight=0.0, localization_loss_weight=1.0, teacher_weight=0.5)
+
+
+def test_the_full_stage_batch_carries_the_same_teacher_targets(tiny_model, tiny_encoder_dir, tmp_path):
+    from gear_core.training import TripleCollator
+
+    cache = DocumentStateCache.build(tiny_model, [t.document for t in TRIPLES], tmp_path / "s", show_progress=False)
+    teacher = SentenceTeacher.build(tiny_encoder_dir, TRIPLES, tmp_path / "t", show_progress=False)
+    cached = CachedStateCollator(tiny_model.tokenizer, cache, 16, 12, teacher)(TRIPLES)
+    plain = TripleCollator(tiny_model.tokenizer, 16, tiny_model.config.max_document_length, 12, teacher)(TRIPLES)
+    for key in ("document_token_sentence", "teacher_sentence_probs"):
+        assert torch.equal(cached[key], plain[key])
+    with torch.no_grad():
+        gold_only = tiny_model(**plain, lm_loss_weight=0.0, localization_loss_weight=1.0)
+        mixed = tiny_model(**plain, lm_loss_weight=0.0, localization_loss_weight=1.0, teacher_weight=1.0)
+    assert mixed.contrastive_loss.item() == pytest.approx(gold_only.contrastive_loss.item())
+    assert mixed.localization_loss.item() != pytest.approx(gold_only.localization_loss.item())

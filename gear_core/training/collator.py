@@ -23,7 +23,8 @@ def document_key(document_id: str) -> int:
 
 
 class TripleCollator:
-    """Tokenises queries, documents and targets of a list of triples into one training batch."""
+    """Tokenises queries, documents and targets of a list of triples into one training batch (with a ``teacher``,
+    also its soft sentence targets: :func:`teacher_targets`)."""
 
     def __init__(
         self,
@@ -31,8 +32,9 @@ class TripleCollator:
         max_query_length: int = 64,
         max_document_length: int = 512,
         max_target_length: int = 64,
+        teacher: SentenceTeacher | None = None,
     ) -> None:
-        self.tokenizer = tokenizer
+        self.tokenizer, self.teacher = tokenizer, teacher
         self.max_query_length = max_query_length
         self.max_document_length = max_document_length
         self.max_target_length = max_target_length
@@ -58,7 +60,7 @@ class TripleCollator:
                 for offsets, t in zip(documents["offset_mapping"], triples, strict=True)
             ]
         )
-        return {
+        batch = {
             "query_input_ids": queries["input_ids"],
             "query_attention_mask": queries["attention_mask"],
             "document_input_ids": documents["input_ids"],
@@ -68,6 +70,13 @@ class TripleCollator:
             "document_ids": torch.tensor([document_key(t.document_id) for t in triples], dtype=torch.long),
             **decoder_inputs(self.tokenizer, [t.target for t in triples], self.max_target_length),
         }
+        if self.teacher is not None:
+            length = documents["input_ids"].shape[1]
+            # Padding tokens have (0, 0) offsets, so they map to no sentence, as special tokens do.
+            batch.update(
+                teacher_targets(self.teacher, triples, [o.numpy() for o in documents["offset_mapping"]], length)
+            )
+        return batch
 
 
 def gold_token_mask(offsets: np.ndarray, gold_spans: Sequence[tuple[int, int]]) -> torch.Tensor:
@@ -129,28 +138,31 @@ class CachedStateCollator:
             **decoder_inputs(self.tokenizer, [t.target for t in triples], self.max_target_length),
         }
         if self.teacher is not None:
-            batch.update(self._teacher_targets(triples, [offsets for _, offsets in cached], length))
+            batch.update(teacher_targets(self.teacher, triples, [offsets for _, offsets in cached], length))
         return batch
 
-    def _teacher_targets(
-        self, triples: Sequence[Triple], offsets: list[np.ndarray], length: int
-    ) -> dict[str, torch.Tensor]:
-        token_sentence = torch.full((len(triples), length), -1, dtype=torch.long)
-        rows = []
-        for row, (triple, window_offsets) in enumerate(zip(triples, offsets, strict=True)):
-            sentences = split_sentences(triple.document)
-            window_offsets = np.asarray(window_offsets)
-            index = token_sentence_index(window_offsets[:, 0], window_offsets[:, 1], sentences)
-            token_sentence[row, : len(index)] = torch.from_numpy(index)
-            seen = np.unique(index[index >= 0])  # a window may stop inside a sentence longer than itself
-            probs = np.zeros(len(sentences), dtype=np.float32)
-            if len(seen):
-                probs[seen] = self.teacher.distribution(triple.query, [sentences[i].text for i in seen])
-            rows.append(probs)
-        teacher = torch.zeros(len(triples), max(1, max(len(p) for p in rows)))
-        for row, probs in enumerate(rows):
-            teacher[row, : len(probs)] = torch.from_numpy(probs)
-        return {"document_token_sentence": token_sentence, "teacher_sentence_probs": teacher}
+
+def teacher_targets(
+    teacher: SentenceTeacher, triples: Sequence[Triple], offsets: Sequence[np.ndarray], length: int
+) -> dict[str, torch.Tensor]:
+    """``document_token_sentence`` (B, length; each token's sentence by ``token_sentence_index``, -1 outside any)
+    and ``teacher_sentence_probs`` (B, S): the teacher's soft target over the sentences each window holds."""
+    token_sentence = torch.full((len(triples), length), -1, dtype=torch.long)
+    rows = []
+    for row, (triple, window_offsets) in enumerate(zip(triples, offsets, strict=True)):
+        sentences = split_sentences(triple.document)
+        window_offsets = np.asarray(window_offsets)
+        index = token_sentence_index(window_offsets[:, 0], window_offsets[:, 1], sentences)
+        token_sentence[row, : len(index)] = torch.from_numpy(index)
+        seen = np.unique(index[index >= 0])  # a window may stop inside a sentence longer than itself
+        probs = np.zeros(len(sentences), dtype=np.float32)
+        if len(seen):
+            probs[seen] = teacher.distribution(triple.query, [sentences[i].text for i in seen])
+        rows.append(probs)
+    targets = torch.zeros(len(triples), max(1, max(len(p) for p in rows)))
+    for row, probs in enumerate(rows):
+        targets[row, : len(probs)] = torch.from_numpy(probs)
+    return {"document_token_sentence": token_sentence, "teacher_sentence_probs": targets}
 
 
 def document_token_starts(tokenizer: PreTrainedTokenizerBase, documents: Sequence[str]) -> list[np.ndarray]:

@@ -125,7 +125,7 @@ class GeARDataModule(L.LightningDataModule):
         document_states_dir: where the fusion stage caches the frozen document tower's token states (a subfolder
             per model fingerprint).
         sentence_teacher: a sentence encoder (e.g. ``"all-MiniLM-L6-v2"``) whose sentence scores become soft
-            targets for the cross-attention (fusion stage; weight ``--model.teacher_weight``); see
+            targets for the cross-attention (weight ``--model.teacher_weight``); see
             :mod:`gear_core.training.teacher`. Its embeddings are cached under ``teacher_dir``.
         teacher_temperature: the teacher's softmax temperature over a window's sentences (cosine / temperature).
     """
@@ -262,15 +262,6 @@ class GeARDataModule(L.LightningDataModule):
         self.train_triples = [
             crop_to_window(t, tokenizer, config.max_document_length, starts[t.document]) for t in self.train_triples
         ]
-        if not cached_document_states:
-            if self.hparams.sentence_teacher:
-                raise ValueError("sentence_teacher soft labels are read by the fusion stage: use --model.stage fusion")
-            self.collator = TripleCollator(
-                model.tokenizer, config.max_query_length, config.max_document_length, config.max_target_length
-            )
-            return
-        folder = Path(self.hparams.document_states_dir) / model_fingerprint(model)
-        cache = DocumentStateCache.build(model, (t.document for t in self.train_triples), folder)
         teacher = None
         if self.hparams.sentence_teacher:
             name = Path(self.hparams.sentence_teacher).name
@@ -280,6 +271,13 @@ class GeARDataModule(L.LightningDataModule):
                 Path(self.hparams.teacher_dir) / name,
                 self.hparams.teacher_temperature,
             )
+        if not cached_document_states:
+            self.collator = TripleCollator(
+                model.tokenizer, config.max_query_length, config.max_document_length, config.max_target_length, teacher
+            )
+            return
+        folder = Path(self.hparams.document_states_dir) / model_fingerprint(model)
+        cache = DocumentStateCache.build(model, (t.document for t in self.train_triples), folder)
         self.collator = CachedStateCollator(
             model.tokenizer, cache, config.max_query_length, config.max_target_length, teacher
         )

@@ -58,7 +58,7 @@ class GeARLightningModule(L.LightningModule):
         localization_loss_weight: weight of the attention localization loss (beyond the paper); ``None`` takes
             the model config's value (0, the paper's recipe).
         teacher_weight: w in ``localization = (1 - w) * gold + w * teacher``, the sentence teacher's share of the
-            cross-attention's target (fusion stage, with ``--data.sentence_teacher``; 0 = gold only).
+            cross-attention's target (with ``--data.sentence_teacher``; 0 = gold only).
         cross_attention_lr_scale: the fusion encoder's cross-attention blocks learn at ``learning_rate`` times
             this (they are new to the encoder; the schedule scales both rates alike).
         decoder_lr_scale: the decoder (all but the word embeddings it shares with the encoder) learns at
@@ -146,6 +146,7 @@ class GeARLightningModule(L.LightningModule):
             soft_label_weight=soft_label_weight,
             lm_loss_weight=self.hparams.lm_loss_weight,
             localization_loss_weight=self.hparams.localization_loss_weight,
+            teacher_weight=self.hparams.teacher_weight,
         )
         if self.momentum is not None:
             self._enqueue(out.momentum_query_embeds, out.momentum_document_embeds, batch["document_ids"])
