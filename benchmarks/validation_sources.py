@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from gear_core import GeARModel
 from gear_core.config import _CHOICES
@@ -27,16 +28,22 @@ from gear_core.evaluation.metrics import retrieval_metrics
 from gear_core.evaluation.ranking import scoring_ablation
 from gear_core.evaluation.tasks import examples_from_triples
 from gear_core.modeling import SentenceScoring
+from gear_core.training.cli import resolve_config
 from gear_core.training.datamodule import GeARDataModule
 
-DATA = dict(
-    squad_path="squad/dev-v1.1.json.gz",
-    split_path="squad/split.json",
-    squad_train_path="squad/train-v1.1.json.gz",
-    nq_path="nq-qed/qed-train.jsonl.gz",
-    validation_articles=8,
-    validation_fraction=0.05,
-)
+# The sources and held-out slices training validates on: the fusion-cpu config's (sizes are set here).
+_CONFIG = yaml.safe_load(Path(resolve_config("fusion-cpu")).read_text(encoding="utf-8"))["data"]
+DATA = {
+    key: _CONFIG[key]
+    for key in (
+        "squad_path",
+        "split_path",
+        "squad_train_path",
+        "nq_path",
+        "validation_articles",
+        "validation_fraction",
+    )
+}
 
 
 def validation_examples(questions: int, long_questions: int, triples_paths: list[str]) -> dict[str, list]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import json
 import platform
-import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +42,7 @@ from gear_core.evaluation.metrics import (
     token_f1,
 )
 from gear_core.evaluation.ranking import gear_rankings
-from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples
+from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples, sample_in_order
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -163,9 +162,7 @@ def evaluate(model: GeARModel, settings: EvaluationSettings, model_name: str = "
     if "long" in settings.tasks:
         tick = time.perf_counter()
         articles = examples_from_triples(long_document_triples(paragraphs))
-        if settings.long_questions is not None and len(articles) > settings.long_questions:
-            keep = set(random.Random(settings.seed).sample(range(len(articles)), settings.long_questions))
-            articles = [e for i, e in enumerate(articles) if i in keep]
+        articles = sample_in_order(articles, settings.long_questions, settings.seed)
         report.counts["long_questions"] = len(articles)
         report.counts["long_sentences"] = round(mean(len(e.sentences) for e in articles))
         report.long_document_retrieval = _local(model, baseline, baseline_name, articles, settings)

@@ -55,17 +55,23 @@ def question_examples(
             examples.append(
                 QuestionExample(qa.id, qa.question, qa.answers, paragraph.id, paragraph.context, sentences, gold)
             )
-    if max_questions is not None and len(examples) > max_questions:
-        keep = set(random.Random(seed).sample(range(len(examples)), max_questions))
-        examples = [e for i, e in enumerate(examples) if i in keep]
-    return examples
+    return sample_in_order(examples, max_questions, seed)
+
+
+def sample_in_order(examples: list[QuestionExample], count: int | None, seed: int = 0) -> list[QuestionExample]:
+    """``count`` of ``examples`` sampled with ``seed``, kept in their order (all of them when ``count`` is None)."""
+    if count is None or len(examples) <= count:
+        return examples
+    keep = set(random.Random(seed).sample(range(len(examples)), count))
+    return [e for i, e in enumerate(examples) if i in keep]
 
 
 def examples_from_triples(triples: Iterable[Triple]) -> list[QuestionExample]:
     """Triples (whose gold spans are sentences of the project's splitter) as evaluation examples.
 
-    Gold = the document's sentences that overlap a gold span; triples without any are left out. This is how the
-    validation sources (NQ, synthetic Wikipedia, whole articles) are scored like the SQuAD task.
+    Gold = the sentences holding a gold span's start (``gold_sentence_indices``, the SQuAD task's rule); triples
+    without any are left out. This is how the validation sources (NQ, synthetic Wikipedia, whole articles) are
+    scored like the SQuAD task.
     """
     examples = []
     sentence_cache: dict[str, tuple[Sentence, ...]] = {}
@@ -73,11 +79,7 @@ def examples_from_triples(triples: Iterable[Triple]) -> list[QuestionExample]:
         sentences = sentence_cache.get(triple.document)
         if sentences is None:
             sentences = sentence_cache.setdefault(triple.document, tuple(split_sentences(triple.document)))
-        gold = frozenset(
-            k
-            for k, sentence in enumerate(sentences)
-            if any(start < sentence.end_char and sentence.start_char < end for start, end in triple.gold_spans)
-        )
+        gold = gold_sentence_indices(sentences, (start for start, _ in triple.gold_spans))
         if gold:
             examples.append(
                 QuestionExample(
