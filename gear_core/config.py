@@ -15,12 +15,15 @@ HeadPooling = Literal["mean", "max"]
 QueryPooling = Literal["mean", "content", "max", "cls"]
 SentencePooling = Literal["sum", "mean", "max"]
 WindowWeighting = Literal["none", "attention", "retrieval"]
+DecoderMemory = Literal["query", "query_and_document"]
 _CHOICES = {
     "ranking_head_pooling": ("mean", "max"),
     "ranking_query_pooling": ("mean", "content", "max", "cls"),
     "ranking_sentence_pooling": ("sum", "mean", "max"),
     "ranking_window_weighting": ("none", "attention", "retrieval"),
     "decoder_init": ("random", "encoder"),
+    "decoder_memory": ("query", "query_and_document"),
+    "decoder_copy": (False, True),
     "cross_attention_init": ("random", "self_attention"),
     "storage_dtype": (None, "int8"),
 }
@@ -61,6 +64,12 @@ class GeARConfig(PretrainedConfig):
             window dominates more).
         decoder_num_layers: layers of the evidence decoder; ``None`` means as many as the encoder.
         decoder_init: ``"random"`` (the paper) or ``"encoder"`` (copy the encoder's weights where they fit).
+        decoder_memory: what the decoder's cross-attention reads: the fused query states alone (``"query"``, the
+            paper) or the fused query states followed by the document window's token states
+            (``"query_and_document"``), so an answer's words can be read where they stand.
+        decoder_copy: a pointer-generator output (See et al., 2017): each step mixes the vocabulary distribution
+            with a copy distribution over the document window's tokens, by a learned gate
+            (:func:`~gear_core.modeling.copy_mixture_log_probs`). Answers are mostly spans of the document.
         share_decoder_embeddings: the decoder reuses the query encoder's word embeddings (smaller checkpoint).
         decoder_start_token: the token that starts generation (BLIP's ``[DEC]``).
         contrastive_temperature: initial value of the learnable contrastive temperature.
@@ -99,6 +108,8 @@ class GeARConfig(PretrainedConfig):
         ranking_window_temperature: float = 0.07,
         decoder_num_layers: int | None = None,
         decoder_init: Literal["random", "encoder"] = "random",
+        decoder_memory: DecoderMemory = "query",
+        decoder_copy: bool = False,
         share_decoder_embeddings: bool = False,
         decoder_start_token: str = "[DEC]",
         contrastive_temperature: float = 0.07,
@@ -129,6 +140,8 @@ class GeARConfig(PretrainedConfig):
         self.ranking_window_temperature = ranking_window_temperature
         self.decoder_num_layers = decoder_num_layers
         self.decoder_init = decoder_init
+        self.decoder_memory = decoder_memory
+        self.decoder_copy = decoder_copy
         self.share_decoder_embeddings = share_decoder_embeddings
         self.decoder_start_token = decoder_start_token
         self.contrastive_temperature = contrastive_temperature

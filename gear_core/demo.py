@@ -35,6 +35,7 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, TextIO
 
+from gear_core.evidence import GroundedEvidence
 from gear_core.text import Sentence, split_sentences
 
 if TYPE_CHECKING:
@@ -680,9 +681,16 @@ def _terminal_hit(result: SearchResult, color: bool, width: int, paint: Callable
         room = width - len(indent) - len(f"#{rank} ") - len(prefix)
         lines.append(f"{indent}{marker} " + paint(prefix, _DIM) + _shorten(sentence.text, max(room, 20)))
     if result.evidence is not None:
-        evidence = "evidence: " + (result.evidence or "(empty)")
+        evidence = "evidence: " + (result.evidence.text or "(empty)") + "  " + _grounding(result.evidence, passage)
         lines += _wrap([(evidence, _EVIDENCE if color else "")], width - len(indent), indent)
     return lines
+
+
+def _grounding(evidence: GroundedEvidence, passage: Passage) -> str:
+    """Where the evidence stands in the passage and how well that span supports it."""
+    if not evidence.grounded:
+        return f"(ungrounded: support {evidence.support:.2f})"
+    return f"(support {evidence.support:.2f} at {passage.location(evidence.start_char, evidence.end_char)})"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -769,7 +777,12 @@ def _html_hit(result: SearchResult) -> str:
         f"{esc(s.text)}</li>"
         for s in result.sentences
     )
-    evidence = f'<p class="evidence"><b>evidence:</b> {esc(result.evidence)}</p>' if result.evidence is not None else ""
+    evidence = (
+        f'<p class="evidence"><b>evidence:</b> {esc(result.evidence.text)} '
+        f'<span class="where">{esc(_grounding(result.evidence, passage))}</span></p>'
+        if result.evidence is not None
+        else ""
+    )
     heading = f'{result.rank}. {esc(passage.source)} <span class="score">score {result.score:.3f}</span>'
     return (
         f'<article>\n<h3>{heading}</h3>\n<p class="where">chars {passage.start}-{passage.end}</p>\n'

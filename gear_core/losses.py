@@ -90,6 +90,29 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNO
     return F.cross_entropy(shifted_logits.float(), shifted_labels, ignore_index=ignore_index)
 
 
+def next_token_positions(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """(B, T) bool: the positions t whose next label (t + 1) is a token to predict, the ones :func:`lm_loss`
+    scores. Computing the vocabulary scores at these positions only saves most of the output layer's cost when
+    targets of different lengths share a batch."""
+    positions = torch.zeros_like(labels, dtype=torch.bool)
+    positions[:, :-1] = labels[:, 1:] != ignore_index
+    return positions
+
+
+def lm_loss_at_positions(scores: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """:func:`lm_loss` from (N, V) scores computed at the N :func:`next_token_positions` only (row-major order).
+
+    ``scores`` may be logits or normalised log-probabilities (a copying decoder's): cross-entropy over
+    log-probabilities is their negative log-likelihood.
+    """
+    targets = labels[:, 1:][labels[:, 1:] != ignore_index]
+    if scores.shape[0] != targets.shape[0]:
+        raise ValueError(f"got scores for {scores.shape[0]} positions and {targets.shape[0]} target tokens")
+    if targets.numel() == 0:
+        return scores.sum() * 0.0
+    return F.cross_entropy(scores.float(), targets)
+
+
 def localization_loss(
     token_attention: torch.Tensor, gold_mask: torch.Tensor, candidate_mask: torch.Tensor, eps: float = 1e-6
 ) -> torch.Tensor:

@@ -35,8 +35,9 @@ from gear_core.config import GeARConfig
 from gear_core.losses import (
     IGNORE_INDEX,
     contrastive_loss,
-    lm_loss,
+    lm_loss_at_positions,
     localization_loss,
+    next_token_positions,
     sentence_distillation_loss,
 )
 from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
@@ -267,6 +268,42 @@ class CrossAttention(nn.Module):
         return self.LayerNorm(hidden_states + self.dropout(self.dense(context))), logits
 
 
+class CopyHead(nn.Module):
+    """The pointer of a pointer-generator decoder (See et al., 2017): for each decoder step, logits over the
+    document window's tokens (where to copy from) and a gate logit (how much to copy rather than generate)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.gate = nn.Linear(2 * hidden_size, 1)
+
+    def forward(
+        self, decoder_states: torch.Tensor, document_states: torch.Tensor, copy_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(copy_logits (B, T, Ld), gate_logits (B, T, 1))``; tokens outside ``copy_mask`` (B, Ld) get no share."""
+        document_states = document_states.to(decoder_states.dtype)
+        logits = self.query(decoder_states) @ document_states.transpose(1, 2) / math.sqrt(decoder_states.shape[-1])
+        logits = logits.masked_fill(~copy_mask[:, None, :], torch.finfo(logits.dtype).min)
+        context = logits.softmax(dim=-1) @ document_states
+        return logits, self.gate(torch.cat([decoder_states, context], dim=-1))
+
+
+def copy_mixture_log_probs(
+    vocab_logits: torch.Tensor,
+    copy_logits: torch.Tensor,
+    gate_logits: torch.Tensor,
+    document_input_ids: torch.Tensor,
+) -> torch.Tensor:
+    """(N, V) log p(w) = log(g * softmax(vocab_logits)[w] + (1 - g) * sum_{j: id_j = w} softmax(copy_logits)[j]),
+    g = sigmoid(gate_logits), for N decoder positions: ``vocab_logits`` (N, V), ``copy_logits`` (N, Ld),
+    ``gate_logits`` (N, 1), ``document_input_ids`` (N, Ld) the window each position copies from. Normalised
+    log-probabilities, so cross-entropy over them is their negative log-likelihood."""
+    gate = torch.sigmoid(gate_logits.float())
+    generated = vocab_logits.float().softmax(dim=-1) * gate
+    copied = copy_logits.float().softmax(dim=-1) * (1 - gate)
+    return generated.scatter_add(-1, document_input_ids, copied).clamp_min(1e-12).log()
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The model.
 
@@ -328,6 +365,7 @@ class GeARModel(PreTrainedModel):
             _attn_implementation="sdpa",
         )
         self.decoder = BertLMHeadModel(decoder_config)
+        self.copy_head = CopyHead(encoder_config.hidden_size) if config.decoder_copy else None
         self.temperature = nn.Parameter(torch.tensor(float(config.contrastive_temperature)))
         self.tokenizer = tokenizer
         self.post_init()
@@ -447,6 +485,11 @@ class GeARModel(PreTrainedModel):
             model = cls(config)
         model.tie_weights()  # skipped with the initialisation; the loaded state fills each tied group once
         weights = fill_tied(model, load_int8_weights(path, dtype=torch.float32))
+        # A copy head asked for by an override (decoder_copy) on a folder saved without one starts fresh.
+        added = "copy_head." if model.copy_head is not None and not _saved_config(path).get("decoder_copy") else None
+        if added:
+            model.copy_head.apply(model._init_weights)
+            weights.update({f"{added}{k}": v for k, v in model.copy_head.state_dict().items()})
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as error:
@@ -556,6 +599,43 @@ class GeARModel(PreTrainedModel):
         """Tokenised targets for the decoder (see :func:`decoder_inputs`)."""
         return decoder_inputs(self._require_tokenizer(), targets, self.config.max_target_length)
 
+    def decoder_memory(
+        self,
+        fused: torch.Tensor,
+        query_attention_mask: torch.Tensor,
+        document_states: torch.Tensor,
+        document_attention_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the decoder's cross-attention reads, and its mask (``config.decoder_memory``)."""
+        if self.config.decoder_memory == "query":
+            return fused, query_attention_mask
+        memory = torch.cat([fused, document_states.to(fused.dtype)], dim=1)
+        return memory, torch.cat([query_attention_mask, document_attention_mask.to(query_attention_mask.dtype)], 1)
+
+    def decoder_scores(
+        self,
+        decoder_states: torch.Tensor,
+        positions: torch.Tensor,
+        document_states: torch.Tensor,
+        document_attention_mask: torch.Tensor,
+        document_input_ids: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """(N, V) next-token scores at the N ``positions`` (B, T) of the decoder's last states (B, T, hidden): its
+        LM logits, or with ``decoder_copy`` the pointer-generator's log-probabilities
+        (:func:`copy_mixture_log_probs`). Training and generation both read this."""
+        vocab_logits = self.decoder.cls(decoder_states[positions])
+        if self.copy_head is None:
+            return vocab_logits
+        if document_input_ids is None:
+            raise ValueError("a copying decoder (decoder_copy) needs the document window's token ids")
+        special_ids = torch.tensor(self._require_tokenizer().all_special_ids, device=document_input_ids.device)
+        copyable = document_attention_mask.bool() & ~torch.isin(document_input_ids, special_ids)
+        copy_logits, gate_logits = self.copy_head(decoder_states, document_states, copyable)
+        rows = positions.nonzero()[:, 0]
+        return copy_mixture_log_probs(
+            vocab_logits, copy_logits[positions], gate_logits[positions], document_input_ids[rows]
+        )
+
     # ---- training ------------------------------------------------------------------------------------
 
     def forward(
@@ -637,6 +717,7 @@ class GeARModel(PreTrainedModel):
             document_token_sentence,
             teacher_sentence_probs,
             teacher_weight,
+            document_input_ids=document_input_ids,
         )
         alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
         loss = cl_loss
@@ -680,6 +761,7 @@ class GeARModel(PreTrainedModel):
         document_token_sentence: torch.Tensor | None = None,
         teacher_sentence_probs: torch.Tensor | None = None,
         teacher_weight: float = 0.0,
+        document_input_ids: torch.Tensor | None = None,
         **unused: Any,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The losses that read the document's token states: ``(lm_loss, localization_loss)``, each None when off.
@@ -689,7 +771,8 @@ class GeARModel(PreTrainedModel):
         loss's cost (the decoder does not run; fusion stops at the ranking layer). With ``teacher_weight`` w > 0
         the localization loss is ``(1 - w) * gold + w * teacher``: the teacher term
         (:func:`~gear_core.losses.sentence_distillation_loss`) needs ``document_token_sentence`` and
-        ``teacher_sentence_probs`` (:mod:`gear_core.training.teacher`).
+        ``teacher_sentence_probs`` (:mod:`gear_core.training.teacher`). A copying decoder (``decoder_copy``)
+        needs ``document_input_ids``, the window's token ids.
         """
         if not 0 <= teacher_weight <= 1:
             raise ValueError(f"teacher_weight must lie in [0, 1], got {teacher_weight}")
@@ -725,18 +808,25 @@ class GeARModel(PreTrainedModel):
                 )
                 attention_loss = (1 - teacher_weight) * attention_loss + teacher_weight * distillation
         if run_decoder:
-            logits = self.decoder(
+            memory, memory_mask = self.decoder_memory(
+                fused, query_attention_mask, document_states, document_attention_mask
+            )
+            decoder_states = self.decoder.bert(
                 input_ids=target_input_ids,
                 attention_mask=target_attention_mask,
-                encoder_hidden_states=fused,
-                encoder_attention_mask=query_attention_mask,
-            ).logits
+                encoder_hidden_states=memory,
+                encoder_attention_mask=memory_mask,
+            ).last_hidden_state
             labels = (
                 target_labels
                 if target_labels is not None
                 else target_input_ids.masked_fill(target_attention_mask == 0, IGNORE_INDEX)
             )
-            decoder_loss = lm_loss(logits, labels)
+            positions = next_token_positions(labels)
+            scores = self.decoder_scores(
+                decoder_states, positions, document_states, document_attention_mask, document_input_ids
+            )
+            decoder_loss = lm_loss_at_positions(scores, labels)
         return decoder_loss, attention_loss
 
     # ---- serving -------------------------------------------------------------------------------------
@@ -910,28 +1000,75 @@ class GeARModel(PreTrainedModel):
         queries: Sequence[str],
         documents: Sequence[str],
         max_new_tokens: int | None = None,
-        num_beams: int = 1,
         batch_size: int = 16,
     ) -> list[str]:
-        """Generated evidence / answer for each (query, document) pair, ``batch_size`` pairs at a time."""
+        """Generated evidence / answer for each (query, document) pair, ``batch_size`` pairs at a time.
+
+        Greedy decoding with a key/value cache. A document longer than the window is read at the window that
+        holds its best-ranked sentence. ``max_new_tokens`` defaults to ``max_target_length``; 0 gives "".
+        """
         queries, documents = _check_texts(queries), _check_texts(documents)
         if len(queries) != len(documents):
             raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
+        steps = self.config.max_target_length if max_new_tokens is None else max_new_tokens
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative int or None, got {max_new_tokens!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         was_training = self.training
         self.eval()
         texts = []
         for start in range(0, len(queries), batch_size):
             chunk = slice(start, start + batch_size)
-            texts += self._generate(queries[chunk], documents[chunk], max_new_tokens, num_beams)
+            texts += self._generate(queries[chunk], documents[chunk], steps)
         self.train(was_training)
         return texts
 
-    def _generate(
-        self, queries: list[str], documents: list[str], max_new_tokens: int | None, num_beams: int
-    ) -> list[str]:
+    def _evidence_windows(self, queries: list[str], documents: list[str]) -> dict[str, torch.Tensor]:
+        """Each document's token window for the decoder: the only one, or for a long document the window
+        holding most of its best-ranked sentence (the first such window on a tie)."""
         tokenizer = self._require_tokenizer()
+        windows = tokenizer(
+            documents,
+            truncation=True,
+            max_length=self.config.max_document_length,
+            stride=self.config.document_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        by_document: dict[int, list[int]] = {}
+        for w, d in enumerate(windows["overflow_to_sample_mapping"]):
+            by_document.setdefault(d, []).append(w)
+        chosen = [by_document[d][0] for d in range(len(documents))]
+        long_documents = [d for d, ws in by_document.items() if len(ws) > 1]
+        if long_documents:
+            best = self.rank_sentences_batch(
+                [queries[d] for d in long_documents], [documents[d] for d in long_documents], top_n=1
+            )
+            for d, ranked in zip(long_documents, best, strict=True):
+                if not ranked:
+                    continue
+                sentence = ranked[0]
+
+                def inside(w: int, sentence: ScoredSentence = sentence) -> int:
+                    return sum(
+                        sentence.start_char <= a and b <= sentence.end_char and a < b
+                        for a, b in windows["offset_mapping"][w]
+                    )
+
+                chosen[d] = max(by_document[d], key=inside)  # max keeps the first of equals
+        padded = tokenizer.pad({"input_ids": [windows["input_ids"][w] for w in chosen]}, return_tensors="pt")
+        return {
+            "input_ids": padded["input_ids"].to(self.device),
+            "attention_mask": padded["attention_mask"].to(self.device),
+        }
+
+    def _generate(self, queries: list[str], documents: list[str], steps: int) -> list[str]:
+        tokenizer = self._require_tokenizer()
+        if steps == 0:
+            return ["" for _ in queries]
         query_inputs = self._tokenize(queries, self.config.max_query_length)
-        document_inputs = self._tokenize(documents, self.config.max_document_length)
+        document_inputs = self._evidence_windows(queries, documents)
         document_states = self.document_encoder_module(**document_inputs).last_hidden_state
         fused, _ = self.fuse(
             query_inputs["input_ids"],
@@ -939,24 +1076,38 @@ class GeARModel(PreTrainedModel):
             document_states,
             document_inputs["attention_mask"],
         )
-        start = torch.full((len(queries), 1), tokenizer.bos_token_id, dtype=torch.long, device=self.device)
-        output = self.decoder.generate(
-            input_ids=start,
-            encoder_hidden_states=fused,
-            encoder_attention_mask=query_inputs["attention_mask"],
-            max_new_tokens=max_new_tokens or self.config.max_target_length,
-            num_beams=num_beams,
-            do_sample=False,
-            eos_token_id=tokenizer.sep_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            # transformers 5's default cache breaks BERT cross-attention during generation
-            past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
+        memory, memory_mask = self.decoder_memory(
+            fused, query_inputs["attention_mask"], document_states, document_inputs["attention_mask"]
         )
-        return [t.strip() for t in tokenizer.batch_decode(output[:, 1:], skip_special_tokens=True)]
+        tokens = torch.full((len(queries), 1), tokenizer.bos_token_id, dtype=torch.long, device=self.device)
+        finished = torch.zeros(len(queries), dtype=torch.bool, device=self.device)
+        # transformers 5's default cache breaks BERT cross-attention: give the decoder an encoder-decoder cache
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        for _ in range(steps):
+            decoder_states = self.decoder.bert(
+                input_ids=tokens[:, -1:],
+                encoder_hidden_states=memory,
+                encoder_attention_mask=memory_mask,
+                cache=cache,
+                use_cache=True,
+            ).last_hidden_state
+            scores = self.decoder_scores(
+                decoder_states,
+                torch.ones_like(finished)[:, None],
+                document_states,
+                document_inputs["attention_mask"],
+                document_inputs["input_ids"],
+            )
+            next_token = scores.argmax(dim=-1).masked_fill(finished, tokenizer.pad_token_id)
+            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+            finished |= next_token == tokenizer.sep_token_id
+            if finished.all():
+                break
+        return [t.strip() for t in tokenizer.batch_decode(tokens[:, 1:], skip_special_tokens=True)]
 
-    def generate(self, query: str, document: str, max_new_tokens: int | None = None, num_beams: int = 1) -> str:
-        """The evidence / answer the decoder writes for this query and document."""
-        return self.generate_batch([query], [document], max_new_tokens=max_new_tokens, num_beams=num_beams)[0]
+    def generate(self, query: str, document: str, max_new_tokens: int | None = None) -> str:
+        """The evidence / answer the decoder writes for this query and document (greedy)."""
+        return self.generate_batch([query], [document], max_new_tokens=max_new_tokens)[0]
 
 
 @contextlib.contextmanager

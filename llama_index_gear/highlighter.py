@@ -8,7 +8,11 @@ write evidence (``GeARModel.generate_batch``). What it writes on each text node 
   ``node.get_content()[start_char_idx:end_char_idx] == text``; plus ``"doc_start_char_idx"`` /
   ``"doc_end_char_idx"`` into the source document when the node knows where it sits there (its
   ``start_char_idx``) and its text is a verbatim slice of the document.
-- ``metadata["gear_evidence"]``: the generated text, with ``generate_evidence=True``.
+- ``metadata["gear_evidence"]``, with ``generate_evidence=True``: ``{"text", "grounded", "support",
+  "start_char_idx", "end_char_idx"}`` (plus ``"doc_start_char_idx"`` / ``"doc_end_char_idx"`` as for highlights):
+  the decoder's text and the span of the node's text that best supports it (token F1 ``support``, 0 to 1;
+  ``grounded`` from ``min_evidence_support``; :func:`gear_core.evidence.ground_evidence`). Offsets are None when
+  no word of the evidence occurs in the text, or in prune mode when its span was pruned away.
 - ``metadata["gear_pruned"]`` in prune mode: ``{"original_length": n, "kept_spans": [[start, end], ...]}``, the
   parts of the original text that were kept, in original-text offsets.
 
@@ -35,6 +39,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, ImageNode, Node, NodeWithScore, QueryBundle, TextNode
 
 from gear_core import GeARModel, ScoredSentence
+from gear_core.evidence import DEFAULT_MIN_SUPPORT, GroundedEvidence, ground_evidence
 from llama_index_gear._model import load_model
 
 dispatcher = get_dispatcher(__name__)
@@ -86,6 +91,9 @@ class GeARHighlighter(BaseNodePostprocessor):
     min_score: float | None = Field(default=None, description="Drop highlights scoring below this.")
     generate_evidence: bool = Field(default=False, description="Also write the decoder's evidence.")
     max_new_tokens: int | None = Field(default=None, description="Evidence length (None: the model's default).")
+    min_evidence_support: float = Field(
+        default=DEFAULT_MIN_SUPPORT, ge=0, le=1, description="Token F1 from which evidence counts as grounded."
+    )
     batch_size: int = Field(default=16, ge=1, description="(query, node) pairs per forward pass.")
     device: str | None = Field(default=None, description="Device to run on (None: where the model already is).")
     mode: Literal["annotate", "prune"] = Field(default="annotate", description="Keep the text, or prune it.")
@@ -133,7 +141,11 @@ class GeARHighlighter(BaseNodePostprocessor):
                 max_new_tokens=self.max_new_tokens,
                 batch_size=self.batch_size,
             )
-        found = dict(zip(ranked_positions, zip(ranked, evidence, strict=True), strict=True))
+        grounded = [
+            None if e is None else ground_evidence(e, t, self.min_evidence_support)
+            for e, t in zip(evidence, pair_texts, strict=True)
+        ]
+        found = dict(zip(ranked_positions, zip(ranked, grounded, strict=True), strict=True))
 
         results, num_highlights, num_dropped = [], 0, 0
         for i, (scored, text) in enumerate(zip(copies, texts, strict=True)):
@@ -165,18 +177,22 @@ class GeARHighlighter(BaseNodePostprocessor):
         # versions ran the sync method on the loop by default).
         return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
-    def _annotate(self, node: BaseNode, text: str, sentences: list[ScoredSentence], evidence: str | None) -> bool:
+    def _annotate(
+        self, node: BaseNode, text: str, sentences: list[ScoredSentence], evidence: GroundedEvidence | None
+    ) -> bool:
         """Write the metadata on ``node`` (and prune it); False when prune mode leaves nothing to keep."""
         selected = [s for s in sentences[: self.top_n] if self.min_score is None or s.score >= self.min_score]
         doc_start = source_start(node, text)
         # new_start[s] maps a selected sentence's original offset to its offset in the node's final text.
         new_start = {s.start_char: s.start_char for s in selected}
+        kept_spans: list[list[int]] | None = None  # prune mode: the original text's kept parts
         if self.mode == "prune" and sentences:
             if not selected:
                 return False
             new_text, spans, new_start = _prune(text, sentences, selected, self.neighbors, self.separator)
             node.set_content(new_text)
             node.metadata[PRUNED_KEY] = {"original_length": len(text), "kept_spans": spans}
+            kept_spans = spans
         highlights = []
         for s in selected:
             start = new_start[s.start_char]
@@ -193,10 +209,30 @@ class GeARHighlighter(BaseNodePostprocessor):
         node.metadata[HIGHLIGHTS_KEY] = highlights
         node.metadata.pop(EVIDENCE_KEY, None)  # evidence from an earlier query would be stale
         if evidence is not None:
-            node.metadata[EVIDENCE_KEY] = evidence
+            node.metadata[EVIDENCE_KEY] = _evidence_metadata(evidence, doc_start, kept_spans, len(self.separator))
         for keys in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
             keys.extend(key for key in GEAR_METADATA_KEYS if key not in keys)
         return True
+
+
+def _evidence_metadata(
+    evidence: GroundedEvidence, doc_start: int | None, kept_spans: list[list[int]] | None, separator_length: int
+) -> dict[str, Any]:
+    """``gear_evidence``: the text, its support, and its span in the node's final text (and source document)."""
+    start, end = evidence.start_char, evidence.end_char
+    metadata: dict[str, Any] = {"text": evidence.text, "grounded": evidence.grounded, "support": evidence.support}
+    if start is not None and doc_start is not None:
+        metadata["doc_start_char_idx"], metadata["doc_end_char_idx"] = doc_start + start, doc_start + end
+    if start is not None and kept_spans is not None:  # the pruned text joins kept spans with the separator
+        offset, moved = 0, None
+        for kept_start, kept_end in kept_spans:
+            if kept_start <= start and end <= kept_end:
+                moved = offset + start - kept_start
+                break
+            offset += kept_end - kept_start + separator_length
+        start, end = (None, None) if moved is None else (moved, moved + end - start)
+    metadata["start_char_idx"], metadata["end_char_idx"] = start, end
+    return metadata
 
 
 def _copy(node: BaseNode) -> BaseNode:

@@ -15,10 +15,10 @@ from gear_core import GeARModel
 from gear_core.cli import main
 from gear_core.data import read_squad
 from gear_core.evaluation import baselines
-from gear_core.evaluation.benchmark import EvaluationSettings, evaluate
+from gear_core.evaluation.benchmark import EvaluationSettings, evaluate, generation_metrics
 from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
 from gear_core.evaluation.ranking import all_scorings, gear_rankings, scoring_ablation
-from gear_core.evaluation.tasks import gold_sentence_indices, question_examples
+from gear_core.evaluation.tasks import QuestionExample, gold_sentence_indices, question_examples
 from gear_core.modeling import SentenceScoring, WindowScores
 from gear_core.text import split_sentences
 
@@ -164,7 +164,7 @@ def test_evaluate_runs_every_table_with_baselines(tiny_model, tiny_encoder_dir, 
     long = report.long_document_retrieval  # the article's two paragraphs as one document of 6 sentences
     assert long["random (expected)"]["R@1"] == pytest.approx(1 / 6)
     assert list(long) == list(local)
-    assert set(report.generation["GeAR (decoder)"]) == {"EM", "F1"}
+    assert set(report.generation["GeAR (decoder)"]) == {"EM", "F1", "grounded %", "grounded on the gold sentence %"}
     assert report.cost["bi-encoder: encode query + paragraph"]["ratio (single)"] == 1.0
     markdown = report.to_markdown()
     for heading in ("Global retrieval", "Local retrieval", "Long documents", "Generation", "Cost", "paper (bert-base"):
@@ -258,3 +258,29 @@ def test_attention_window_weighting_follows_the_window_the_query_attends_to(tiny
     at_target, far_away = scores[0][starts.index(target)], scores[0][starts.index(document.index("Topic 5 "))]
     assert at_target == pytest.approx(np.nanmax(scores[0]))
     assert far_away < 0.01 * at_target
+
+
+def test_generation_metrics_hand_case():
+    """A stub decoder with known outputs: EM, F1 and grounding computed by hand."""
+    context = "Paris is the capital of France. The Eiffel Tower was finished in 1889."
+    sentences = tuple(split_sentences(context))
+
+    def example(question, answer):
+        start = context.index(answer)
+        gold = gold_sentence_indices(sentences, [start])
+        return QuestionExample(question, question, (answer,), "p", context, sentences, gold)
+
+    examples = [example("capital?", "Paris"), example("finished?", "1889"), example("tower?", "Eiffel Tower")]
+
+    class Stub:
+        def generate_batch(self, queries, documents, batch_size=16):
+            # exact; wrong but grounded on the other sentence; half right ("the" is dropped): F1 2*1/(2+1)
+            return ["Paris", "France", "the Tower"][: len(queries)]
+
+    metrics, outputs = generation_metrics(Stub(), examples)
+    assert outputs == ["Paris", "France", "the Tower"]
+    assert metrics["EM"] == pytest.approx(100 / 3)
+    assert metrics["F1"] == pytest.approx(100 * (1 + 0 + 2 / 3) / 3)
+    assert metrics["grounded %"] == pytest.approx(100.0)  # each output is a word of the context
+    # "France" stands in sentence 0, but the question's gold is sentence 1: grounded, not on the gold sentence.
+    assert metrics["grounded on the gold sentence %"] == pytest.approx(100 * 2 / 3)

@@ -38,6 +38,7 @@ def test_cached_batches_equal_what_the_document_tower_computes(tiny_model, tmp_p
         ).last_hidden_state
     real = plain["document_attention_mask"].bool()
     assert torch.allclose(cached["document_states"][real], states[real], atol=2e-3)  # float16 storage
+    assert torch.equal(cached["document_input_ids"], plain["document_input_ids"])  # what a copying decoder reads
     # The same losses as from the tower's own states (up to float16 rounding).
     lm, localization = tiny_model.fusion_losses(
         cached["query_input_ids"],
@@ -140,4 +141,47 @@ def test_the_fusion_stage_trains_cross_attention_and_decoder_only(tiny_encoder_d
 
 def test_an_unknown_stage_is_refused(tiny_encoder_dir):
     with pytest.raises(ValueError, match="stage"):
-        GeARLightningModule(tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), stage="decoder")
+        GeARLightningModule(tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), stage="towers")
+
+
+def test_the_decoder_stage_trains_the_copying_decoder_only(tiny_encoder_dir, tiny_squad, tmp_path):
+    squad, split = tiny_squad
+    start = GeARLightningModule(tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES)).model
+    start.save_pretrained(tmp_path / "start")
+    module = GeARLightningModule(
+        str(tmp_path / "start"),
+        config_overrides={"decoder_memory": "query_and_document", "decoder_copy": True},
+        learning_rate=1e-3,
+        warmup_steps=1,
+        lm_loss_weight=1.0,
+        localization_loss_weight=0.0,
+        stage="decoder",
+        validate_generation=True,
+    )
+    assert module.model.copy_head is not None
+    data = GeARDataModule(
+        squad_path=squad,
+        split_path=split,
+        validation_articles=1,
+        batch_size=4,
+        num_workers=0,
+        document_states_dir=str(tmp_path / "states"),
+    )
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+    trainer = L.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+        limit_val_batches=1,
+        val_check_interval=3,
+    )
+    trainer.fit(module, data)
+    metrics = trainer.callback_metrics
+    assert 0 <= float(metrics["val/squad/answer_f1"]) <= 1 and "val/squad/answer_em" in metrics
+    changed = {n for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
+    assert any(n.startswith("copy_head.") for n in changed) and any(n.startswith("decoder.") for n in changed)
+    assert all(n.startswith(("decoder.", "copy_head.")) for n in changed)  # ranking parts untouched

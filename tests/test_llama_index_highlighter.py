@@ -19,7 +19,7 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import ImageNode, IndexNode, MediaResource, MetadataMode, Node, NodeWithScore, TextNode
 
-from gear_core import split_sentences
+from gear_core import ScoredSentence, split_sentences
 from llama_index_gear import (
     EVIDENCE_KEY,
     HIGHLIGHTS_KEY,
@@ -101,7 +101,10 @@ def test_min_score_top_n_and_evidence(tiny_model):
     assert kept and all(h["score"] >= cutoff for h in kept) and len(kept) < len(scores)
     for result in out:
         check_highlights(result.node)
-        assert isinstance(result.node.metadata[EVIDENCE_KEY], str)
+        evidence = result.node.metadata[EVIDENCE_KEY]
+        assert isinstance(evidence["text"], str) and 0 <= evidence["support"] <= 1
+        if evidence["start_char_idx"] is not None:
+            assert evidence["end_char_idx"] <= len(result.node.get_content())
         assert EVIDENCE_KEY not in result.node.get_content(metadata_mode=MetadataMode.LLM)
     assert out[0].node.text == PARIS, "annotate mode keeps the text"
 
@@ -137,6 +140,55 @@ def test_prune_keeps_only_selected_sentences(tiny_model):
         sentences[j].start_char for j in kept
     ]
     check_highlights(result.node, document.text)
+
+
+def test_evidence_is_grounded_to_a_span_in_node_document_and_pruned_text(tiny_model, monkeypatch):
+    """With known decoder outputs: the evidence's span slices the node's text, the source document, and in prune
+    mode the pruned text (or is None when its sentence was pruned away)."""
+    outputs = {"supported": "the Mona Lisa", "unsupported": "zebra crossing"}
+    answer = {"value": outputs["supported"]}
+    monkeypatch.setattr(tiny_model, "generate_batch", lambda queries, texts, **kwargs: [answer["value"]] * len(texts))
+    document = Document(text="Intro sentence here. " + PARIS)
+    [node] = SentenceSplitter(chunk_size=200, chunk_overlap=0).get_nodes_from_documents([document])
+    highlighter = GeARHighlighter(model=tiny_model, top_n=100, generate_evidence=True)
+    [result] = highlighter.postprocess_nodes(scored(node), query_str="What does the Louvre hold?")
+    evidence = result.node.metadata[EVIDENCE_KEY]
+    assert evidence["grounded"] and evidence["support"] == 1.0
+    assert result.node.get_content()[evidence["start_char_idx"] : evidence["end_char_idx"]] == "Mona Lisa"
+    assert document.text[evidence["doc_start_char_idx"] : evidence["doc_end_char_idx"]] == "Mona Lisa"
+
+    # Prune mode keeping every sentence: the span moves with the text; keeping one sentence that is not the
+    # evidence's: the span is gone from the text (None) but still known in the source document.
+    [kept_all] = GeARHighlighter(
+        model=tiny_model, top_n=100, mode="prune", separator=" | ", generate_evidence=True
+    ).postprocess_nodes(scored(node), query_str="x")
+    moved = kept_all.node.metadata[EVIDENCE_KEY]
+    assert kept_all.node.get_content()[moved["start_char_idx"] : moved["end_char_idx"]] == "Mona Lisa"
+
+    def first_sentence_best(queries, texts, **kwargs):
+        sentences = split_sentences(texts[0])
+        return [[ScoredSentence(s.text, s.start_char, s.end_char, float(i == 0)) for i, s in enumerate(sentences)]]
+
+    monkeypatch.setattr(tiny_model, "rank_sentences_batch", first_sentence_best)
+    [pruned] = GeARHighlighter(model=tiny_model, top_n=1, mode="prune", generate_evidence=True).postprocess_nodes(
+        scored(node), query_str="x"
+    )
+    gone = pruned.node.metadata[EVIDENCE_KEY]
+    assert pruned.node.get_content() == "Intro sentence here."
+    assert (
+        gone["start_char_idx"] is None
+        and document.text[gone["doc_start_char_idx"] : gone["doc_end_char_idx"]] == "Mona Lisa"
+    )
+
+    answer["value"] = outputs["unsupported"]
+    [ungrounded] = highlighter.postprocess_nodes(scored(node), query_str="x")
+    assert ungrounded.node.metadata[EVIDENCE_KEY] == {
+        "text": "zebra crossing",
+        "grounded": False,
+        "support": 0.0,
+        "start_char_idx": None,
+        "end_char_idx": None,
+    }
 
 
 def test_prune_drops_nodes_with_nothing_selected(tiny_model):

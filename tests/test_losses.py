@@ -3,7 +3,16 @@ import math
 import pytest
 import torch
 
-from gear_core.losses import contrastive_loss, lm_loss, localization_loss, positive_targets, soft_cross_entropy
+from gear_core.losses import (
+    IGNORE_INDEX,
+    contrastive_loss,
+    lm_loss,
+    lm_loss_at_positions,
+    localization_loss,
+    next_token_positions,
+    positive_targets,
+    soft_cross_entropy,
+)
 
 E = math.e
 
@@ -106,3 +115,28 @@ def test_localization_loss_falls_as_attention_moves_to_gold():
     spread = localization_loss(torch.tensor([[1 / 3, 1 / 3, 1 / 3]]), gold, candidates)
     focused = localization_loss(torch.tensor([[0.1, 0.8, 0.1]]), gold, candidates)
     assert focused < spread
+
+
+def test_lm_loss_at_positions_equals_lm_loss_on_every_position():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 7)
+    labels = torch.tensor([[5, 1, 2, IGNORE_INDEX], [5, 3, IGNORE_INDEX, IGNORE_INDEX]])
+    positions = next_token_positions(labels)
+    assert positions.tolist() == [[True, True, False, False], [True, False, False, False]]
+    assert torch.allclose(lm_loss_at_positions(logits[positions], labels), lm_loss(logits, labels))
+    with pytest.raises(ValueError, match="positions"):
+        lm_loss_at_positions(logits[0], labels)
+
+
+def test_copy_mixture_hand_case():
+    from gear_core.modeling import copy_mixture_log_probs
+
+    # Uniform vocabulary (0.25 each), gate 0.5, both window tokens are id 2 (copy share 1.0 on id 2):
+    # p(2) = 0.5 * 0.25 + 0.5 * 1.0 = 0.625; the other ids 0.5 * 0.25 = 0.125.
+    log_probs = copy_mixture_log_probs(torch.zeros(1, 4), torch.zeros(1, 2), torch.zeros(1, 1), torch.tensor([[2, 2]]))
+    assert torch.allclose(log_probs.exp(), torch.tensor([[0.125, 0.125, 0.625, 0.125]]))
+    # A gate of +inf generates only; -inf copies only (other ids get the floor, not -inf).
+    only_copy = copy_mixture_log_probs(
+        torch.zeros(1, 4), torch.tensor([[0.0, -1e9]]), torch.tensor([[-1e9]]), torch.tensor([[1, 3]])
+    )
+    assert only_copy.exp()[0, 1].item() == pytest.approx(1.0) and torch.isfinite(only_copy).all()

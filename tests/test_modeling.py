@@ -246,3 +246,81 @@ def test_sharing_options_change_parameter_counts(tiny_encoder_dir):
     encoder = sum(p.numel() for p in separate.query_encoder.parameters())
     assert count(separate) - count(shared) == encoder
     assert shared.document_encoder is None and shared.document_encoder_module is shared.query_encoder
+
+
+@pytest.fixture
+def copying_model(tiny_encoder_dir):
+    torch.manual_seed(0)
+    return GeARModel.from_encoder(
+        tiny_encoder_dir,
+        decoder_num_layers=1,
+        ranking_layer=-1,
+        max_document_length=48,
+        document_stride=8,
+        max_query_length=16,
+        max_target_length=12,
+        decoder_memory="query_and_document",
+        decoder_copy=True,
+    )
+
+
+def test_query_memory_loss_is_the_lm_loss_of_the_decoders_logits(tiny_model):
+    """Scores computed at the predicted positions only give the same loss as the decoder's full logits."""
+    from gear_core.losses import lm_loss
+
+    tiny_model.eval()
+    inputs = batch(tiny_model, ["q one", "q two"], ["doc one.", "doc two."], targets=["one", "two longer words"])
+    with torch.no_grad():
+        out = tiny_model(**inputs)
+        states = tiny_model.document_encoder_module(
+            input_ids=inputs["document_input_ids"], attention_mask=inputs["document_attention_mask"]
+        ).last_hidden_state
+        fused, _ = tiny_model.fuse(
+            inputs["query_input_ids"], inputs["query_attention_mask"], states, inputs["document_attention_mask"]
+        )
+        logits = tiny_model.decoder(
+            input_ids=inputs["target_input_ids"],
+            attention_mask=inputs["target_attention_mask"],
+            encoder_hidden_states=fused,
+            encoder_attention_mask=inputs["query_attention_mask"],
+        ).logits
+    assert out.lm_loss.item() == pytest.approx(lm_loss(logits, inputs["target_labels"]).item(), rel=1e-5)
+
+
+def test_copying_decoder_reads_the_document_and_learns_to_copy(copying_model):
+    model = copying_model
+    query, document, answer = "who designed it", "The tower was designed by Gustave Eiffel in Paris.", "Gustave Eiffel"
+    inputs = batch(model, [query], [document], targets=[answer])
+    out = model(**inputs)
+    out.lm_loss.backward()
+    assert model.copy_head.query.weight.grad.abs().sum() > 0  # the copy head is on the loss's path
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        optimiser.zero_grad()
+        model(**inputs).lm_loss.backward()
+        optimiser.step()
+    assert model.generate(query, document).lower() == answer.lower()
+
+
+def test_generation_lengths_and_bad_values(copying_model):
+    assert copying_model.generate("q", "A document.", max_new_tokens=0) == ""
+    assert len(copying_model.generate("q", "A document.", max_new_tokens=2).split()) <= 2
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            copying_model.generate("q", "A document.", max_new_tokens=bad)
+
+
+def test_evidence_is_read_at_the_window_of_the_best_sentence(copying_model, monkeypatch):
+    from gear_core.text import ScoredSentence
+
+    sentences = [f"Sentence number {i} is filler text here." for i in range(12)]
+    document = " ".join(sentences)
+    target = document.index(sentences[10])
+    best = ScoredSentence(sentences[10], target, target + len(sentences[10]), 1.0)
+    monkeypatch.setattr(copying_model, "rank_sentences_batch", lambda queries, documents, top_n: [[best]])
+    window = copying_model._evidence_windows(["q"], [document])
+    text = copying_model.tokenizer.decode(window["input_ids"][0], skip_special_tokens=True)
+    assert "sentence number 10 is filler text here" in text
+    assert "sentence number 0 is" not in text  # not the first window
+    short = copying_model._evidence_windows(["q"], ["One short document."])
+    assert short["input_ids"].shape[1] == len(copying_model.tokenizer("One short document.")["input_ids"])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from gear_core import split_sentences
+from gear_core.evidence import GroundedEvidence
 from gear_core.retrieval import (
     DocumentIndex,
     GeARSearcher,
@@ -282,7 +283,9 @@ def test_searcher_end_to_end(tiny_model):
         assert 1 <= len(result.sentences) <= 2
         for sentence in result.sentences:
             assert result.text[sentence.start_char : sentence.end_char] == sentence.text
-        assert isinstance(result.evidence, str)
+        assert isinstance(result.evidence, GroundedEvidence)
+        if result.evidence.start_char is not None:  # the span slices the hit's text
+            assert 0 <= result.evidence.start_char < result.evidence.end_char <= len(result.text)
 
     # A document's own text as the query: query and document encoders start from the same weights.
     assert searcher.search(DOCUMENTS[3], k=1, rank_sentences=False)[0].id == "water"

@@ -43,6 +43,7 @@ from gear_core.evaluation.metrics import (
 )
 from gear_core.evaluation.ranking import gear_rankings
 from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples, sample_in_order
+from gear_core.evidence import DEFAULT_MIN_SUPPORT, ground_evidence
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -261,19 +262,39 @@ def _local(
     return results
 
 
+def generation_metrics(
+    model: GeARModel, examples: Sequence[QuestionExample], batch_size: int = 16
+) -> tuple[dict[str, float], list[str]]:
+    """Generated answers (question + gold context) scored as SQuAD does (EM, F1 against ``answers``, 0-100), and
+    how often they are grounded (:func:`~gear_core.evidence.ground_evidence`), and grounded on a gold sentence.
+    Returns the metrics and the outputs."""
+    outputs = model.generate_batch([e.question for e in examples], [e.context for e in examples], batch_size=batch_size)
+    grounded = [ground_evidence(o, e.context) for o, e in zip(outputs, examples, strict=True)]
+    on_gold = [
+        g.grounded
+        and any(
+            g.start_char < e.sentences[i].end_char and e.sentences[i].start_char < g.end_char for i in e.gold_sentences
+        )
+        for g, e in zip(grounded, examples, strict=True)
+    ]
+    metrics = {
+        "EM": 100 * mean(exact_match(o, e.answers) for o, e in zip(outputs, examples, strict=True)),
+        "F1": 100 * mean(token_f1(o, e.answers) for o, e in zip(outputs, examples, strict=True)),
+        "grounded %": 100 * mean(g.grounded for g in grounded),
+        "grounded on the gold sentence %": 100 * mean(on_gold),
+    }
+    return metrics, outputs
+
+
 def _generation(
     model: GeARModel, examples: Sequence[QuestionExample], settings: EvaluationSettings
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    outputs = model.generate_batch(
-        [e.question for e in examples], [e.context for e in examples], batch_size=settings.batch_size
-    )
-    em = 100 * mean(exact_match(o, e.answers) for o, e in zip(outputs, examples, strict=True))
-    f1 = 100 * mean(token_f1(o, e.answers) for o, e in zip(outputs, examples, strict=True))
+    metrics, outputs = generation_metrics(model, examples, settings.batch_size)
     shown = [
         {"question": e.question, "answers": list(e.answers), "generated": o}
         for e, o in list(zip(examples, outputs, strict=True))[:5]
     ]
-    return {"GeAR (decoder)": {"EM": em, "F1": f1}}, shown
+    return {"GeAR (decoder)": metrics}, shown
 
 
 def _cost(
@@ -408,13 +429,21 @@ def format_markdown(report: EvaluationReport) -> str:
             _table(["system", *metrics], rows),
         ]
     if report.generation:
-        rows = [[name, _fmt(m["EM"], 1), _fmt(m["F1"], 1)] for name, m in report.generation.items()]
-        rows.append([PAPER_LABEL, _fmt(PAPER["generation"]["EM"], 1), _fmt(PAPER["generation"]["F1"], 1)])
+        grounding = ["grounded %", "grounded on the gold sentence %"]
+        rows = [
+            [name, _fmt(m["EM"], 1), _fmt(m["F1"], 1), *(_fmt(m.get(k), 1) for k in grounding)]
+            for name, m in report.generation.items()
+        ]
+        rows.append([PAPER_LABEL, _fmt(PAPER["generation"]["EM"], 1), _fmt(PAPER["generation"]["F1"], 1), "", ""])
         parts += [
             "",
             "## Generation (question + gold paragraph -> answer; SQuAD EM / F1)",
             "",
-            _table(["system", "EM", "F1"], rows),
+            "Grounded: the paragraph span that best supports the output has token F1 >= "
+            f"{DEFAULT_MIN_SUPPORT} with it (`gear_core.evidence.ground_evidence`); on the gold sentence: that span "
+            "also overlaps a sentence holding an answer.",
+            "",
+            _table(["system", "EM", "F1", *grounding], rows),
         ]
         if report.examples:
             parts += ["", "Examples:", ""]

@@ -3,7 +3,8 @@
 1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors.
 2. Local retrieval: each hit's sentences ranked by the fusion encoder's cross-attention
    (``GeARModel.rank_sentences_batch``), with character spans into the hit's text.
-3. Optionally, the decoder's generated evidence for each hit (``GeARModel.generate_batch``).
+3. Optionally, the decoder's generated evidence for each hit (``GeARModel.generate_batch``), grounded to the
+   span of the hit's text that supports it (:func:`~gear_core.evidence.ground_evidence`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gear_core.evidence import GroundedEvidence, ground_evidence
 from gear_core.retrieval.index import DocumentIndex, Hit, IndexType, check_model, model_identity
 from gear_core.text import ScoredSentence
 
@@ -26,7 +28,8 @@ class SearchResult:
     """One retrieved document with what GeAR found inside it.
 
     ``sentences`` are best first and each satisfies ``text[s.start_char:s.end_char] == s.text``; ``evidence`` is
-    the generated text, or None when generation was not asked for.
+    the generated text with the span of ``text`` that supports it (:class:`~gear_core.evidence.GroundedEvidence`),
+    or None when generation was not asked for.
     """
 
     id: str
@@ -34,7 +37,7 @@ class SearchResult:
     score: float
     rank: int
     sentences: list[ScoredSentence] = field(default_factory=list)
-    evidence: str | None = None
+    evidence: GroundedEvidence | None = None
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
@@ -143,7 +146,7 @@ class GeARSearcher:
                 pair_queries, pair_texts, max_new_tokens=max_new_tokens, batch_size=self.batch_size
             )
             for (_, result), evidence in zip(pairs, texts, strict=True):
-                result.evidence = evidence
+                result.evidence = ground_evidence(evidence, result.text)
         return results
 
     def save(self, folder: str | os.PathLike) -> Path:

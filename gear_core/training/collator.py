@@ -88,8 +88,8 @@ def gold_token_mask(offsets: np.ndarray, gold_spans: Sequence[tuple[int, int]]) 
 class CachedStateCollator:
     """Batches for the fusion stage: queries and targets tokenised, documents read from a state cache.
 
-    The batch has what :meth:`GeARModel.fusion_losses` reads: ``document_states`` (B, Ld, hidden) float32 instead
-    of document token ids, and the gold / candidate token masks built by the rule :class:`TripleCollator` uses.
+    The batch has what :meth:`GeARModel.fusion_losses` reads: ``document_states`` (B, Ld, hidden) float32 beside
+    the window's token ids, and the gold / candidate token masks built by the rule :class:`TripleCollator` uses.
     With a ``teacher`` it also has ``document_token_sentence`` (B, Ld; each token's sentence, -1 outside any, by
     ``token_sentence_index``) and ``teacher_sentence_probs`` (B, S): the teacher's soft target over the sentences
     the window holds.
@@ -116,6 +116,14 @@ class CachedStateCollator:
         )
         cached = [self.cache.get(state_key(t.document)) for t in triples]
         length = max(states.shape[0] for states, _ in cached)
+        # The window's token ids (a copying decoder points at them): the cache's own tokenisation, repeated.
+        document_ids = self.tokenizer(
+            [t.document for t in triples],
+            padding="max_length",
+            truncation=True,
+            max_length=length,
+            return_tensors="pt",
+        )["input_ids"]
         states = torch.zeros(len(triples), length, self.cache.hidden_size)
         attention = torch.zeros(len(triples), length, dtype=torch.long)
         gold = torch.zeros(len(triples), length, dtype=torch.bool)
@@ -128,10 +136,13 @@ class CachedStateCollator:
             special = offsets[:, 1] <= offsets[:, 0]  # [CLS] / [SEP] have empty offsets
             candidates[row, :n] = torch.from_numpy(~special)
             gold[row, :n] = gold_token_mask(offsets, triple.gold_spans) & candidates[row, :n]
+            if int((document_ids[row] != self.tokenizer.pad_token_id).sum()) != n:
+                raise ValueError(f"the state cache's window of {triple.document_id!r} does not match its tokens")
         batch = {
             "query_input_ids": queries["input_ids"],
             "query_attention_mask": queries["attention_mask"],
             "document_states": states,
+            "document_input_ids": document_ids,
             "document_attention_mask": attention,
             "document_gold_mask": gold,
             "document_candidate_mask": candidates,

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from gear_core.data.triples import Triple
-from gear_core.evaluation.metrics import mean, recall_at_k
+from gear_core.evaluation.metrics import exact_match, mean, recall_at_k, token_f1
 from gear_core.modeling import GeARModel, is_gear_folder
 from gear_core.momentum import MomentumEncoder
 from gear_core.training.resume import (
@@ -28,7 +28,8 @@ SHIPPED_MODEL_NAME = "gear-minilm"
 
 
 def load_or_build_model(model_name_or_path: str, config_overrides: dict[str, Any] | None = None) -> GeARModel:
-    """A GeAR folder is loaded as is; anything else is treated as a BERT-family encoder to start from.
+    """A GeAR folder is loaded (with ``config_overrides`` applied to its config); anything else is treated as a
+    BERT-family encoder to start from.
 
     ``gear-minilm`` (when no such folder exists here) names the model shipped in the package, so configs that
     continue from it work from any directory.
@@ -38,10 +39,9 @@ def load_or_build_model(model_name_or_path: str, config_overrides: dict[str, Any
 
         model_name_or_path = DEFAULT_MODEL
     if is_gear_folder(model_name_or_path):
-        if config_overrides:
-            raise ValueError("config_overrides apply to a fresh model; this path is already a GeAR model")
         # from_pretrained returns a model in eval mode; Lightning keeps submodule modes, so dropout would stay off.
-        return GeARModel.from_pretrained(model_name_or_path).train()
+        # Overrides may add parts (e.g. ``decoder_copy: true``): those start freshly initialised.
+        return GeARModel.from_pretrained(model_name_or_path, **(config_overrides or {})).train()
     return GeARModel.from_encoder(model_name_or_path, **(config_overrides or {}))
 
 
@@ -50,7 +50,8 @@ class GeARLightningModule(L.LightningModule):
 
     Args:
         model_name_or_path: a GeAR folder to continue from, or a BERT-family encoder to start a fresh GeAR.
-        config_overrides: GeARConfig fields for a fresh model (e.g. ``shared_encoder: true``).
+        config_overrides: GeARConfig fields for a fresh model (e.g. ``shared_encoder: true``), or changes to a
+            GeAR folder's config (e.g. ``decoder_memory: query_and_document``, ``decoder_copy: true``).
         learning_rate, warmup_steps, warmup_start_lr, min_lr: AdamW peak rate, linear warm-up from
             ``warmup_start_lr`` over ``warmup_steps``, cosine decay to ``min_lr`` at the last step.
         weight_decay, betas, eps: AdamW settings (biases and LayerNorm weights are not decayed).
@@ -71,7 +72,12 @@ class GeARLightningModule(L.LightningModule):
             does it), and each step trains the cross-attention blocks and the decoder (localization and LM
             losses) over a query-sized pass; with the towers frozen the contrastive loss is constant and skipped.
             Train the bi-encoder with ``"full"`` first (``lm_loss_weight: 0`` and no localization loss make it a
-            bi-encoder step), then the fusion stage.
+            bi-encoder step), then the fusion stage. ``"decoder"`` is the fusion stage with the cross-attention
+            frozen too: only the decoder (and its copy head) learns, from the LM loss, so sentence ranking stays
+            exactly as it was.
+        validate_generation: also generate an answer for each validation question whose triple is question-answer
+            and log ``val/<set>/answer_f1`` and ``answer_em`` (SQuAD's metrics against the triple's target); they
+            join ``val/score``.
         export_dir: where the best model (by ``val/score``) is saved with ``save_pretrained``.
         validate_before_training: run the validation loop once before the first training step and log it at step
             0 (Lightning's ``num_sanity_val_steps`` logs nothing), so a run's report has its starting point from
@@ -97,17 +103,21 @@ class GeARLightningModule(L.LightningModule):
         soft_label_weight: float | None = None,
         soft_label_ramp_epochs: float = 2.0,
         use_momentum: bool = True,
-        stage: Literal["full", "fusion"] = "full",
+        stage: Literal["full", "fusion", "decoder"] = "full",
         export_dir: str | None = None,
         validate_before_training: bool = False,
+        validate_generation: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if stage not in ("full", "fusion"):
-            raise ValueError(f"stage must be 'full' or 'fusion', got {stage!r}")
+        if stage not in ("full", "fusion", "decoder"):
+            raise ValueError(f"stage must be 'full', 'fusion' or 'decoder', got {stage!r}")
         self.model = load_or_build_model(model_name_or_path, config_overrides)
-        if stage == "fusion":  # frozen towers (the fusion encoder still runs the query tower's layers)
-            for part in (self.model.query_encoder, self.model.document_encoder, self.model.temperature):
+        if stage in ("fusion", "decoder"):  # frozen towers (the fusion encoder still runs the query tower's layers)
+            frozen = [self.model.query_encoder, self.model.document_encoder, self.model.temperature]
+            if stage == "decoder":
+                frozen.append(self.model.cross_attention)
+            for part in frozen:
                 if part is not None:
                     part.requires_grad_(False)
             # Tied decoder word embeddings are the query tower's: they stay frozen with it.
@@ -117,7 +127,7 @@ class GeARLightningModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "use_model"):
-            datamodule.use_model(self.model, cached_document_states=self.hparams.stage == "fusion")
+            datamodule.use_model(self.model, cached_document_states=self.hparams.stage in ("fusion", "decoder"))
 
     # ---- training ----------------------------------------------------------------------------------------
 
@@ -192,7 +202,11 @@ class GeARLightningModule(L.LightningModule):
         hp = self.hparams
         # (learning-rate scale, decayed?) -> parameters; biases and norms are not decayed. Tied weights are
         # listed once, under their first name (the query encoder's embeddings), so they keep the base rate.
-        scales = {"cross_attention.": hp.cross_attention_lr_scale, "decoder.": hp.decoder_lr_scale}
+        scales = {
+            "cross_attention.": hp.cross_attention_lr_scale,
+            "decoder.": hp.decoder_lr_scale,
+            "copy_head.": hp.decoder_lr_scale,
+        }
         groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
         for name, parameter in self.model.named_parameters():
             if parameter.requires_grad:
@@ -249,6 +263,14 @@ class GeARLightningModule(L.LightningModule):
             for r, t in zip(ranked, batch, strict=True)
             if t.gold_spans
         )
+        if self.hparams.validate_generation:
+            answered = [t for t in batch if t.kind == "qa"]
+            if answered:
+                generated = self.model.generate_batch([t.query for t in answered], [t.document for t in answered])
+                for metric, values in (("answer_f1", token_f1), ("answer_em", exact_match)):
+                    self._validation_values.setdefault(f"val/{name}/{metric}", []).extend(
+                        values(g, [t.target]) for g, t in zip(generated, answered, strict=True)
+                    )
         embeddings, index = self._validation_corpora[dataloader_idx] if sets else (None, {})
         if embeddings is not None:
             scores = self.model.encode_queries([t.query for t in batch]) @ embeddings.T
