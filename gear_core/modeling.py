@@ -272,17 +272,28 @@ class CopyHead(nn.Module):
     """The pointer of a pointer-generator decoder (See et al., 2017): for each decoder step, logits over the
     document window's tokens (where to copy from) and a gate logit (how much to copy rather than generate)."""
 
-    def __init__(self, hidden_size: int) -> None:
+    def __init__(self, hidden_size: int, prior: bool = False) -> None:
         super().__init__()
         self.query = nn.Linear(hidden_size, hidden_size)
         self.gate = nn.Linear(2 * hidden_size, 1)
+        # The weight of the fusion encoder's token attention in the copy logits (decoder_copy_prior).
+        self.prior_weight = nn.Parameter(torch.ones(())) if prior else None
 
     def forward(
-        self, decoder_states: torch.Tensor, document_states: torch.Tensor, copy_mask: torch.Tensor
+        self,
+        decoder_states: torch.Tensor,
+        document_states: torch.Tensor,
+        copy_mask: torch.Tensor,
+        token_log_prior: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(copy_logits (B, T, Ld), gate_logits (B, T, 1))``; tokens outside ``copy_mask`` (B, Ld) get no share."""
+        """``(copy_logits (B, T, Ld), gate_logits (B, T, 1))``; tokens outside ``copy_mask`` (B, Ld) get no share.
+        ``token_log_prior`` (B, Ld), with a prior weight, is added to every step's copy logits."""
         document_states = document_states.to(decoder_states.dtype)
         logits = self.query(decoder_states) @ document_states.transpose(1, 2) / math.sqrt(decoder_states.shape[-1])
+        if self.prior_weight is not None:
+            if token_log_prior is None:
+                raise ValueError("this copy head adds the ranking attention's prior: pass token_log_prior")
+            logits = logits + self.prior_weight * token_log_prior[:, None, :].to(logits.dtype)
         logits = logits.masked_fill(~copy_mask[:, None, :], torch.finfo(logits.dtype).min)
         context = logits.softmax(dim=-1) @ document_states
         return logits, self.gate(torch.cat([decoder_states, context], dim=-1))
@@ -365,7 +376,9 @@ class GeARModel(PreTrainedModel):
             _attn_implementation="sdpa",
         )
         self.decoder = BertLMHeadModel(decoder_config)
-        self.copy_head = CopyHead(encoder_config.hidden_size) if config.decoder_copy else None
+        self.copy_head = (
+            CopyHead(encoder_config.hidden_size, prior=config.decoder_copy_prior) if config.decoder_copy else None
+        )
         self.temperature = nn.Parameter(torch.tensor(float(config.contrastive_temperature)))
         self.tokenizer = tokenizer
         self.post_init()
@@ -379,6 +392,9 @@ class GeARModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+        elif isinstance(module, CopyHead) and module.prior_weight is not None:
+            with torch.no_grad():
+                module.prior_weight.fill_(1.0)
         elif module is self:
             with torch.no_grad():
                 self.temperature.fill_(self.config.contrastive_temperature)
@@ -590,6 +606,20 @@ class GeARModel(PreTrainedModel):
             embed_states(document_states, document_attention_mask),
         )
 
+    def ranking_token_attention(
+        self, logits: torch.Tensor, query_input_ids: torch.Tensor, query_attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, Ld) the ranking layer's cross-attention ``logits`` pooled as the config's scoring pools them: how much
+        the query attends to each document token (what the localization loss trains and the copy prior reads)."""
+        ranking = SentenceScoring.from_config(self.config)
+        return pool_attention(
+            logits.softmax(dim=-1),
+            query_attention_mask,
+            ranking.head_pooling,
+            ranking.query_pooling,
+            self._query_content_mask(query_input_ids, query_attention_mask),
+        )
+
     def _query_content_mask(self, query_input_ids: torch.Tensor, query_attention_mask: torch.Tensor) -> torch.Tensor:
         """The query's word tokens: real and not special (what ``"content"`` query pooling averages)."""
         special_ids = torch.tensor(self._require_tokenizer().all_special_ids, device=query_input_ids.device)
@@ -619,10 +649,12 @@ class GeARModel(PreTrainedModel):
         document_states: torch.Tensor,
         document_attention_mask: torch.Tensor,
         document_input_ids: torch.Tensor | None,
+        token_attention: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(N, V) next-token scores at the N ``positions`` (B, T) of the decoder's last states (B, T, hidden): its
         LM logits, or with ``decoder_copy`` the pointer-generator's log-probabilities
-        (:func:`copy_mixture_log_probs`). Training and generation both read this."""
+        (:func:`copy_mixture_log_probs`). ``token_attention`` (B, Ld; :meth:`ranking_token_attention`) is the
+        copy prior of ``decoder_copy_prior``. Training and generation both read this."""
         vocab_logits = self.decoder.cls(decoder_states[positions])
         if self.copy_head is None:
             return vocab_logits
@@ -630,7 +662,8 @@ class GeARModel(PreTrainedModel):
             raise ValueError("a copying decoder (decoder_copy) needs the document window's token ids")
         special_ids = torch.tensor(self._require_tokenizer().all_special_ids, device=document_input_ids.device)
         copyable = document_attention_mask.bool() & ~torch.isin(document_input_ids, special_ids)
-        copy_logits, gate_logits = self.copy_head(decoder_states, document_states, copyable)
+        log_prior = None if token_attention is None else token_attention.float().clamp_min(1e-6).log()
+        copy_logits, gate_logits = self.copy_head(decoder_states, document_states, copyable, log_prior)
         rows = positions.nonzero()[:, 0]
         return copy_mixture_log_probs(
             vocab_logits, copy_logits[positions], gate_logits[positions], document_input_ids[rows]
@@ -789,18 +822,16 @@ class GeARModel(PreTrainedModel):
             query_attention_mask,
             document_states,
             document_attention_mask,
-            attention_layers=(ranking.layer,) if localize else (),
+            attention_layers=(ranking.layer,) if localize or self.config.decoder_copy_prior else (),
             stop_after_layer=None if run_decoder else ranking.layer,
         )
         decoder_loss = attention_loss = None
-        if localize:
-            token_attention = pool_attention(
-                attention_logits[ranking.layer].softmax(dim=-1),
-                query_attention_mask,
-                ranking.head_pooling,
-                ranking.query_pooling,
-                self._query_content_mask(query_input_ids, query_attention_mask),
+        token_attention = None
+        if ranking.layer in attention_logits:
+            token_attention = self.ranking_token_attention(
+                attention_logits[ranking.layer], query_input_ids, query_attention_mask
             )
+        if localize:
             attention_loss = localization_loss(token_attention, document_gold_mask, document_candidate_mask)
             if teacher_weight > 0:
                 distillation = sentence_distillation_loss(
@@ -824,7 +855,7 @@ class GeARModel(PreTrainedModel):
             )
             positions = next_token_positions(labels)
             scores = self.decoder_scores(
-                decoder_states, positions, document_states, document_attention_mask, document_input_ids
+                decoder_states, positions, document_states, document_attention_mask, document_input_ids, token_attention
             )
             decoder_loss = lm_loss_at_positions(scores, labels)
         return decoder_loss, attention_loss
@@ -1070,12 +1101,19 @@ class GeARModel(PreTrainedModel):
         query_inputs = self._tokenize(queries, self.config.max_query_length)
         document_inputs = self._evidence_windows(queries, documents)
         document_states = self.document_encoder_module(**document_inputs).last_hidden_state
-        fused, _ = self.fuse(
+        ranking_layer = self.config.ranking_layer_index
+        fused, attention_logits = self.fuse(
             query_inputs["input_ids"],
             query_inputs["attention_mask"],
             document_states,
             document_inputs["attention_mask"],
+            attention_layers=(ranking_layer,) if self.config.decoder_copy_prior else (),
         )
+        token_attention = None
+        if ranking_layer in attention_logits:
+            token_attention = self.ranking_token_attention(
+                attention_logits[ranking_layer], query_inputs["input_ids"], query_inputs["attention_mask"]
+            )
         memory, memory_mask = self.decoder_memory(
             fused, query_inputs["attention_mask"], document_states, document_inputs["attention_mask"]
         )
@@ -1097,6 +1135,7 @@ class GeARModel(PreTrainedModel):
                 document_states,
                 document_inputs["attention_mask"],
                 document_inputs["input_ids"],
+                token_attention,
             )
             next_token = scores.argmax(dim=-1).masked_fill(finished, tokenizer.pad_token_id)
             tokens = torch.cat([tokens, next_token[:, None]], dim=1)

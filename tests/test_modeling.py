@@ -248,8 +248,8 @@ def test_sharing_options_change_parameter_counts(tiny_encoder_dir):
     assert shared.document_encoder is None and shared.document_encoder_module is shared.query_encoder
 
 
-@pytest.fixture
-def copying_model(tiny_encoder_dir):
+@pytest.fixture(params=[False, True], ids=["copy", "copy+prior"])
+def copying_model(tiny_encoder_dir, request):
     torch.manual_seed(0)
     return GeARModel.from_encoder(
         tiny_encoder_dir,
@@ -261,6 +261,7 @@ def copying_model(tiny_encoder_dir):
         max_target_length=12,
         decoder_memory="query_and_document",
         decoder_copy=True,
+        decoder_copy_prior=request.param,
     )
 
 
@@ -294,6 +295,8 @@ def test_copying_decoder_reads_the_document_and_learns_to_copy(copying_model):
     out = model(**inputs)
     out.lm_loss.backward()
     assert model.copy_head.query.weight.grad.abs().sum() > 0  # the copy head is on the loss's path
+    if model.config.decoder_copy_prior:  # the prior weight too, and it starts at 1
+        assert model.copy_head.prior_weight.item() == 1.0 and model.copy_head.prior_weight.grad is not None
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(60):
         optimiser.zero_grad()
@@ -324,3 +327,8 @@ def test_evidence_is_read_at_the_window_of_the_best_sentence(copying_model, monk
     assert "sentence number 0 is" not in text  # not the first window
     short = copying_model._evidence_windows(["q"], ["One short document."])
     assert short["input_ids"].shape[1] == len(copying_model.tokenizer("One short document.")["input_ids"])
+
+
+def test_copy_prior_needs_copy():
+    with pytest.raises(ValueError, match="decoder_copy_prior needs decoder_copy"):
+        GeARConfig(decoder_copy_prior=True)
