@@ -330,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--generate",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="generated evidence for each document (default: on with a trained model)",
+        default=False,
+        help="generated evidence for each document, grounded to its span (off by default: the shipped decoder's "
+        "answers are not reliable yet, see the README's results)",
     )
     demo.add_argument("--html", metavar="FILE", default=None, help="also write one self-contained HTML page here")
     demo.add_argument(

@@ -25,6 +25,7 @@ _CHOICES = {
     "decoder_memory": ("query", "query_and_document"),
     "decoder_copy": (False, True),
     "decoder_copy_prior": (False, True),
+    "decoder_copy_spans": (False, True),
     "cross_attention_init": ("random", "self_attention"),
     "storage_dtype": (None, "int8"),
 }
@@ -74,6 +75,9 @@ class GeARConfig(PretrainedConfig):
         decoder_copy_prior: with ``decoder_copy``, the copy logits add ``w * log(a_j)``, where ``a_j`` is the
             ranking layer's pooled cross-attention on token j (what ranks sentences) and ``w`` is learned
             (starting at 1): the decoder copies from where the fusion encoder found the answer.
+        decoder_copy_spans: with ``decoder_copy``, the copy logits of each document token that follows an
+            occurrence of the previous output token add a learned bonus (starting at 1), so copies continue a span
+            instead of gluing word pieces from different places.
         share_decoder_embeddings: the decoder reuses the query encoder's word embeddings (smaller checkpoint).
         decoder_start_token: the token that starts generation (BLIP's ``[DEC]``).
         contrastive_temperature: initial value of the learnable contrastive temperature.
@@ -115,6 +119,7 @@ class GeARConfig(PretrainedConfig):
         decoder_memory: DecoderMemory = "query",
         decoder_copy: bool = False,
         decoder_copy_prior: bool = False,
+        decoder_copy_spans: bool = False,
         share_decoder_embeddings: bool = False,
         decoder_start_token: str = "[DEC]",
         contrastive_temperature: float = 0.07,
@@ -148,6 +153,7 @@ class GeARConfig(PretrainedConfig):
         self.decoder_memory = decoder_memory
         self.decoder_copy = decoder_copy
         self.decoder_copy_prior = decoder_copy_prior
+        self.decoder_copy_spans = decoder_copy_spans
         self.share_decoder_embeddings = share_decoder_embeddings
         self.decoder_start_token = decoder_start_token
         self.contrastive_temperature = contrastive_temperature
@@ -185,8 +191,9 @@ class GeARConfig(PretrainedConfig):
             value = getattr(self, name)
             if not 2 < value <= max_positions:
                 raise ValueError(f"{name}={value} must lie in (2, {max_positions}] for this encoder")
-        if self.decoder_copy_prior and not self.decoder_copy:
-            raise ValueError("decoder_copy_prior needs decoder_copy")
+        for name in ("decoder_copy_prior", "decoder_copy_spans"):
+            if getattr(self, name) and not self.decoder_copy:
+                raise ValueError(f"{name} needs decoder_copy")
         if not self.ranking_window_temperature > 0:
             raise ValueError(f"ranking_window_temperature must be positive, got {self.ranking_window_temperature}")
         if not 0 <= self.document_stride < self.max_document_length // 2:

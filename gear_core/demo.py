@@ -805,7 +805,7 @@ def run_demo(
     questions_file: str | None = None,
     top_k: int = 3,
     top_sentences: int = 2,
-    generate: bool | None = None,
+    generate: bool = False,
     html_path: str | None = None,
     index_dir: str | None = None,
     limit: int | None = None,
@@ -814,7 +814,8 @@ def run_demo(
 ) -> int:
     """``gear demo``: print the report to stdout (and write ``html_path``); raises DemoError on bad input.
 
-    ``generate=None`` generates evidence only with a trained model; ``limit`` keeps the first N documents.
+    ``generate`` adds the decoder's evidence, grounded to its span (off by default until the decoder's answers
+    meet the project's F1 target; README, Results); ``limit`` keeps the first N documents.
     """
     corpus = choose_corpus(corpus_path, wiki_offline)  # input errors first, before the slow model load
     questions = choose_questions(questions, questions_file, corpus)
@@ -844,7 +845,7 @@ def run_demo(
         index_dir=str(folder),
         model_seconds=model_seconds,
         index_seconds=index_seconds,
-        answers=ask(searcher, questions, top_k, top_sentences, trained if generate is None else generate),
+        answers=ask(searcher, questions, top_k, top_sentences, generate),
         attribution=corpus.attribution,
     )
     width = min(shutil.get_terminal_size((100, 24)).columns, 120)

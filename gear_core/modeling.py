@@ -272,12 +272,14 @@ class CopyHead(nn.Module):
     """The pointer of a pointer-generator decoder (See et al., 2017): for each decoder step, logits over the
     document window's tokens (where to copy from) and a gate logit (how much to copy rather than generate)."""
 
-    def __init__(self, hidden_size: int, prior: bool = False) -> None:
+    def __init__(self, hidden_size: int, prior: bool = False, spans: bool = False) -> None:
         super().__init__()
         self.query = nn.Linear(hidden_size, hidden_size)
         self.gate = nn.Linear(2 * hidden_size, 1)
         # The weight of the fusion encoder's token attention in the copy logits (decoder_copy_prior).
         self.prior_weight = nn.Parameter(torch.ones(())) if prior else None
+        # The bonus of a token that continues the span just copied (decoder_copy_spans).
+        self.span_weight = nn.Parameter(torch.ones(())) if spans else None
 
     def forward(
         self,
@@ -285,15 +287,25 @@ class CopyHead(nn.Module):
         document_states: torch.Tensor,
         copy_mask: torch.Tensor,
         token_log_prior: torch.Tensor | None = None,
+        previous_tokens: torch.Tensor | None = None,
+        document_input_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(copy_logits (B, T, Ld), gate_logits (B, T, 1))``; tokens outside ``copy_mask`` (B, Ld) get no share.
-        ``token_log_prior`` (B, Ld), with a prior weight, is added to every step's copy logits."""
+        ``token_log_prior`` (B, Ld), with a prior weight, is added to every step's copy logits; with a span weight,
+        step t's logit of document token j gains it when token j - 1 is ``previous_tokens[:, t]`` (the decoder's
+        input at t) in ``document_input_ids``."""
         document_states = document_states.to(decoder_states.dtype)
         logits = self.query(decoder_states) @ document_states.transpose(1, 2) / math.sqrt(decoder_states.shape[-1])
         if self.prior_weight is not None:
             if token_log_prior is None:
                 raise ValueError("this copy head adds the ranking attention's prior: pass token_log_prior")
             logits = logits + self.prior_weight * token_log_prior[:, None, :].to(logits.dtype)
+        if self.span_weight is not None:
+            if previous_tokens is None or document_input_ids is None:
+                raise ValueError("this copy head continues spans: pass previous_tokens and document_input_ids")
+            follows = torch.zeros_like(logits, dtype=torch.bool)
+            follows[:, :, 1:] = document_input_ids[:, None, :-1] == previous_tokens[:, :, None]
+            logits = logits + self.span_weight * follows.to(logits.dtype)
         logits = logits.masked_fill(~copy_mask[:, None, :], torch.finfo(logits.dtype).min)
         context = logits.softmax(dim=-1) @ document_states
         return logits, self.gate(torch.cat([decoder_states, context], dim=-1))
@@ -377,7 +389,9 @@ class GeARModel(PreTrainedModel):
         )
         self.decoder = BertLMHeadModel(decoder_config)
         self.copy_head = (
-            CopyHead(encoder_config.hidden_size, prior=config.decoder_copy_prior) if config.decoder_copy else None
+            CopyHead(encoder_config.hidden_size, prior=config.decoder_copy_prior, spans=config.decoder_copy_spans)
+            if config.decoder_copy
+            else None
         )
         self.temperature = nn.Parameter(torch.tensor(float(config.contrastive_temperature)))
         self.tokenizer = tokenizer
@@ -392,9 +406,11 @@ class GeARModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif isinstance(module, CopyHead) and module.prior_weight is not None:
+        elif isinstance(module, CopyHead):
             with torch.no_grad():
-                module.prior_weight.fill_(1.0)
+                for weight in (module.prior_weight, module.span_weight):
+                    if weight is not None:
+                        weight.fill_(1.0)
         elif module is self:
             with torch.no_grad():
                 self.temperature.fill_(self.config.contrastive_temperature)
@@ -650,11 +666,13 @@ class GeARModel(PreTrainedModel):
         document_attention_mask: torch.Tensor,
         document_input_ids: torch.Tensor | None,
         token_attention: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(N, V) next-token scores at the N ``positions`` (B, T) of the decoder's last states (B, T, hidden): its
         LM logits, or with ``decoder_copy`` the pointer-generator's log-probabilities
         (:func:`copy_mixture_log_probs`). ``token_attention`` (B, Ld; :meth:`ranking_token_attention`) is the
-        copy prior of ``decoder_copy_prior``. Training and generation both read this."""
+        copy prior of ``decoder_copy_prior``; ``decoder_input_ids`` (B, T), the decoder's inputs, say which copies
+        continue a span (``decoder_copy_spans``). Training and generation both read this."""
         vocab_logits = self.decoder.cls(decoder_states[positions])
         if self.copy_head is None:
             return vocab_logits
@@ -663,7 +681,9 @@ class GeARModel(PreTrainedModel):
         special_ids = torch.tensor(self._require_tokenizer().all_special_ids, device=document_input_ids.device)
         copyable = document_attention_mask.bool() & ~torch.isin(document_input_ids, special_ids)
         log_prior = None if token_attention is None else token_attention.float().clamp_min(1e-6).log()
-        copy_logits, gate_logits = self.copy_head(decoder_states, document_states, copyable, log_prior)
+        copy_logits, gate_logits = self.copy_head(
+            decoder_states, document_states, copyable, log_prior, decoder_input_ids, document_input_ids
+        )
         rows = positions.nonzero()[:, 0]
         return copy_mixture_log_probs(
             vocab_logits, copy_logits[positions], gate_logits[positions], document_input_ids[rows]
@@ -855,7 +875,13 @@ class GeARModel(PreTrainedModel):
             )
             positions = next_token_positions(labels)
             scores = self.decoder_scores(
-                decoder_states, positions, document_states, document_attention_mask, document_input_ids, token_attention
+                decoder_states,
+                positions,
+                document_states,
+                document_attention_mask,
+                document_input_ids,
+                token_attention,
+                target_input_ids,
             )
             decoder_loss = lm_loss_at_positions(scores, labels)
         return decoder_loss, attention_loss
@@ -1136,6 +1162,7 @@ class GeARModel(PreTrainedModel):
                 document_inputs["attention_mask"],
                 document_inputs["input_ids"],
                 token_attention,
+                tokens[:, -1:],
             )
             next_token = scores.argmax(dim=-1).masked_fill(finished, tokenizer.pad_token_id)
             tokens = torch.cat([tokens, next_token[:, None]], dim=1)

@@ -140,19 +140,19 @@ def test_demo_end_to_end_html_plain_text_and_index_cache(corpus_dir, model_dir, 
     args = ["demo", "--corpus", str(corpus_dir), "--model", model_dir, "--index-dir", str(index_dir)]
     args += ["-q", "when did paris host the olympics", "--top-k", "2", "--top-sentences", "1"]
 
-    assert main([*args, "--html", str(html_path), "--no-color"]) == 0
+    assert main([*args, "--html", str(html_path), "--no-color", "--generate"]) == 0
     first = capsys.readouterr()
     assert "indexing" in first.err and "skipped binary.txt: binary file" in first.err
     assert "\x1b[" not in first.out
     assert "Q1. when did paris host the olympics" in first.out and "[[" in first.out
-    assert "evidence:" in first.out  # a --model folder counts as trained: evidence is on by default
+    assert "evidence:" in first.out and "support" in first.out  # asked for: grounded evidence
     page = html_path.read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and '<mark class="r1" title="sentence #1 · score' in page
     assert "&lt;really&gt;" in page and "<really>" not in page and "1924 &amp; 2024" in page
     assert 'class="evidence"' in page
 
     # Second run, not --no-color but stdout is not a terminal: plain again, and the cached index is reused.
-    assert main([*args, "--no-generate"]) == 0
+    assert main(args) == 0  # evidence is off by default
     second = capsys.readouterr()
     assert "indexing" not in second.err and "index   loaded" in second.out
     assert "\x1b[" not in second.out and "evidence:" not in second.out

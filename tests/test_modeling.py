@@ -248,7 +248,7 @@ def test_sharing_options_change_parameter_counts(tiny_encoder_dir):
     assert shared.document_encoder is None and shared.document_encoder_module is shared.query_encoder
 
 
-@pytest.fixture(params=[False, True], ids=["copy", "copy+prior"])
+@pytest.fixture(params=[(False, False), (True, True)], ids=["copy", "copy+prior+spans"])
 def copying_model(tiny_encoder_dir, request):
     torch.manual_seed(0)
     return GeARModel.from_encoder(
@@ -261,7 +261,8 @@ def copying_model(tiny_encoder_dir, request):
         max_target_length=12,
         decoder_memory="query_and_document",
         decoder_copy=True,
-        decoder_copy_prior=request.param,
+        decoder_copy_prior=request.param[0],
+        decoder_copy_spans=request.param[1],
     )
 
 
@@ -332,3 +333,20 @@ def test_evidence_is_read_at_the_window_of_the_best_sentence(copying_model, monk
 def test_copy_prior_needs_copy():
     with pytest.raises(ValueError, match="decoder_copy_prior needs decoder_copy"):
         GeARConfig(decoder_copy_prior=True)
+    with pytest.raises(ValueError, match="decoder_copy_spans needs decoder_copy"):
+        GeARConfig(decoder_copy_spans=True)
+
+
+def test_copy_head_span_bonus_hand_case():
+    from gear_core.modeling import CopyHead
+
+    head = CopyHead(4, spans=True)
+    torch.nn.init.zeros_(head.query.weight)  # plain logits 0: only the span bonus (1.0) remains
+    torch.nn.init.zeros_(head.query.bias)
+    document_ids = torch.tensor([[101, 7, 8, 7, 9, 102]])
+    copyable = torch.tensor([[False, True, True, True, True, False]])
+    previous = torch.tensor([[7, 9]])  # step 0 follows token 7 (at 1 and 3), step 1 follows 9 (at 4)
+    logits, _ = head(torch.zeros(1, 2, 4), torch.randn(1, 6, 4), copyable, None, previous, document_ids)
+    floor = torch.finfo(logits.dtype).min
+    assert logits[0, 0].tolist() == [floor, 0.0, 1.0, 0.0, 1.0, floor]
+    assert logits[0, 1].tolist() == [floor, 0.0, 0.0, 0.0, 0.0, floor]  # after 9 comes [SEP]: not copyable
