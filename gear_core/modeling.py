@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, BertLMHeadModel, BertModel, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
 from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
@@ -1058,11 +1059,14 @@ class GeARModel(PreTrainedModel):
         documents: Sequence[str],
         max_new_tokens: int | None = None,
         batch_size: int = 16,
+        no_repeat_ngram_size: int = 2,
     ) -> list[str]:
         """Generated evidence / answer for each (query, document) pair, ``batch_size`` pairs at a time.
 
         Greedy decoding with a key/value cache. A document longer than the window is read at the window that
         holds its best-ranked sentence. ``max_new_tokens`` defaults to ``max_target_length``; 0 gives "".
+        ``no_repeat_ngram_size`` n > 0 forbids repeating any n tokens (a copying decoder can otherwise loop on a
+        word piece until the length limit); 0 turns it off.
         """
         queries, documents = _check_texts(queries), _check_texts(documents)
         if len(queries) != len(documents):
@@ -1072,12 +1076,14 @@ class GeARModel(PreTrainedModel):
             raise ValueError(f"max_new_tokens must be a non-negative int or None, got {max_new_tokens!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
         was_training = self.training
         self.eval()
         texts = []
         for start in range(0, len(queries), batch_size):
             chunk = slice(start, start + batch_size)
-            texts += self._generate(queries[chunk], documents[chunk], steps)
+            texts += self._generate(queries[chunk], documents[chunk], steps, no_repeat_ngram_size)
         self.train(was_training)
         return texts
 
@@ -1120,7 +1126,7 @@ class GeARModel(PreTrainedModel):
             "attention_mask": padded["attention_mask"].to(self.device),
         }
 
-    def _generate(self, queries: list[str], documents: list[str], steps: int) -> list[str]:
+    def _generate(self, queries: list[str], documents: list[str], steps: int, no_repeat_ngram_size: int) -> list[str]:
         tokenizer = self._require_tokenizer()
         if steps == 0:
             return ["" for _ in queries]
@@ -1164,6 +1170,8 @@ class GeARModel(PreTrainedModel):
                 token_attention,
                 tokens[:, -1:],
             )
+            if no_repeat_ngram_size:
+                scores = NoRepeatNGramLogitsProcessor(no_repeat_ngram_size)(tokens, scores)
             next_token = scores.argmax(dim=-1).masked_fill(finished, tokenizer.pad_token_id)
             tokens = torch.cat([tokens, next_token[:, None]], dim=1)
             finished |= next_token == tokenizer.sep_token_id
@@ -1171,9 +1179,13 @@ class GeARModel(PreTrainedModel):
                 break
         return [t.strip() for t in tokenizer.batch_decode(tokens[:, 1:], skip_special_tokens=True)]
 
-    def generate(self, query: str, document: str, max_new_tokens: int | None = None) -> str:
-        """The evidence / answer the decoder writes for this query and document (greedy)."""
-        return self.generate_batch([query], [document], max_new_tokens=max_new_tokens)[0]
+    def generate(
+        self, query: str, document: str, max_new_tokens: int | None = None, no_repeat_ngram_size: int = 2
+    ) -> str:
+        """The evidence / answer the decoder writes for this query and document (greedy; see generate_batch)."""
+        return self.generate_batch(
+            [query], [document], max_new_tokens=max_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size
+        )[0]
 
 
 @contextlib.contextmanager
