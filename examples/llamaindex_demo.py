@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--question", help="default: the article's first question")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--top-sentences", type=int, default=2)
+    parser.add_argument(
+        "--evidence", action="store_true", help="also generate evidence, grounded to its span (not reliable yet)"
+    )
     args = parser.parse_args(argv)
 
     paragraphs = read_squad(args.squad, [args.article])
@@ -46,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"no GeAR model at {args.model}: using an untrained GeAR on {FALLBACK_ENCODER} (plumbing only)\n")
         model = GeARModel.from_encoder(FALLBACK_ENCODER, shared_encoder=True)
-    # An untrained decoder writes noise: evidence only from a trained model.
-    highlighter = GeARHighlighter(model=model, top_n=args.top_sentences, generate_evidence=trained)
+    # Evidence only when asked, and never from an untrained decoder (it writes noise).
+    highlighter = GeARHighlighter(model=model, top_n=args.top_sentences, generate_evidence=args.evidence and trained)
     retriever = GeARRetriever.from_defaults(
         documents=documents, model=model, similarity_top_k=args.top_k, highlight=highlighter
     )
@@ -64,8 +67,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"   [{h['score']:.3f}] node chars {h['start_char_idx']}-{h['end_char_idx']}, "
                 f"paragraph chars {h['doc_start_char_idx']}-{h['doc_end_char_idx']}: {h['text']}"
             )
-        if "gear_evidence" in node.metadata:
-            print(f"   evidence: {node.metadata['gear_evidence']!r}")
+        evidence = node.metadata.get("gear_evidence")
+        if evidence is not None:
+            where = "ungrounded"
+            if evidence["grounded"]:
+                start, end = evidence["start_char_idx"], evidence["end_char_idx"]
+                assert node.get_content()[start:end], "a grounded span slices the node's text"
+                where = f"node chars {start}-{end} {node.get_content()[start:end]!r}"
+            print(f"   evidence: {evidence['text']!r} (support {evidence['support']:.2f}, {where})")
         print()
 
 
