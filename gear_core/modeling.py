@@ -1149,8 +1149,10 @@ class GeARModel(PreTrainedModel):
         memory, memory_mask = self.decoder_memory(
             fused, query_inputs["attention_mask"], document_states, document_inputs["attention_mask"]
         )
+        document_mask, document_ids = document_inputs["attention_mask"], document_inputs["input_ids"]
         tokens = torch.full((len(queries), 1), tokenizer.bos_token_id, dtype=torch.long, device=self.device)
-        finished = torch.zeros(len(queries), dtype=torch.bool, device=self.device)
+        rows = list(range(len(queries)))  # the pairs still generating, in the order of the tensors below
+        outputs: list[list[int]] = [[] for _ in queries]
         # transformers 5's default cache breaks BERT cross-attention: give the decoder an encoder-decoder cache
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         for _ in range(steps):
@@ -1163,21 +1165,34 @@ class GeARModel(PreTrainedModel):
             ).last_hidden_state
             scores = self.decoder_scores(
                 decoder_states,
-                torch.ones_like(finished)[:, None],
+                torch.ones_like(tokens[:, -1:], dtype=torch.bool),
                 document_states,
-                document_inputs["attention_mask"],
-                document_inputs["input_ids"],
+                document_mask,
+                document_ids,
                 token_attention,
                 tokens[:, -1:],
             )
             if no_repeat_ngram_size:
                 scores = NoRepeatNGramLogitsProcessor(no_repeat_ngram_size)(tokens, scores)
-            next_token = scores.argmax(dim=-1).masked_fill(finished, tokenizer.pad_token_id)
+            next_token = scores.argmax(dim=-1)
             tokens = torch.cat([tokens, next_token[:, None]], dim=1)
-            finished |= next_token == tokenizer.sep_token_id
-            if finished.all():
-                break
-        return [t.strip() for t in tokenizer.batch_decode(tokens[:, 1:], skip_special_tokens=True)]
+            for row, token in zip(rows, next_token.tolist(), strict=True):
+                outputs[row].append(token)
+            going = next_token != tokenizer.sep_token_id
+            if not going.all():  # finished pairs leave the batch (and the cache): the rest decode faster
+                keep = going.nonzero()[:, 0]
+                if keep.numel() == 0:
+                    break
+                cache.batch_select_indices(keep)
+                rows = [rows[i] for i in keep.tolist()]
+                tokens, memory, memory_mask = tokens[keep], memory[keep], memory_mask[keep]
+                document_states, document_mask, document_ids = (
+                    document_states[keep],
+                    document_mask[keep],
+                    document_ids[keep],
+                )
+                token_attention = None if token_attention is None else token_attention[keep]
+        return [t.strip() for t in tokenizer.batch_decode(outputs, skip_special_tokens=True)]
 
     def generate(
         self, query: str, document: str, max_new_tokens: int | None = None, no_repeat_ngram_size: int = 2
