@@ -1045,6 +1045,8 @@ class GeARModel(PreTrainedModel):
         Documents longer than the window are read in overlapping windows, combined as the config's
         ``ranking_window_weighting`` says. Each result's ``document[start_char:end_char] == text``.
         """
+        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
+            raise ValueError(f"top_n must be a positive int or None (every sentence), got {top_n!r}")
         sentences, (scores,) = self.sentence_scores_batch(queries, documents, batch_size=batch_size)
         return [_ranked(s, np.nan_to_num(sc, nan=0.0), top_n) for s, sc in zip(sentences, scores, strict=True)]
 

@@ -350,3 +350,12 @@ def test_copy_head_span_bonus_hand_case():
     floor = torch.finfo(logits.dtype).min
     assert logits[0, 0].tolist() == [floor, 0.0, 1.0, 0.0, 1.0, floor]
     assert logits[0, 1].tolist() == [floor, 0.0, 0.0, 0.0, 0.0, floor]  # after 9 comes [SEP]: not copyable
+
+
+def test_top_n_must_be_a_positive_int_or_none(tiny_model):
+    document = "One sentence. Two sentences. Three sentences."
+    assert len(tiny_model.rank_sentences("q", document, top_n=None)) == 3
+    assert len(tiny_model.rank_sentences("q", document, top_n=5)) == 3
+    for bad in (-1, 0, 2.5, True, "2"):
+        with pytest.raises(ValueError, match="top_n"):
+            tiny_model.rank_sentences("q", document, top_n=bad)
