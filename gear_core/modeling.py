@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -891,7 +892,7 @@ class GeARModel(PreTrainedModel):
 
     def _tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
         encoded = self._require_tokenizer()(
-            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            [tokenizable(t) for t in texts], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         )
         return {
             "input_ids": encoded["input_ids"].to(self.device),
@@ -967,7 +968,7 @@ class GeARModel(PreTrainedModel):
         was_training = self.training
         self.eval()
         windows = tokenizer(
-            [documents[i] for i in pairs],
+            [tokenizable(documents[i]) for i in pairs],
             truncation=True,
             max_length=self.config.max_document_length,
             stride=self.config.document_stride,
@@ -1094,7 +1095,7 @@ class GeARModel(PreTrainedModel):
         holding most of its best-ranked sentence (the first such window on a tie)."""
         tokenizer = self._require_tokenizer()
         windows = tokenizer(
-            documents,
+            [tokenizable(d) for d in documents],
             truncation=True,
             max_length=self.config.max_document_length,
             stride=self.config.document_stride,
@@ -1213,6 +1214,15 @@ def _quiet_transformers():
         yield
     finally:
         hf_logging.set_verbosity(previous)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def tokenizable(text: str) -> str:
+    """``text`` with each lone surrogate (which the fast tokenizer refuses) replaced by U+FFFD. One code point for
+    one, so token offsets still index the original string, which sentences and spans are cut from."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

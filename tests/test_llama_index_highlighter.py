@@ -320,3 +320,12 @@ def test_async_postprocess_does_not_block_the_event_loop(tiny_model, monkeypatch
     monkeypatch.setattr(tiny_model, "rank_sentences_batch", slow_rank)
     highlighter = GeARHighlighter(model=tiny_model)
     assert ticks_while(highlighter.apostprocess_nodes(scored(TextNode(text=PARIS)), query_str=QUERY)) >= 5
+
+
+def test_lone_surrogates_in_nodes_and_queries(tiny_model):
+    text = "Paris \ud800 is the capital. The Seine \udc00 flows."
+    [result] = GeARHighlighter(model=tiny_model, top_n=2, generate_evidence=True).postprocess_nodes(
+        scored(TextNode(text=text)), query_str="capital \ud800?"
+    )
+    check_highlights(result.node)
+    assert len(result.node.metadata[HIGHLIGHTS_KEY]) == 2 and isinstance(result.node.metadata[EVIDENCE_KEY], dict)

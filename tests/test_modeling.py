@@ -359,3 +359,15 @@ def test_top_n_must_be_a_positive_int_or_none(tiny_model):
     for bad in (-1, 0, 2.5, True, "2"):
         with pytest.raises(ValueError, match="top_n"):
             tiny_model.rank_sentences("q", document, top_n=bad)
+
+
+def test_lone_surrogates_are_read_and_offsets_stay_exact(tiny_model):
+    document = "a \ud800 b. Second \udc00 one."
+    ranked = tiny_model.rank_sentences("q \udc00", document, top_n=None)
+    assert len(ranked) == 2 and all(document[s.start_char : s.end_char] == s.text for s in ranked)
+    assert tiny_model.encode_queries(["x \ud800"]).shape == (1, tiny_model.config.hidden_size)
+    assert tiny_model.encode_documents([document]).shape == (1, tiny_model.config.hidden_size)
+    assert isinstance(tiny_model.generate("q \udc00", document, max_new_tokens=2), str)
+    long_document = " ".join(f"Sentence {i} \ud800 here." for i in range(30))  # read in windows
+    ranked = tiny_model.rank_sentences("q", long_document, top_n=None)
+    assert len(ranked) == 30 and all(long_document[s.start_char : s.end_char] == s.text for s in ranked)
