@@ -16,13 +16,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 
-def _load(path: str):
-    from gear_core import GeARModel
+class CommandError(Exception):
+    """A user error: ``main`` prints it as one line and exits with 2."""
 
+
+SHIPPED_MODEL_NAME = "gear-minilm"
+
+
+def _load(path: str):
+    """A saved GeAR folder; ``gear-minilm`` (when no such folder exists here) is the shipped model. Anything else
+    is a one-line error, never a hub lookup."""
+    from gear_core import DEFAULT_MODEL, GeARModel
+    from gear_core.modeling import is_gear_folder
+
+    if path == SHIPPED_MODEL_NAME and not os.path.exists(path):
+        path = DEFAULT_MODEL
+    if not is_gear_folder(path):
+        raise CommandError(
+            f"no GeAR model folder at {path} (a folder written by save_pretrained or `gear init`; "
+            f"{SHIPPED_MODEL_NAME!r} names the shipped model)"
+        )
     return GeARModel.from_pretrained(path)
 
 
@@ -112,7 +130,10 @@ def _cmd_highlight(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"gear: no such file: {path}", file=sys.stderr)
             return 2
-        document = path.read_text(encoding="utf-8")
+        try:
+            document = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CommandError(f"{path} is not UTF-8 text") from None
     else:
         document = args.document
     model = _load(args.model)
@@ -131,8 +152,6 @@ def _model_or_default(path: str | None):
     from gear_core import DEFAULT_MODEL
 
     path = path or DEFAULT_MODEL
-    if not Path(path).is_dir():
-        raise SystemExit(f"gear: no GeAR model folder at {path} (pass a folder written by save_pretrained)")
     return path, _load(path)
 
 
@@ -360,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         subcommand = "fit" if argv[0] == "train" else "validate"
         return _cmd_train(argparse.Namespace(lightning_args=argv[1:]), subcommand)
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except CommandError as error:
+        print(f"gear: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

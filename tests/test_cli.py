@@ -57,3 +57,24 @@ def test_export_refuses_an_unknown_or_invalid_setting(tiny_model, tmp_path, caps
     assert "no field" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "trained"), str(tmp_path / "b"), "--set", "ranking_query_pooling=x"]) == 2
     assert "ranking_query_pooling" in capsys.readouterr().err
+
+
+def test_a_wrong_model_name_or_a_binary_file_is_one_line_and_exit_code_2(tiny_encoder_dir, tmp_path, capsys):
+    model = tmp_path / "gear"
+    assert main(["init", tiny_encoder_dir, str(model), "--decoder-layers", "1", "--ranking-layer", "-1"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "no-such-model")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gear: no GeAR model folder at") and err.count("\n") == 1
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81 not text")
+    assert main(["highlight", str(model), "--query", "q", "--file", str(binary)]) == 2
+    err = capsys.readouterr().err
+    assert "is not UTF-8 text" in err and err.count("\n") == 1
+
+
+def test_gear_minilm_names_the_shipped_model_when_no_such_folder_exists(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no ./gear-minilm here
+    document = "The tower is in Paris. It was finished in 1889."
+    assert main(["highlight", "gear-minilm", "--query", "when was it finished", "--document", document]) == 0
+    assert "(23:47) It was finished in 1889." in capsys.readouterr().out
