@@ -237,6 +237,8 @@ class GeARRetriever(BaseRetriever):
             raise ValueError(f"{path} is not a version {FORMAT_VERSION} {FORMAT_NAME} settings file")
         if model is None and model_name is None:
             model_name = settings.get("model_folder")
+            if isinstance(model_name, str) and not Path(model_name).is_absolute():
+                model_name = str(folder / model_name)  # a relative folder is read from the persist folder, not the cwd
             if not is_gear_folder(model_name):
                 raise FileNotFoundError(
                     f"{folder} was built with the model {settings.get('model_name_or_path')!r}, which is not a saved "

@@ -125,7 +125,7 @@ def test_persisted_index_refuses_another_model(tiny_model, tiny_encoder_dir, tmp
         GeARRetriever.from_persist_dir(tmp_path / "nowhere", model=tiny_model)
 
 
-def test_from_persist_dir_alone_finds_the_saved_model(tiny_model, tmp_path):
+def test_from_persist_dir_alone_finds_the_saved_model(tiny_model, tmp_path, monkeypatch):
     tiny_model.save_pretrained(tmp_path / "gear")
     try:
         saved = GeARModel.from_pretrained(tmp_path / "gear")
@@ -134,6 +134,16 @@ def test_from_persist_dir_alone_finds_the_saved_model(tiny_model, tmp_path):
         retriever.persist(tmp_path / "retriever")
         loaded = GeARRetriever.from_persist_dir(tmp_path / "retriever")
         assert as_tuples(loaded.retrieve(QUERY)) == as_tuples(before)
+        # A hand-edited relative model folder is read from the persist folder, whatever the working directory.
+        settings_path = tmp_path / "retriever" / SETTINGS_FILE
+        settings = json.loads(settings_path.read_text())
+        settings["model_folder"] = "../gear"
+        settings_path.write_text(json.dumps(settings))
+        clear_model_cache()
+        elsewhere = tmp_path / "a" / "b"  # where "../gear" names no folder
+        elsewhere.mkdir(parents=True)
+        monkeypatch.chdir(elsewhere)
+        assert as_tuples(GeARRetriever.from_persist_dir(tmp_path / "retriever").retrieve(QUERY)) == as_tuples(before)
         # A model that was never saved cannot be found again: the error says what to pass.
         GeARRetriever.from_defaults(nodes=nodes(), model=tiny_model).persist(tmp_path / "unsaved")
         with pytest.raises(FileNotFoundError, match="pass model="):
