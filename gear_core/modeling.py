@@ -904,6 +904,7 @@ class GeARModel(PreTrainedModel):
         self, texts: Sequence[str], encoder: BertModel, max_length: int, batch_size: int, show_progress: bool
     ) -> np.ndarray:
         texts = _check_texts(texts)
+        _check_batch_size(batch_size)
         if not texts:
             return np.zeros((0, self.config.hidden_size), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
@@ -956,6 +957,7 @@ class GeARModel(PreTrainedModel):
         is what the ablation relies on.
         """
         queries, documents = _check_texts(queries), _check_texts(documents)
+        _check_batch_size(batch_size)
         if len(queries) != len(documents):
             raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
         scorings = [SentenceScoring.from_config(self.config)] if scorings is None else list(scorings)
@@ -1077,8 +1079,7 @@ class GeARModel(PreTrainedModel):
         steps = self.config.max_target_length if max_new_tokens is None else max_new_tokens
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f"max_new_tokens must be a non-negative int or None, got {max_new_tokens!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        _check_batch_size(batch_size)
         if no_repeat_ngram_size < 0:
             raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
         was_training = self.training
@@ -1223,6 +1224,11 @@ def tokenizable(text: str) -> str:
     """``text`` with each lone surrogate (which the fast tokenizer refuses) replaced by U+FFFD. One code point for
     one, so token offsets still index the original string, which sentences and spans are cut from."""
     return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -371,3 +371,17 @@ def test_lone_surrogates_are_read_and_offsets_stay_exact(tiny_model):
     long_document = " ".join(f"Sentence {i} \ud800 here." for i in range(30))  # read in windows
     ranked = tiny_model.rank_sentences("q", long_document, top_n=None)
     assert len(ranked) == 30 and all(long_document[s.start_char : s.end_char] == s.text for s in ranked)
+
+
+def test_batch_size_must_be_a_positive_int(tiny_model):
+    calls = [
+        lambda b: tiny_model.encode_queries(["q"], batch_size=b),
+        lambda b: tiny_model.encode_documents(["d."], batch_size=b),
+        lambda b: tiny_model.rank_sentences_batch(["q"], ["d."], batch_size=b),
+        lambda b: tiny_model.generate_batch(["q"], ["d."], batch_size=b),
+    ]
+    for call in calls:
+        assert call(1) is not None
+        for bad in (0, -2, 1.5, True):
+            with pytest.raises(ValueError, match="batch_size"):
+                call(bad)
