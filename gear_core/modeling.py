@@ -313,6 +313,23 @@ class CopyHead(nn.Module):
         return logits, self.gate(torch.cat([decoder_states, context], dim=-1))
 
 
+@dataclass
+class CopySource:
+    """What a copying decoder copies from, computed once per batch and read at every step: the window's token
+    states and ids, which tokens may be copied (words, not padding or special tokens), and the log of the ranking
+    attention on each token (``decoder_copy_prior``; None without it)."""
+
+    states: torch.Tensor
+    input_ids: torch.Tensor
+    copyable: torch.Tensor
+    log_prior: torch.Tensor | None
+
+    def select(self, rows: torch.Tensor) -> CopySource:
+        """These rows only (generation drops the pairs that have finished)."""
+        log_prior = None if self.log_prior is None else self.log_prior[rows]
+        return CopySource(self.states[rows], self.input_ids[rows], self.copyable[rows], log_prior)
+
+
 def copy_mixture_log_probs(
     vocab_logits: torch.Tensor,
     copy_logits: torch.Tensor,
@@ -608,7 +625,7 @@ class GeARModel(PreTrainedModel):
             attention_layers=layers,
             stop_after_layer=max(layers),
         )
-        content = self._query_content_mask(query_input_ids, query_attention_mask)
+        content = self._content_mask(query_input_ids, query_attention_mask)
         pooled: dict[tuple[int, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         for s in scorings:
             key = (s.layer, s.head_pooling, s.query_pooling)
@@ -635,13 +652,14 @@ class GeARModel(PreTrainedModel):
             query_attention_mask,
             ranking.head_pooling,
             ranking.query_pooling,
-            self._query_content_mask(query_input_ids, query_attention_mask),
+            self._content_mask(query_input_ids, query_attention_mask),
         )
 
-    def _query_content_mask(self, query_input_ids: torch.Tensor, query_attention_mask: torch.Tensor) -> torch.Tensor:
-        """The query's word tokens: real and not special (what ``"content"`` query pooling averages)."""
-        special_ids = torch.tensor(self._require_tokenizer().all_special_ids, device=query_input_ids.device)
-        return query_attention_mask.bool() & ~torch.isin(query_input_ids, special_ids)
+    def _content_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The word tokens: real and not special (what ``"content"`` query pooling averages, what a copying decoder
+        may copy)."""
+        special_ids = torch.tensor(self._require_tokenizer().all_special_ids, device=input_ids.device)
+        return attention_mask.bool() & ~torch.isin(input_ids, special_ids)
 
     def decoder_inputs(self, targets: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenised targets for the decoder (see :func:`decoder_inputs`)."""
@@ -660,35 +678,45 @@ class GeARModel(PreTrainedModel):
         memory = torch.cat([fused, document_states.to(fused.dtype)], dim=1)
         return memory, torch.cat([query_attention_mask, document_attention_mask.to(query_attention_mask.dtype)], 1)
 
-    def decoder_scores(
+    def copy_source(
         self,
-        decoder_states: torch.Tensor,
-        positions: torch.Tensor,
         document_states: torch.Tensor,
         document_attention_mask: torch.Tensor,
         document_input_ids: torch.Tensor | None,
         token_attention: torch.Tensor | None = None,
+    ) -> CopySource | None:
+        """What the copy head reads (None without ``decoder_copy``), computed once per batch. ``token_attention``
+        (B, Ld; :meth:`ranking_token_attention`) is the copy prior of ``decoder_copy_prior``."""
+        if self.copy_head is None:
+            return None
+        if document_input_ids is None:
+            raise ValueError("a copying decoder (decoder_copy) needs the document window's token ids")
+        log_prior = None if token_attention is None else token_attention.float().clamp_min(1e-6).log()
+        copyable = self._content_mask(document_input_ids, document_attention_mask)
+        return CopySource(document_states, document_input_ids, copyable, log_prior)
+
+    def decoder_scores(
+        self,
+        decoder_states: torch.Tensor,
+        positions: torch.Tensor,
+        source: CopySource | None,
         decoder_input_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(N, V) next-token scores at the N ``positions`` (B, T) of the decoder's last states (B, T, hidden): its
-        LM logits, or with ``decoder_copy`` the pointer-generator's log-probabilities
-        (:func:`copy_mixture_log_probs`). ``token_attention`` (B, Ld; :meth:`ranking_token_attention`) is the
-        copy prior of ``decoder_copy_prior``; ``decoder_input_ids`` (B, T), the decoder's inputs, say which copies
-        continue a span (``decoder_copy_spans``). Training and generation both read this."""
+        LM logits, or with ``decoder_copy`` the pointer-generator's log-probabilities over ``source``
+        (:meth:`copy_source`; :func:`copy_mixture_log_probs`). ``decoder_input_ids`` (B, T), the decoder's inputs,
+        say which copies continue a span (``decoder_copy_spans``). Training and generation both read this."""
         vocab_logits = self.decoder.cls(decoder_states[positions])
         if self.copy_head is None:
             return vocab_logits
-        if document_input_ids is None:
-            raise ValueError("a copying decoder (decoder_copy) needs the document window's token ids")
-        special_ids = torch.tensor(self._require_tokenizer().all_special_ids, device=document_input_ids.device)
-        copyable = document_attention_mask.bool() & ~torch.isin(document_input_ids, special_ids)
-        log_prior = None if token_attention is None else token_attention.float().clamp_min(1e-6).log()
+        if source is None:
+            raise ValueError("a copying decoder (decoder_copy) needs a copy_source")
         copy_logits, gate_logits = self.copy_head(
-            decoder_states, document_states, copyable, log_prior, decoder_input_ids, document_input_ids
+            decoder_states, source.states, source.copyable, source.log_prior, decoder_input_ids, source.input_ids
         )
         rows = positions.nonzero()[:, 0]
         return copy_mixture_log_probs(
-            vocab_logits, copy_logits[positions], gate_logits[positions], document_input_ids[rows]
+            vocab_logits, copy_logits[positions], gate_logits[positions], source.input_ids[rows]
         )
 
     # ---- training ------------------------------------------------------------------------------------
@@ -876,15 +904,8 @@ class GeARModel(PreTrainedModel):
                 else target_input_ids.masked_fill(target_attention_mask == 0, IGNORE_INDEX)
             )
             positions = next_token_positions(labels)
-            scores = self.decoder_scores(
-                decoder_states,
-                positions,
-                document_states,
-                document_attention_mask,
-                document_input_ids,
-                token_attention,
-                target_input_ids,
-            )
+            source = self.copy_source(document_states, document_attention_mask, document_input_ids, token_attention)
+            scores = self.decoder_scores(decoder_states, positions, source, target_input_ids)
             decoder_loss = lm_loss_at_positions(scores, labels)
         return decoder_loss, attention_loss
 
@@ -1153,7 +1174,9 @@ class GeARModel(PreTrainedModel):
         memory, memory_mask = self.decoder_memory(
             fused, query_inputs["attention_mask"], document_states, document_inputs["attention_mask"]
         )
-        document_mask, document_ids = document_inputs["attention_mask"], document_inputs["input_ids"]
+        source = self.copy_source(
+            document_states, document_inputs["attention_mask"], document_inputs["input_ids"], token_attention
+        )
         tokens = torch.full((len(queries), 1), tokenizer.bos_token_id, dtype=torch.long, device=self.device)
         rows = list(range(len(queries)))  # the pairs still generating, in the order of the tensors below
         outputs: list[list[int]] = [[] for _ in queries]
@@ -1168,13 +1191,7 @@ class GeARModel(PreTrainedModel):
                 use_cache=True,
             ).last_hidden_state
             scores = self.decoder_scores(
-                decoder_states,
-                torch.ones_like(tokens[:, -1:], dtype=torch.bool),
-                document_states,
-                document_mask,
-                document_ids,
-                token_attention,
-                tokens[:, -1:],
+                decoder_states, torch.ones_like(tokens[:, -1:], dtype=torch.bool), source, tokens[:, -1:]
             )
             if no_repeat_ngram_size:
                 scores = NoRepeatNGramLogitsProcessor(no_repeat_ngram_size)(tokens, scores)
@@ -1190,12 +1207,7 @@ class GeARModel(PreTrainedModel):
                 cache.batch_select_indices(keep)
                 rows = [rows[i] for i in keep.tolist()]
                 tokens, memory, memory_mask = tokens[keep], memory[keep], memory_mask[keep]
-                document_states, document_mask, document_ids = (
-                    document_states[keep],
-                    document_mask[keep],
-                    document_ids[keep],
-                )
-                token_attention = None if token_attention is None else token_attention[keep]
+                source = None if source is None else source.select(keep)
         return [t.strip() for t in tokenizer.batch_decode(outputs, skip_special_tokens=True)]
 
     def generate(
