@@ -13,7 +13,6 @@ SQuAD set, generation against encoding the query and the paragraph with the bi-e
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ from gear_core import GeARModel
 from gear_core.evaluation.benchmark import generation_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))
-from validation_sources import validation_examples
+from validation_sources import sets_from_args, validation_parser
 
 METRICS = ("EM", "F1", "grounded %", "grounded on the gold sentence %")
 
@@ -53,11 +52,7 @@ def cost_ratio(model: GeARModel, pairs: list[tuple[str, str]], batch_size: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", default=[], help="NAME=PATH of a saved GeAR")
-    parser.add_argument("--questions", type=int, default=300, help="questions per validation set")
-    parser.add_argument("--long-questions", type=int, default=100, help="questions against whole articles")
-    parser.add_argument("--triples", action="append", default=None, help="synthetic triples file(s)")
+    parser = validation_parser(__doc__)
     parser.add_argument("--cost-pairs", type=int, default=64)
     parser.add_argument("--cost-rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -66,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    sets = validation_examples(args.questions, args.long_questions, args.triples or ["runs/data/wiki_extract.jsonl"])
+    sets = sets_from_args(args)
     rows, examples_shown = [], []
     for spec in args.model:
         label, path = spec.split("=", 1)

@@ -57,12 +57,23 @@ def validation_examples(questions: int, long_questions: int, triples_paths: list
     return {v.name: examples_from_triples(v.triples) for v in data.validation_sets}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def validation_parser(description: str) -> argparse.ArgumentParser:
+    """The options every validation-source benchmark takes: the models, and the sets' sizes and triples."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=[], help="NAME=PATH of a saved GeAR")
     parser.add_argument("--questions", type=int, default=300, help="questions per validation set")
     parser.add_argument("--long-questions", type=int, default=100, help="questions against whole articles")
     parser.add_argument("--triples", action="append", default=None, help="synthetic triples file(s)")
+    return parser
+
+
+def sets_from_args(args: argparse.Namespace) -> dict[str, list]:
+    """The validation sets a :func:`validation_parser` command asked for."""
+    return validation_examples(args.questions, args.long_questions, args.triples or ["runs/data/wiki_extract.jsonl"])
+
+
+def main() -> None:
+    parser = validation_parser(__doc__)
     parser.add_argument("--baseline-encoder", default="all-MiniLM-L6-v2")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
@@ -77,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    sets = validation_examples(args.questions, args.long_questions, args.triples or ["runs/data/wiki_extract.jsonl"])
+    sets = sets_from_args(args)
     details: dict[str, dict[str, dict[str, float]]] = {}
     baseline = baselines.dense_encoder(args.baseline_encoder)
     for name, examples in sets.items():

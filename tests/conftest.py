@@ -59,11 +59,15 @@ def tiny_encoder_dir(tmp_path_factory, minilm_path) -> str:
 @pytest.fixture
 def tiny_model(tiny_encoder_dir):
     """A fresh tiny GeAR (separate encoders, 1-layer decoder) with small windows, for plumbing tests."""
+    return tiny_gear(tiny_encoder_dir)
+
+
+def tiny_gear(tiny_encoder_dir: str, **overrides):
+    """A fresh tiny GeAR from the tiny encoder (seeded): ``tiny_model``'s config, with GeARConfig ``overrides``."""
     from gear_core import GeARModel
 
     torch.manual_seed(0)
-    return GeARModel.from_encoder(
-        tiny_encoder_dir,
+    config = dict(
         decoder_num_layers=1,
         ranking_layer=-1,
         max_document_length=48,
@@ -72,6 +76,7 @@ def tiny_model(tiny_encoder_dir):
         max_target_length=12,
         queue_size=16,
     )
+    return GeARModel.from_encoder(tiny_encoder_dir, **{**config, **overrides})
 
 
 @pytest.fixture(scope="session")

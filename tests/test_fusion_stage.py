@@ -96,17 +96,8 @@ def test_a_long_document_is_cut_to_a_window_around_its_gold_sentence(tiny_model)
     assert crop_to_window(short, tiny_model.tokenizer, 48) is short
 
 
-def test_the_fusion_stage_trains_cross_attention_and_decoder_only(tiny_encoder_dir, tiny_squad, tmp_path):
-    squad, split = tiny_squad
-    module = GeARLightningModule(
-        tiny_encoder_dir,
-        config_overrides=dict(TINY_OVERRIDES),
-        learning_rate=1e-3,
-        warmup_steps=1,
-        localization_loss_weight=1.0,
-        stage="fusion",
-    )
-    assert module.momentum is None
+def fit_three_steps(module, squad, split, tmp_path):
+    """Three cached-state steps on the tiny SQuAD and one validation: ``(trainer, data, names of changed weights)``."""
     data = GeARDataModule(
         squad_path=squad,
         split_path=split,
@@ -128,10 +119,24 @@ def test_the_fusion_stage_trains_cross_attention_and_decoder_only(tiny_encoder_d
         val_check_interval=3,
     )
     trainer.fit(module, data)
+    return trainer, data, {n for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
+
+
+def test_the_fusion_stage_trains_cross_attention_and_decoder_only(tiny_encoder_dir, tiny_squad, tmp_path):
+    squad, split = tiny_squad
+    module = GeARLightningModule(
+        tiny_encoder_dir,
+        config_overrides=dict(TINY_OVERRIDES),
+        learning_rate=1e-3,
+        warmup_steps=1,
+        localization_loss_weight=1.0,
+        stage="fusion",
+    )
+    assert module.momentum is None
+    trainer, data, changed = fit_three_steps(module, squad, split, tmp_path)
     assert isinstance(data.collator, CachedStateCollator)
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
     assert "val/squad/local_r1" in trainer.callback_metrics
-    changed = {n for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith(("cross_attention.", "decoder.")) for n in changed)
     assert any(n.startswith("cross_attention.") for n in changed)
     assert not any(n.startswith(("query_encoder.", "document_encoder.")) for n in changed)
@@ -159,29 +164,8 @@ def test_the_decoder_stage_trains_the_copying_decoder_only(tiny_encoder_dir, tin
         validate_generation=True,
     )
     assert module.model.copy_head is not None
-    data = GeARDataModule(
-        squad_path=squad,
-        split_path=split,
-        validation_articles=1,
-        batch_size=4,
-        num_workers=0,
-        document_states_dir=str(tmp_path / "states"),
-    )
-    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-    trainer = L.Trainer(
-        max_steps=3,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-        enable_checkpointing=False,
-        limit_val_batches=1,
-        val_check_interval=3,
-    )
-    trainer.fit(module, data)
+    trainer, _, changed = fit_three_steps(module, squad, split, tmp_path)
     metrics = trainer.callback_metrics
     assert 0 <= float(metrics["val/squad/answer_f1"]) <= 1 and "val/squad/answer_em" in metrics
-    changed = {n for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
     assert any(n.startswith("copy_head.") for n in changed) and any(n.startswith("decoder.") for n in changed)
     assert all(n.startswith(("decoder.", "copy_head.")) for n in changed)  # ranking parts untouched

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_gear
 
 from gear_core import GeARConfig, GeARModel
 from gear_core.modeling import pool_attention, pool_sentences
@@ -250,15 +251,8 @@ def test_sharing_options_change_parameter_counts(tiny_encoder_dir):
 
 @pytest.fixture(params=[(False, False), (True, True)], ids=["copy", "copy+prior+spans"])
 def copying_model(tiny_encoder_dir, request):
-    torch.manual_seed(0)
-    return GeARModel.from_encoder(
+    return tiny_gear(
         tiny_encoder_dir,
-        decoder_num_layers=1,
-        ranking_layer=-1,
-        max_document_length=48,
-        document_stride=8,
-        max_query_length=16,
-        max_target_length=12,
         decoder_memory="query_and_document",
         decoder_copy=True,
         decoder_copy_prior=request.param[0],
