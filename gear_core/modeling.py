@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -203,6 +204,12 @@ def is_gear_folder(path: str | os.PathLike | None) -> bool:
     return _saved_config(path).get("model_type") == "gear"
 
 
+# A fast tokenizer keeps its truncation and padding settings in state that every call rewrites, and its Rust side
+# releases the GIL while it encodes: two threads calling it with different settings truncate each other's texts.
+# Every call the library makes goes through this one lock (tokenizing is cheap next to the encoders).
+TOKENIZER_LOCK = threading.Lock()
+
+
 def gear_tokenizer(name_or_path: str | os.PathLike, decoder_start_token: str = "[DEC]") -> PreTrainedTokenizerBase:
     """The encoder's tokenizer with the decoder start token added (a no-op for a GeAR folder's tokenizer)."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_path(name_or_path))
@@ -215,7 +222,8 @@ def decoder_inputs(
 ) -> dict[str, torch.Tensor]:
     """Decoder inputs ``[DEC] tokens [SEP]`` (BLIP's recipe: the [CLS] slot becomes [DEC]) and labels that
     ignore padding. Shared by the model and the training collator."""
-    encoded = tokenizer(list(targets), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with TOKENIZER_LOCK:
+        encoded = tokenizer(list(targets), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     input_ids = encoded["input_ids"].clone()
     input_ids[:, 0] = tokenizer.bos_token_id
     labels = input_ids.masked_fill(encoded["attention_mask"] == 0, IGNORE_INDEX)
@@ -562,6 +570,13 @@ class GeARModel(PreTrainedModel):
     @property
     def document_encoder_module(self) -> BertModel:
         return self.query_encoder if self.document_encoder is None else self.document_encoder
+
+    def tokenize(self, text: str) -> list[str]:
+        """The model's word pieces of ``text``, safe to call from any thread (e.g. as a text splitter's token
+        counter while the model serves queries: see ``TOKENIZER_LOCK``)."""
+        tokenizer = self._require_tokenizer()
+        with TOKENIZER_LOCK:
+            return tokenizer.tokenize(tokenizable(text))
 
     def _require_tokenizer(self) -> PreTrainedTokenizerBase:
         if self.tokenizer is None:
@@ -912,9 +927,15 @@ class GeARModel(PreTrainedModel):
     # ---- serving -------------------------------------------------------------------------------------
 
     def _tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
-        encoded = self._require_tokenizer()(
-            [tokenizable(t) for t in texts], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        )
+        tokenizer = self._require_tokenizer()
+        with TOKENIZER_LOCK:
+            encoded = tokenizer(
+                [tokenizable(t) for t in texts],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
         return {
             "input_ids": encoded["input_ids"].to(self.device),
             "attention_mask": encoded["attention_mask"].to(self.device),
@@ -990,15 +1011,16 @@ class GeARModel(PreTrainedModel):
             return sentences, scores
         was_training = self.training
         self.eval()
-        windows = tokenizer(
-            [tokenizable(documents[i]) for i in pairs],
-            truncation=True,
-            max_length=self.config.max_document_length,
-            stride=self.config.document_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-        )
+        with TOKENIZER_LOCK:
+            windows = tokenizer(
+                [tokenizable(documents[i]) for i in pairs],
+                truncation=True,
+                max_length=self.config.max_document_length,
+                stride=self.config.document_stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+            )
         window_pair = [pairs[j] for j in windows["overflow_to_sample_mapping"]]
         # Per window: each scoring's sentence scores and log attention mass, and the window's embedding.
         window_sentence_scores: list[list[np.ndarray]] = [[] for _ in window_pair]
@@ -1009,9 +1031,10 @@ class GeARModel(PreTrainedModel):
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             query_inputs = self._tokenize([queries[window_pair[w]] for w in chunk], self.config.max_query_length)
-            document_inputs = tokenizer.pad(
-                {"input_ids": [windows["input_ids"][w] for w in chunk]}, return_tensors="pt"
-            )
+            with TOKENIZER_LOCK:
+                document_inputs = tokenizer.pad(
+                    {"input_ids": [windows["input_ids"][w] for w in chunk]}, return_tensors="pt"
+                )
             result = self.document_token_scores(
                 query_inputs["input_ids"],
                 query_inputs["attention_mask"],
@@ -1116,14 +1139,15 @@ class GeARModel(PreTrainedModel):
         """Each document's token window for the decoder: the only one, or for a long document the window
         holding most of its best-ranked sentence (the first such window on a tie)."""
         tokenizer = self._require_tokenizer()
-        windows = tokenizer(
-            [tokenizable(d) for d in documents],
-            truncation=True,
-            max_length=self.config.max_document_length,
-            stride=self.config.document_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-        )
+        with TOKENIZER_LOCK:
+            windows = tokenizer(
+                [tokenizable(d) for d in documents],
+                truncation=True,
+                max_length=self.config.max_document_length,
+                stride=self.config.document_stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+            )
         by_document: dict[int, list[int]] = {}
         for w, d in enumerate(windows["overflow_to_sample_mapping"]):
             by_document.setdefault(d, []).append(w)
@@ -1145,7 +1169,8 @@ class GeARModel(PreTrainedModel):
                     )
 
                 chosen[d] = max(by_document[d], key=inside)  # max keeps the first of equals
-        padded = tokenizer.pad({"input_ids": [windows["input_ids"][w] for w in chosen]}, return_tensors="pt")
+        with TOKENIZER_LOCK:
+            padded = tokenizer.pad({"input_ids": [windows["input_ids"][w] for w in chosen]}, return_tensors="pt")
         return {
             "input_ids": padded["input_ids"].to(self.device),
             "attention_mask": padded["attention_mask"].to(self.device),

@@ -265,4 +265,4 @@ def default_node_parser(model: GeARModel, chunk_overlap: int | None = None) -> S
         raise ValueError("this GeARModel has no tokenizer; load it with GeARModel.from_pretrained()")
     chunk_size = model.config.max_document_length - 2  # room for [CLS] and [SEP]
     overlap = min(20, chunk_size // 5) if chunk_overlap is None else chunk_overlap
-    return SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap, tokenizer=model.tokenizer.tokenize)
+    return SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap, tokenizer=model.tokenize)

@@ -1,0 +1,83 @@
+"""The reliability suite: concurrency, crash during save, damaged files, bad inputs. Each case here failed before
+the fix it covers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from conftest import tiny_gear
+from llama_index.core.schema import NodeWithScore, TextNode
+
+from llama_index_gear import GeARHighlighter
+
+# ---- concurrency -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def frequent_thread_switches():
+    """Switch threads every microsecond (Python's default is 5 ms), so that a race shows in a short test."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_threads_give_the_serial_results(tiny_encoder_dir):
+    """8 threads mixing query encoding (16-token limit), document encoding (48) and sentence ranking (windows
+    with overflow) give exactly the serial results. A fast tokenizer shares its truncation settings between
+    calls: without the library's tokenizer lock some documents were encoded with the query limit."""
+    model = tiny_gear(tiny_encoder_dir).eval()
+    texts = [" ".join(f"w{i}x{j}." if j % 7 == 6 else f"w{i}x{j}" for j in range(10 + 3 * i)) for i in range(24)]
+    queries = [f"which word {i}" for i in range(24)]
+
+    def job(kind: str, i: int):
+        if kind == "query":
+            return model.encode_queries([texts[i]])[0]
+        if kind == "document":
+            return model.encode_documents([texts[i]])[0]
+        return [(s.start_char, s.score) for s in model.rank_sentences(queries[i], texts[i], top_n=None)]
+
+    kinds = ("query", "document", "ranking")
+    serial = {(kind, i): job(kind, i) for kind in kinds for i in range(24)}
+    jobs = [(kind, i) for _ in range(4) for i in range(24) for kind in kinds]
+    with frequent_thread_switches(), ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda j: job(*j), jobs))
+    different = sum(
+        (result != serial[j]) if j[0] == "ranking" else not np.array_equal(result, serial[j])
+        for j, result in zip(jobs, results, strict=True)
+    )
+    assert different == 0, f"{different} of {len(jobs)} concurrent results differ from the serial ones"
+
+
+def test_concurrent_async_highlighting_gives_the_serial_results(tiny_encoder_dir):
+    """20 concurrent ``apostprocess_nodes`` tasks (each runs in a worker thread), with evidence generation, give
+    what the same calls give one at a time. The queries are longer than the query limit (16 tokens), so a query
+    tokenized under a document call's limit (48) shows."""
+    model = tiny_gear(tiny_encoder_dir).eval()
+    highlighter = GeARHighlighter(model=model, top_n=3, generate_evidence=True, max_new_tokens=4)
+    calls = []
+    for i in range(20):
+        text = " ".join(f"Fact {i}.{j} is about topic{i} and item{j}." for j in range(2 + i % 9))
+        query = f"what is item{i % 5} {'and the other one ' * 5}"
+        calls.append(([NodeWithScore(node=TextNode(text=text, id_=f"n{i}"), score=1.0)], query))
+
+    def summary(nodes: list[NodeWithScore]) -> list:
+        return [(n.node.node_id, n.node.metadata["gear_highlights"], n.node.metadata["gear_evidence"]) for n in nodes]
+
+    serial = [summary(highlighter.postprocess_nodes(nodes, query_str=query)) for nodes, query in calls]
+
+    async def all_at_once() -> list:
+        return await asyncio.gather(*(highlighter.apostprocess_nodes(nodes, query_str=q) for nodes, q in calls))
+
+    different = 0
+    with frequent_thread_switches():
+        for _ in range(5):
+            concurrent = [summary(nodes) for nodes in asyncio.run(all_at_once())]
+            different += sum(a != b for a, b in zip(concurrent, serial, strict=True))
+    assert different == 0, f"{different} of {5 * len(calls)} concurrent highlighter calls differ from serial ones"
