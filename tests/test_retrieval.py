@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 
 import faiss
 import numpy as np
@@ -162,11 +163,11 @@ def test_save_load_round_trip(tmp_path, index_type, params):
         index.ids,
     )
     metadata = json.loads((tmp_path / "index" / "gear_index.json").read_text())
-    assert metadata["format_version"] == 1 and metadata["normalized"] is True
+    assert metadata["format_version"] == 2 and metadata["normalized"] is True
     assert metadata["dim"] == DIM and metadata["num_documents"] == 200 and metadata["metric"] == "inner_product"
     assert metadata["index_type"] == index_type and metadata["model"] == "test-model@0123456789abcdef"
     assert {k: metadata["index_params"][k] for k in params} == params
-    lines = (tmp_path / "index" / "documents.jsonl").read_text().splitlines()
+    lines = (tmp_path / "index" / metadata["files"]["documents"]).read_text().splitlines()
     assert json.loads(lines[5]) == {"id": "doc-5", "text": "text 5"}
 
 
@@ -186,9 +187,11 @@ def test_load_refuses_an_index_built_with_another_model(tmp_path):
         DocumentIndex.load(tmp_path, expected_model="other-model@fedcba9876543210")
     # The name is where a model was loaded from; the fingerprint decides.
     assert len(DocumentIndex.load(tmp_path, expected_model="/moved/folder@0123456789abcdef")) == 10
+    # An index that does not say which model made it ("model": null) cannot pass the check (it only warned).
     DocumentIndex(DIM).save(tmp_path / "anonymous")
-    with pytest.warns(UserWarning, match="does not record"):
+    with pytest.raises(ModelMismatchError, match="does not record"):
         DocumentIndex.load(tmp_path / "anonymous", expected_model="m@0123456789abcdef")
+    assert len(DocumentIndex.load(tmp_path / "anonymous")) == 0  # no expected model: nothing to check
 
 
 def test_missing_and_corrupt_files_give_clear_errors(tmp_path):
@@ -199,13 +202,15 @@ def test_missing_and_corrupt_files_give_clear_errors(tmp_path):
 
     folder = tmp_path / "index"
     filled_index(10).save(folder)
-    metadata_path, index_path = folder / "gear_index.json", folder / "index.faiss"
+    metadata_path = folder / "gear_index.json"
     good_metadata = metadata_path.read_text()
+    files = json.loads(good_metadata)["files"]
+    index_path = folder / files["index"]
 
     metadata_path.write_text(good_metadata[:40])
     with pytest.raises(ValueError, match="corrupt index metadata"):
         DocumentIndex.load(folder)
-    metadata_path.write_text(good_metadata.replace('"format_version": 1', '"format_version": 99'))
+    metadata_path.write_text(good_metadata.replace('"format_version": 2', '"format_version": 99'))
     with pytest.raises(ValueError, match="format version 99"):
         DocumentIndex.load(folder)
     metadata_path.write_text(good_metadata.replace('"dim": 32', '"dim": "32"'))
@@ -227,8 +232,17 @@ def test_missing_and_corrupt_files_give_clear_errors(tmp_path):
     metadata_path.write_text(good_metadata)
     index_path.write_bytes(index_bytes)
 
-    (folder / "documents.jsonl").unlink()
-    with pytest.raises(FileNotFoundError, match=r"documents\.jsonl is missing"):
+    # The metadata must not send the load outside its folder.
+    for name in ("../outside.faiss", "/etc/passwd", ""):
+        metadata = json.loads(good_metadata)
+        metadata["files"]["index"] = name
+        metadata_path.write_text(json.dumps(metadata))
+        with pytest.raises(ValueError, match="not a file name inside the folder"):
+            DocumentIndex.load(folder)
+    metadata_path.write_text(good_metadata)
+
+    (folder / files["documents"]).unlink()
+    with pytest.raises(FileNotFoundError, match=r"documents-\w+\.jsonl is missing"):
         DocumentIndex.load(folder)
 
 
@@ -330,3 +344,21 @@ def test_searcher_save_load_round_trip_and_model_check(tiny_model, tiny_encoder_
     with pytest.raises(ModelMismatchError):
         GeARSearcher(other, searcher.index)
     assert len(GeARSearcher.load(tmp_path / "index", other, check=False).index) == 4
+
+
+def test_a_version_1_index_still_loads_and_a_save_replaces_its_files(tmp_path):
+    """Version 1 wrote index.faiss and documents.jsonl in place; such folders load, and saving over one leaves
+    only the new version's files."""
+    index = filled_index(10)
+    index.save(tmp_path)
+    metadata = json.loads((tmp_path / "gear_index.json").read_text())
+    os.replace(tmp_path / metadata["files"]["index"], tmp_path / "index.faiss")
+    os.replace(tmp_path / metadata["files"]["documents"], tmp_path / "documents.jsonl")
+    metadata["format_version"] = 1
+    del metadata["files"]
+    (tmp_path / "gear_index.json").write_text(json.dumps(metadata))
+    assert DocumentIndex.load(tmp_path).ids == index.ids
+    index.save(tmp_path)
+    files = json.loads((tmp_path / "gear_index.json").read_text())["files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["gear_index.json", *files.values()])
+    assert DocumentIndex.load(tmp_path).ids == index.ids

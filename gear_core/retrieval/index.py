@@ -8,9 +8,12 @@ dimension, the index type and its parameters).
 A saved index is a folder:
 
 - ``gear_index.json``: metadata (format version, model identity, dimension, metric, index type and parameters,
-  document count, SHA-256 of the two files below). Plain JSON; nothing is ever pickled.
-- ``index.faiss``: the FAISS index (``faiss.write_index``).
-- ``documents.jsonl``: one ``{"id": ..., "text": ...}`` object per line, in FAISS position order.
+  document count, the names and SHA-256 of the two files below). Plain JSON; nothing is ever pickled.
+- ``index-<tag>.faiss``: the FAISS index (``faiss.write_index``).
+- ``documents-<tag>.jsonl``: one ``{"id": ..., "text": ...}`` object per line, in FAISS position order.
+
+Saving over an index writes the new files under a new tag and then replaces ``gear_index.json`` atomically
+(:mod:`gear_core.files`): a save that dies at any moment leaves the old index loadable.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import faiss
 import numpy as np
 
+from gear_core.files import (
+    CorruptFileError,
+    fsync_path,
+    plain_file_name,
+    remove_stale,
+    sha256_file,
+    version_tag,
+    write_atomic,
+)
+
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
 
@@ -34,10 +46,11 @@ IndexType = Literal["flat", "hnsw", "ivf"]
 INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "ivf")
 
 FORMAT_NAME = "gear-document-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 wrote index.faiss and documents.jsonl, saved in place
 METADATA_FILE = "gear_index.json"
-INDEX_FILE = "index.faiss"
-DOCUMENTS_FILE = "documents.jsonl"
+# The data files of each save, and of saves that died or were replaced (removed by the next save).
+_DATA_FILE_PATTERNS = ("index-*.faiss", "documents-*.jsonl", "index.faiss", "documents.jsonl", ".*.tmp", "*.tmp")
 
 # Default parameters per index type; a saved index records the values it was built with.
 DEFAULT_PARAMS: dict[str, dict[str, int]] = {
@@ -129,14 +142,14 @@ def same_model(identity_a: str, identity_b: str) -> bool:
 
 
 def check_model(index_model: str | None, expected_model: str, where: str = "this index") -> None:
-    """Raise :class:`ModelMismatchError` when ``index_model`` is another model than ``expected_model``."""
+    """Raise :class:`ModelMismatchError` when ``index_model`` is another model than ``expected_model``, or is
+    unknown (an index that does not record its model cannot be trusted to match; load it with ``check=False``)."""
     if index_model is None:
-        warnings.warn(
-            f"{where} does not record which model made its vectors; cannot check it against {expected_model}",
-            UserWarning,
-            stacklevel=3,
+        raise ModelMismatchError(
+            f"{where} does not record which model made its vectors, so it cannot be checked against "
+            f"{expected_model}; rebuild it, or skip the check (GeARSearcher.load(..., check=False)) at your own risk"
         )
-    elif not same_model(index_model, expected_model):
+    if not same_model(index_model, expected_model):
         raise ModelMismatchError(
             f"{where} was built with model {index_model}, but the model in use is {expected_model}; "
             "rebuild the index with this model (its document vectors are not comparable)"
@@ -317,32 +330,27 @@ class DocumentIndex:
             "index_type": self.index_type,
             "index_params": dict(self.params),
             "num_documents": len(self),
-            "files": {"index": INDEX_FILE, "documents": DOCUMENTS_FILE},
             "created_with": {"gear_core": __version__, "faiss": faiss.__version__},
         }
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the index to ``folder`` (created if needed; an index already there is replaced)."""
+        """Write the index to ``folder`` (created if needed). An index already there is replaced atomically: the
+        new files get new names, ``gear_index.json`` is switched to them last, then the old files are removed."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        # Each file is written beside its final name and moved into place; the metadata goes last, so a folder
-        # whose save was interrupted fails its checksums instead of loading half-written data.
-        index_tmp = folder / (INDEX_FILE + ".tmp")
-        faiss.write_index(self._index, str(index_tmp))
-        os.replace(index_tmp, folder / INDEX_FILE)
-        documents_tmp = folder / (DOCUMENTS_FILE + ".tmp")
-        with documents_tmp.open("w", encoding="utf-8") as handle:
+        tag = version_tag()
+        files = {"index": f"index-{tag}.faiss", "documents": f"documents-{tag}.jsonl"}
+        faiss.write_index(self._index, str(folder / files["index"]))
+        with (folder / files["documents"]).open("w", encoding="utf-8") as handle:
             for doc_id, text in zip(self._ids, self._texts, strict=True):
                 handle.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
-        os.replace(documents_tmp, folder / DOCUMENTS_FILE)
+        for name in files.values():
+            fsync_path(folder / name)
         metadata = self.metadata()
-        metadata["sha256"] = {
-            "index": _file_sha256(folder / INDEX_FILE),
-            "documents": _file_sha256(folder / DOCUMENTS_FILE),
-        }
-        metadata_tmp = folder / (METADATA_FILE + ".tmp")
-        metadata_tmp.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(metadata_tmp, folder / METADATA_FILE)
+        metadata["files"] = files
+        metadata["sha256"] = {key: sha256_file(folder / name) for key, name in files.items()}
+        write_atomic(folder / METADATA_FILE, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+        remove_stale(folder, _DATA_FILE_PATTERNS, keep=files.values())
         return folder
 
     @classmethod
@@ -357,41 +365,49 @@ class DocumentIndex:
         try:
             metadata = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"corrupt index metadata {path}: {error}") from error
+            raise CorruptFileError(f"corrupt index metadata {path}: {error}") from error
         if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
-            raise ValueError(f"{path} is not GeAR index metadata (expected format {FORMAT_NAME!r})")
-        if metadata.get("format_version") != FORMAT_VERSION:
+            raise CorruptFileError(f"{path} is not GeAR index metadata (expected format {FORMAT_NAME!r})")
+        if metadata.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"{path} has index format version {metadata.get('format_version')!r}; "
-                f"this gear_core reads version {FORMAT_VERSION}"
+                f"this gear_core reads versions {READABLE_VERSIONS}"
             )
+        if metadata["format_version"] == 1:
+            metadata.setdefault("files", {"index": "index.faiss", "documents": "documents.jsonl"})
         expected = {
             "dim": int,
             "index_type": str,
             "index_params": dict,
             "num_documents": int,
             "sha256": dict,
+            "files": dict,
             "metric": str,
             "normalized": bool,
         }
         for key, kind in expected.items():
-            if not isinstance(metadata.get(key), kind):
-                raise ValueError(f"corrupt index metadata {path}: {key!r} is missing or not a {kind.__name__}")
+            if not isinstance(metadata.get(key), kind) or (kind is int and isinstance(metadata[key], bool)):
+                raise CorruptFileError(f"corrupt index metadata {path}: {key!r} is missing or not a {kind.__name__}")
+        for key in ("index", "documents"):
+            plain_file_name(metadata["files"].get(key), f"{path}: files.{key}")
+            if not isinstance(metadata["sha256"].get(key), str):
+                raise CorruptFileError(f"corrupt index metadata {path}: sha256.{key} is missing")
         if metadata["metric"] != "inner_product" or metadata["normalized"] is not True:
             raise ValueError(f"{path}: unsupported metric {metadata['metric']!r} (normalized={metadata['normalized']})")
         if metadata["index_type"] not in INDEX_TYPES:
             raise ValueError(f"{path}: unknown index type {metadata['index_type']!r}")
         if metadata.get("model") is not None and not isinstance(metadata["model"], str):
-            raise ValueError(f"corrupt index metadata {path}: 'model' must be a string")
+            raise CorruptFileError(f"corrupt index metadata {path}: 'model' must be a string")
         return metadata
 
     @classmethod
     def load(cls, folder: str | os.PathLike, expected_model: str | None = None) -> DocumentIndex:
         """Read an index written by :meth:`save`.
 
-        With ``expected_model`` (a :func:`model_identity`), an index built with another model is refused with a
-        :class:`ModelMismatchError` before anything large is read. Missing or corrupt files raise
-        FileNotFoundError / ValueError.
+        With ``expected_model`` (a :func:`model_identity`), an index built with another model, or one that does
+        not record its model, is refused with a :class:`ModelMismatchError` before anything large is read. Missing
+        files raise FileNotFoundError; damaged or changed ones :class:`~gear_core.files.CorruptFileError`, naming
+        the file.
         """
         folder = Path(folder)
         metadata = cls.read_metadata(folder)
@@ -402,33 +418,33 @@ class DocumentIndex:
                 metadata["dim"], metadata["index_type"], model=metadata.get("model"), **metadata["index_params"]
             )
         except (TypeError, ValueError) as error:
-            raise ValueError(f"corrupt index metadata in {folder}: {error}") from error
+            raise CorruptFileError(f"corrupt index metadata in {folder}: {error}") from error
 
-        paths = {"index": folder / INDEX_FILE, "documents": folder / DOCUMENTS_FILE}
+        paths = {key: folder / name for key, name in metadata["files"].items() if key in ("index", "documents")}
         for key, path in paths.items():
             if not path.is_file():
                 raise FileNotFoundError(f"the index at {folder} is incomplete: {path.name} is missing")
             # Checked before FAISS parses the file: a damaged file becomes a clear error, not a crash or a huge read.
-            if _file_sha256(path) != metadata["sha256"].get(key):
-                raise ValueError(f"{path} is corrupt or was changed after saving (its SHA-256 does not match)")
+            if sha256_file(path) != metadata["sha256"][key]:
+                raise CorruptFileError(f"{path} is corrupt or was changed after saving (its SHA-256 does not match)")
         try:
             faiss_index = faiss.read_index(str(paths["index"]))
         except RuntimeError as error:
-            raise ValueError(f"corrupt FAISS index {paths['index']}: {error}") from error
+            raise CorruptFileError(f"corrupt FAISS index {paths['index']}: {error}") from error
         expected_class = _FAISS_CLASSES[index.index_type]
         if not isinstance(faiss_index, expected_class) or faiss_index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            raise ValueError(
+            raise CorruptFileError(
                 f"{paths['index']} is a {type(faiss_index).__name__}, expected an inner-product "
                 f"{expected_class.__name__} as the metadata says"
             )
         if faiss_index.d != index.dim or faiss_index.ntotal != metadata["num_documents"]:
-            raise ValueError(
+            raise CorruptFileError(
                 f"{paths['index']} holds {faiss_index.ntotal} vectors of dimension {faiss_index.d}; the metadata "
                 f"says {metadata['num_documents']} of dimension {index.dim}"
             )
         ids, texts = _read_documents(paths["documents"])
         if len(ids) != metadata["num_documents"]:
-            raise ValueError(
+            raise CorruptFileError(
                 f"{paths['documents']} holds {len(ids)} documents; the metadata says {metadata['num_documents']}"
             )
         _check_unique(ids, {})
@@ -458,19 +474,13 @@ def _read_documents(path: Path) -> tuple[list[str], list[str]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"corrupt document record at {path}:{line_number}: {error}") from error
+                raise CorruptFileError(f"corrupt document record at {path}:{line_number}: {error}") from error
             if not (
                 isinstance(record, dict) and isinstance(record.get("id"), str) and isinstance(record.get("text"), str)
             ):
-                raise ValueError(f"corrupt document record at {path}:{line_number}: expected string 'id' and 'text'")
+                raise CorruptFileError(
+                    f"corrupt document record at {path}:{line_number}: expected string 'id' and 'text'"
+                )
             ids.append(record["id"])
             texts.append(record["text"])
     return ids, texts
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
