@@ -6,8 +6,11 @@ by default the plain text (``MetadataMode.NONE``): GeAR was trained on plain pas
 offsets index the plain text too. Pass ``metadata_mode=MetadataMode.EMBED`` to embed what LlamaIndex's vector
 indexes embed (text plus the node's embed metadata).
 
-A persisted retriever is a folder: ``docstore.json`` (a ``SimpleDocumentStore``), ``gear_index/`` (the gear_core
-index, which records the model that made its vectors) and ``gear_retriever.json`` (the retriever's settings).
+A persisted retriever is a folder: ``docstore-<tag>.json`` (a ``SimpleDocumentStore``), ``gear_index-<tag>/``
+(the gear_core index, which records the model that made its vectors and the text it embedded for each node) and
+``gear_retriever.json`` (the retriever's settings, the names of the other two and the docstore's SHA-256). A
+persist writes a new tag's files and switches ``gear_retriever.json`` to them atomically, so a persist that dies
+leaves the previous retriever loadable; a load refuses a docstore changed after saving.
 """
 
 from __future__ import annotations
@@ -28,16 +31,28 @@ from llama_index.core.schema import BaseNode, Document, IndexNode, MetadataMode,
 from llama_index.core.storage.docstore import BaseDocumentStore, SimpleDocumentStore
 
 from gear_core import GeARModel
+from gear_core.files import (
+    CorruptFileError,
+    fsync_path,
+    plain_file_name,
+    remove_stale,
+    sha256_file,
+    version_tag,
+    write_atomic,
+)
 from gear_core.retrieval import GeARSearcher, IndexType
 from llama_index_gear._model import is_gear_folder, load_model, model_label, saved_model_folder
 from llama_index_gear.embedding import GeAREmbedding
 from llama_index_gear.highlighter import GeARHighlighter
 
-DOCSTORE_FILE = "docstore.json"
-INDEX_FOLDER = "gear_index"
 SETTINGS_FILE = "gear_retriever.json"
 FORMAT_NAME = "gear-llamaindex-retriever"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# Version 1 saved in place, under fixed names.
+_VERSION_1_FILES = {"docstore": "docstore.json", "index": "gear_index"}
+# What each persist writes (and what the next one removes when unfinished or replaced).
+_TAGGED_PATTERNS = ("docstore-*.json", "gear_index-*", ".*.tmp")
 # Highlighter settings a persisted retriever remembers (its model is the retriever's).
 _HIGHLIGHTER_SETTINGS = (
     "top_n",
@@ -187,16 +202,21 @@ class GeARRetriever(BaseRetriever):
     # ---- persistence ---------------------------------------------------------------------------------
 
     def persist(self, persist_dir: str | os.PathLike) -> Path:
-        """Save nodes, document index and settings to ``persist_dir``. The model is not saved, only the folder it
-        was loaded from (if any), so that :meth:`from_persist_dir` can find it again."""
+        """Save nodes, document index and settings to ``persist_dir``, replacing a retriever saved there
+        atomically. The model is not saved, only the folder it was loaded from (if any), so that
+        :meth:`from_persist_dir` can find it again."""
         folder = Path(persist_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        self._searcher.save(folder / INDEX_FOLDER)
+        replaced = _previous_files(folder)
+        tag = version_tag()
+        files = {"docstore": f"docstore-{tag}.json", "index": f"gear_index-{tag}"}
+        self._searcher.save(folder / files["index"])
         store = self._docstore
         if not isinstance(store, SimpleDocumentStore):  # e.g. a remote docstore: copy its nodes
             store = SimpleDocumentStore()
             store.add_documents(list(self._docstore.docs.values()))
-        store.persist(str(folder / DOCSTORE_FILE))
+        store.persist(str(folder / files["docstore"]))
+        fsync_path(folder / files["docstore"])
         highlighter = None
         if self.highlighter is not None:
             highlighter = {name: getattr(self.highlighter, name) for name in _HIGHLIGHTER_SETTINGS}
@@ -210,8 +230,11 @@ class GeARRetriever(BaseRetriever):
             "metadata_mode": self.metadata_mode.value,
             "batch_size": self._searcher.batch_size,
             "highlighter": highlighter,
+            "files": files,
+            "sha256": {"docstore": sha256_file(folder / files["docstore"])},
         }
-        (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        write_atomic(folder / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")  # the switch
+        remove_stale(folder, [*_TAGGED_PATTERNS, *replaced], keep=files.values())
         return folder
 
     @classmethod
@@ -227,36 +250,115 @@ class GeARRetriever(BaseRetriever):
         """Load a retriever saved with :meth:`persist`, for the same model (another model raises gear_core's
         ``ModelMismatchError``). Without ``model``/``model_name`` the saved GeAR folder the retriever's model was
         loaded from is used. ``highlight=None`` restores the saved highlighter settings; ``kwargs`` override
-        saved settings such as ``similarity_top_k``."""
+        saved settings such as ``similarity_top_k``. A damaged or hand-changed file raises
+        ``gear_core.files.CorruptFileError`` naming it; nothing is served from it."""
         folder = Path(persist_dir)
-        path = folder / SETTINGS_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{folder} is not a persisted GeARRetriever: {SETTINGS_FILE} is missing")
-        settings = json.loads(path.read_text(encoding="utf-8"))
-        if settings.get("format") != FORMAT_NAME or settings.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path} is not a version {FORMAT_VERSION} {FORMAT_NAME} settings file")
+        settings = read_settings(folder)
+        files = settings["files"]
         if model is None and model_name is None:
-            model_name = settings.get("model_folder")
+            model_name = settings["model_folder"]
             if isinstance(model_name, str) and not Path(model_name).is_absolute():
                 model_name = str(folder / model_name)  # a relative folder is read from the persist folder, not the cwd
             if not is_gear_folder(model_name):
                 raise FileNotFoundError(
-                    f"{folder} was built with the model {settings.get('model_name_or_path')!r}, which is not a saved "
+                    f"{folder} was built with the model {settings['model_name_or_path']!r}, which is not a saved "
                     "GeAR folder on this machine: pass model= (or model_name=) the same model"
                 )
+        docstore_path = folder / files["docstore"]
+        if not docstore_path.is_file():
+            raise FileNotFoundError(f"{folder} is incomplete: {docstore_path.name} is missing")
+        if "sha256" in settings and sha256_file(docstore_path) != settings["sha256"]["docstore"]:
+            raise CorruptFileError(f"{docstore_path} is damaged or was changed after saving (its SHA-256 differs)")
         gear_model = load_model(model, model_name, device)
-        searcher = GeARSearcher.load(folder / INDEX_FOLDER, gear_model, batch_size=settings["batch_size"])
-        docstore = SimpleDocumentStore.from_persist_path(str(folder / DOCSTORE_FILE))
-        missing = [node_id for node_id in searcher.index.ids if not docstore.document_exists(node_id)]
-        if missing:
-            raise ValueError(f"{folder}: {len(missing)} indexed node(s) are not in {DOCSTORE_FILE}, e.g. {missing[0]}")
-        if highlight is None and settings.get("highlighter") is not None:
+        searcher = GeARSearcher.load(folder / files["index"], gear_model, batch_size=settings["batch_size"])
+        try:
+            docstore = SimpleDocumentStore.from_persist_path(str(docstore_path))
+        except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
+            raise CorruptFileError(f"{docstore_path} is not a readable LlamaIndex docstore: {error}") from error
+        _check_nodes(searcher, docstore, MetadataMode(settings["metadata_mode"]), docstore_path)
+        if highlight is None and settings["highlighter"] is not None:
             highlight = GeARHighlighter(model=gear_model, **settings["highlighter"])
         elif highlight is True:
             highlight = GeARHighlighter(model=gear_model, batch_size=settings["batch_size"])
         kwargs.setdefault("similarity_top_k", settings["similarity_top_k"])
         kwargs.setdefault("metadata_mode", MetadataMode(settings["metadata_mode"]))
         return cls(searcher, docstore, highlighter=highlight or None, **kwargs)
+
+
+# What a settings file holds, by version 2 key: the JSON types allowed.
+_SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
+    "model_name_or_path": (str,),
+    "model_folder": (str, type(None)),
+    "similarity_top_k": (int,),
+    "metadata_mode": (str,),
+    "batch_size": (int,),
+    "highlighter": (dict, type(None)),
+    "files": (dict,),
+    "sha256": (dict,),
+}
+
+
+def read_settings(folder: Path) -> dict[str, Any]:
+    """The validated ``gear_retriever.json`` of ``folder`` (version 1 files are given their fixed names)."""
+    path = folder / SETTINGS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a persisted GeARRetriever: {SETTINGS_FILE} is missing")
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CorruptFileError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(settings, dict) or settings.get("format") != FORMAT_NAME:
+        raise CorruptFileError(f"{path} is not a {FORMAT_NAME} settings file")
+    version = settings.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path} has format version {version!r}; this version reads {READABLE_VERSIONS}")
+    if version == 1:
+        settings = {**settings, "files": dict(_VERSION_1_FILES)}
+    for key, kinds in _SETTINGS_TYPES.items():
+        if key == "sha256" and version == 1:
+            continue
+        value = settings.get(key)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise CorruptFileError(f"{path}: {key!r} is missing or not {names}")
+    for key in ("similarity_top_k", "batch_size"):
+        if settings[key] <= 0:
+            raise CorruptFileError(f"{path}: {key!r} must be positive, got {settings[key]}")
+    if settings["metadata_mode"] not in {mode.value for mode in MetadataMode}:
+        raise CorruptFileError(f"{path}: unknown metadata_mode {settings['metadata_mode']!r}")
+    for key in ("docstore", "index"):
+        plain_file_name(settings["files"].get(key), f"{path}: files.{key}")
+    if version > 1 and not isinstance(settings["sha256"].get("docstore"), str):
+        raise CorruptFileError(f"{path}: sha256.docstore is missing")
+    unknown = set(settings["highlighter"] or {}) - set(_HIGHLIGHTER_SETTINGS)
+    if unknown:
+        raise CorruptFileError(f"{path}: unknown highlighter settings {sorted(unknown)}")
+    return settings
+
+
+def _previous_files(folder: Path) -> list[str]:
+    """The files of the retriever saved in ``folder`` (removed once a new persist has switched over); none
+    when nothing readable is there. Only files a settings file names are ours to remove."""
+    try:
+        files = read_settings(folder)["files"]
+    except (OSError, ValueError):
+        return []
+    return [files["docstore"], files["index"]]
+
+
+def _check_nodes(searcher: GeARSearcher, docstore: BaseDocumentStore, mode: MetadataMode, path: Path) -> None:
+    """Every indexed node is in the docstore with the text its vector was made from (the index keeps that
+    text): a node edited after indexing would be served with a stale vector and wrong highlights."""
+    index = searcher.index
+    missing = [node_id for node_id in index.ids if not docstore.document_exists(node_id)]
+    if missing:
+        raise CorruptFileError(f"{path}: {len(missing)} indexed node(s) are missing, e.g. {missing[0]}")
+    for node_id in index.ids:
+        if docstore.get_node(node_id).get_content(metadata_mode=mode) != index.get_text(node_id):
+            raise CorruptFileError(
+                f"{path}: node {node_id}'s text differs from the text its vector was made from; the docstore was "
+                "changed after saving (rebuild the retriever from the changed nodes)"
+            )
 
 
 def default_node_parser(model: GeARModel, chunk_overlap: int | None = None) -> SentenceSplitter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 
@@ -15,10 +16,11 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 
 from gear_core import GeARModel
+from gear_core.files import CorruptFileError
 from gear_core.retrieval import ModelMismatchError
 from llama_index_gear import HIGHLIGHTS_KEY, GeAREmbedding, GeARHighlighter, GeARRetriever
 from llama_index_gear._model import clear_model_cache
-from llama_index_gear.retriever import DOCSTORE_FILE, INDEX_FOLDER, SETTINGS_FILE
+from llama_index_gear.retriever import SETTINGS_FILE
 
 TEXTS = {
     "paris": "Paris is the capital of France. The Seine flows through Paris. Paris hosted the Olympics in 1900.",
@@ -100,8 +102,9 @@ def test_persist_round_trip(tiny_model, tmp_path):
     )
     before = retriever.retrieve(QUERY)
     retriever.persist(tmp_path / "retriever")
-    assert {p.name for p in (tmp_path / "retriever").iterdir()} == {DOCSTORE_FILE, INDEX_FOLDER, SETTINGS_FILE}
+    retriever.persist(tmp_path / "retriever")  # over itself: the first save's files go
     settings = json.loads((tmp_path / "retriever" / SETTINGS_FILE).read_text())
+    assert {p.name for p in (tmp_path / "retriever").iterdir()} == {SETTINGS_FILE, *settings["files"].values()}
     assert settings["similarity_top_k"] == 3 and settings["highlighter"]["mode"] == "prune"
 
     loaded = GeARRetriever.from_persist_dir(tmp_path / "retriever", model=tiny_model)
@@ -212,3 +215,95 @@ def test_minilm_retrieves_the_right_node_and_agrees_with_vector_index(minilm_pat
     theirs = index.as_retriever(similarity_top_k=2).retrieve(QUERY)
     assert theirs[0].node.ref_doc_id == "paris"
     assert theirs[0].score == pytest.approx(retriever.retrieve(QUERY)[0].score, abs=1e-4)
+
+
+def persisted(tiny_model, folder) -> tuple[dict, object]:
+    GeARRetriever.from_defaults(nodes=nodes(), model=tiny_model).persist(folder)
+    return json.loads((folder / SETTINGS_FILE).read_text()), folder / SETTINGS_FILE
+
+
+def test_a_changed_docstore_is_refused(tiny_model, tmp_path):
+    """One changed letter of a node's text was served and highlighted against the old text's vector."""
+    folder = tmp_path / "retriever"
+    settings, settings_path = persisted(tiny_model, folder)
+    docstore = folder / settings["files"]["docstore"]
+    original = docstore.read_text()
+    changed = original.replace("Seine", "Seina", 1)
+    assert changed != original
+    docstore.write_text(changed)
+    with pytest.raises(CorruptFileError, match=r"docstore-\w+\.json is damaged or was changed"):
+        GeARRetriever.from_persist_dir(folder, model=tiny_model)
+    # Even with a matching checksum (edited by hand), the text no longer matches what was embedded.
+    settings["sha256"]["docstore"] = hashlib.sha256(changed.encode()).hexdigest()
+    settings_path.write_text(json.dumps(settings))
+    with pytest.raises(CorruptFileError, match="differs from the text its vector was made from"):
+        GeARRetriever.from_persist_dir(folder, model=tiny_model)
+    # A truncated docstore (checksum fixed up too) is a clear error, not a bare JSONDecodeError.
+    docstore.write_text(original[:100])
+    settings["sha256"]["docstore"] = hashlib.sha256(original[:100].encode()).hexdigest()
+    settings_path.write_text(json.dumps(settings))
+    with pytest.raises(CorruptFileError, match="not a readable LlamaIndex docstore"):
+        GeARRetriever.from_persist_dir(folder, model=tiny_model)
+
+
+def test_missing_nodes_and_malformed_settings_are_refused(tiny_model, tmp_path):
+    folder = tmp_path / "retriever"
+    settings, settings_path = persisted(tiny_model, folder)
+    good = settings_path.read_text()
+    cases = {
+        good[:50]: "is not valid JSON",
+        "[]": "is not a gear-llamaindex-retriever settings file",
+        good.replace('"format_version": 2', '"format_version": 7'): "format version 7",
+        good.replace('"similarity_top_k": 2', '"similarity_top_k": "2"'): "'similarity_top_k' is missing or not int",
+        good.replace('"similarity_top_k": 2', '"similarity_top_k": 0'): "must be positive",
+        good.replace('"batch_size": 16', '"batch_size": true'): "'batch_size' is missing or not int",
+        good.replace('"metadata_mode": "none"', '"metadata_mode": "most"'): "unknown metadata_mode",
+        good.replace(settings["files"]["index"], "../elsewhere"): "not a file name inside the folder",
+    }
+    for text, message in cases.items():
+        assert text != good, message
+        settings_path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            GeARRetriever.from_persist_dir(folder, model=tiny_model)
+    settings_path.write_text(good)
+
+    # Nodes that the index holds but the docstore lost.
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+
+    docstore_path = folder / settings["files"]["docstore"]
+    store = SimpleDocumentStore.from_persist_path(str(docstore_path))
+    store.delete_document(nodes()[1].node_id)
+    store.persist(str(docstore_path))
+    settings["sha256"]["docstore"] = hashlib.sha256(docstore_path.read_bytes()).hexdigest()
+    settings_path.write_text(json.dumps(settings))
+    with pytest.raises(CorruptFileError, match="1 indexed node"):
+        GeARRetriever.from_persist_dir(folder, model=tiny_model)
+    (folder / settings["files"]["docstore"]).unlink()
+    with pytest.raises(FileNotFoundError, match="is missing"):
+        GeARRetriever.from_persist_dir(folder, model=tiny_model)
+
+
+def test_a_version_1_retriever_loads_and_a_persist_leaves_other_files_alone(tiny_model, tmp_path):
+    """Version 1 saved docstore.json and gear_index/ in place. Such a folder loads; persisting over it removes
+    them; a docstore.json that no settings file names (e.g. a LlamaIndex StorageContext's) is never touched."""
+    folder = tmp_path / "retriever"
+    settings, settings_path = persisted(tiny_model, folder)
+    before = as_tuples(GeARRetriever.from_persist_dir(folder, model=tiny_model).retrieve(QUERY))
+    (folder / settings["files"]["docstore"]).rename(folder / "docstore.json")
+    (folder / settings["files"]["index"]).rename(folder / "gear_index")
+    settings["format_version"] = 1
+    del settings["files"], settings["sha256"]
+    settings_path.write_text(json.dumps(settings))
+    retriever = GeARRetriever.from_persist_dir(folder, model=tiny_model)
+    assert as_tuples(retriever.retrieve(QUERY)) == before
+    retriever.persist(folder)
+    files = json.loads(settings_path.read_text())["files"]
+    assert {p.name for p in folder.iterdir()} == {SETTINGS_FILE, *files.values()}
+
+    other = tmp_path / "shared"
+    other.mkdir()
+    (other / "docstore.json").write_text("{}")  # someone else's
+    retriever.persist(other)
+    retriever.persist(other)
+    assert (other / "docstore.json").read_text() == "{}"
+    assert as_tuples(GeARRetriever.from_persist_dir(other, model=tiny_model).retrieve(QUERY)) == before

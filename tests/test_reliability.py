@@ -149,3 +149,46 @@ def test_an_index_killed_while_saving_over_itself_stays_loadable(tmp_path):
         assert index.get_text(f"{version}7") == f"text 7 of version {version} " * 4
         leftovers = sorted(p.name for p in folder.iterdir())
         assert len(leftovers) <= 5, leftovers  # metadata, its two files, and at most one unfinished save's
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="kills a forked process")
+def test_a_retriever_killed_while_persisting_over_itself_stays_loadable(tiny_encoder_dir, tmp_path):
+    """The same for ``GeARRetriever.persist`` (docstore, index and settings): always loadable, one version."""
+    import random
+
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+
+    from gear_core.retrieval import DocumentIndex, GeARSearcher
+    from gear_core.retrieval.index import model_identity
+    from llama_index_gear import GeARRetriever
+
+    model = tiny_gear(tiny_encoder_dir).eval()
+    size, folder = 3000, tmp_path / "retriever"
+    retrievers = []
+    for seed, version in enumerate("ab"):
+        nodes = [TextNode(text=f"node {i} of version {version}.", id_=f"{version}{i}") for i in range(size)]
+        index = DocumentIndex(model.config.hidden_size, model=model_identity(model))
+        index.add(
+            random_unit_vectors(size, model.config.hidden_size, seed),
+            [n.node_id for n in nodes],
+            [n.text for n in nodes],
+        )
+        store = SimpleDocumentStore()
+        store.add_documents(nodes)
+        retrievers.append(GeARRetriever(GeARSearcher(model, index), store))
+
+    def persist_forever(signal) -> None:
+        for saves in range(1_000_000):
+            retrievers[saves % 2].persist(folder)
+            if saves == 0:
+                signal()
+
+    rng = random.Random(0)
+    for _ in range(8):
+        kill_while_saving(persist_forever, rng.uniform(0.0, 0.5))
+        loaded = GeARRetriever.from_persist_dir(folder, model=model)
+        ids = loaded.searcher.index.ids
+        version = ids[0][0]
+        assert len(ids) == size and all(i.startswith(version) for i in ids)
+        assert loaded.docstore.get_node(f"{version}9").get_content() == f"node 9 of version {version}."
+        assert len(list(folder.iterdir())) <= 6  # settings, its two files, at most an unfinished persist's
