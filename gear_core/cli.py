@@ -110,12 +110,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"gear: {error}", file=sys.stderr)
         return 2
     if args.dtype == "int8":  # int8 matrices + per-row scales (gear_core.quantization), float32 on load
+        from gear_core.modeling import write_model_checksums
         from gear_core.quantization import STORAGE_DTYPE, save_int8_weights, untied_state_dict
 
         save_int8_weights(untied_state_dict(model.float()), args.out, max_shard_size=args.max_shard_size)
         model.config.storage_dtype = STORAGE_DTYPE
         model.config.save_pretrained(args.out)
         model.tokenizer.save_pretrained(args.out)
+        write_model_checksums(args.out)
     else:
         model.to(getattr(torch, args.dtype)).save_pretrained(args.out, max_shard_size=args.max_shard_size)
     files = sorted(p for p in Path(args.out).iterdir() if p.is_file())

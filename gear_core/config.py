@@ -31,6 +31,31 @@ _CHOICES = {
 }
 
 
+_INT_FIELDS = ("ranking_layer", "queue_size", "max_query_length", "max_document_length", "max_target_length")
+_FLOAT_FIELDS = (
+    "ranking_window_temperature",
+    "contrastive_temperature",
+    "momentum",
+    "soft_label_weight",
+    "lm_loss_weight",
+    "localization_loss_weight",
+)
+_ENCODER_INT_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
+# Keys a config.json may hold besides GeARConfig's own fields: what transformers writes or passes on its own.
+_TRANSFORMERS_KEYS = frozenset(PretrainedConfig().to_dict()) | {
+    "tie_word_embeddings",
+    "torch_dtype",
+    "name_or_path",
+    "use_cache",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "sep_token_id",
+    "decoder_start_token_id",
+    "attn_implementation",
+}
+
+
 class GeARConfig(PretrainedConfig):
     """Configuration of a :class:`~gear_core.GeARModel`.
 
@@ -167,12 +192,50 @@ class GeARConfig(PretrainedConfig):
         self.max_target_length = max_target_length
         self.document_stride = min(128, max_document_length // 4) if document_stride is None else document_stride
         self.storage_dtype = storage_dtype
+        # A misspelt field would otherwise become a silent extra attribute and the model would use the default.
+        unknown = sorted(k for k in kwargs if k not in _TRANSFORMERS_KEYS and not k.startswith("_"))
+        if unknown:
+            raise ValueError(f"unknown GeARConfig field(s) {unknown}; see help(GeARConfig) for the fields")
         # Only the decoder-to-encoder embedding tie is declared at this level (see GeARModel).
         kwargs["tie_word_embeddings"] = share_decoder_embeddings
         super().__init__(**kwargs)
         self._validate()
 
     def _validate(self) -> None:
+        import math
+
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"GeARConfig.{name} must be an int, got {value!r}")
+        for name in ("decoder_num_layers", "document_stride"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"GeARConfig.{name} must be a non-negative int or None, got {value!r}")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"GeARConfig.{name} must be a finite number, got {value!r}")
+            if value < 0:
+                raise ValueError(f"GeARConfig.{name} must not be negative, got {value!r}")
+        if not self.contrastive_temperature > 0:
+            raise ValueError(f"contrastive_temperature must be positive, got {self.contrastive_temperature}")
+        if not 0 <= self.momentum < 1 or not 0 <= self.soft_label_weight <= 1:
+            raise ValueError("momentum must lie in [0, 1) and soft_label_weight in [0, 1]")
+        if self.queue_size < 0:
+            raise ValueError(f"queue_size must not be negative, got {self.queue_size}")
+        for name in ("shared_encoder", "share_decoder_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"GeARConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        for key in _ENCODER_INT_KEYS:
+            value = self.encoder_config.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"encoder_config[{key!r}] must be a positive int, got {value!r}")
+        if not isinstance(self.decoder_start_token, str) or not self.decoder_start_token:
+            raise ValueError("decoder_start_token must be a non-empty string")
+        layers = self.cross_attention_layers
+        if layers is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
+            raise ValueError(f"cross_attention_layers must be a list of ints, got {layers!r}")
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"GeARConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -114,8 +114,8 @@ def read_checksums(folder: str | os.PathLike) -> dict[str, str] | None:
 
 
 def verify_checksums(folder: str | os.PathLike, names: Iterable[str] | None = None) -> bool:
-    """Check ``folder``'s files against :data:`CHECKSUMS_FILE` (only ``names`` if given); raise CorruptFileError
-    naming the first file that is missing or differs. False when the folder records no checksums."""
+    """Check ``folder``'s files against :data:`CHECKSUMS_FILE` (only ``names`` if given): FileNotFoundError or
+    CorruptFileError naming the first file that is missing or differs. False when the folder records none."""
     folder = Path(folder)
     checksums = read_checksums(folder)
     if checksums is None:
@@ -123,7 +123,7 @@ def verify_checksums(folder: str | os.PathLike, names: Iterable[str] | None = No
     for name in sorted(checksums if names is None else set(names) & set(checksums)):
         path = folder / name
         if not path.is_file():
-            raise CorruptFileError(f"{path} is missing (listed in {folder / CHECKSUMS_FILE})")
+            raise FileNotFoundError(f"{path} is missing (listed in {folder / CHECKSUMS_FILE})")
         if sha256_file(path) != checksums[name]:
             raise CorruptFileError(
                 f"{path} is damaged or was changed after saving: its SHA-256 does not match {CHECKSUMS_FILE}"

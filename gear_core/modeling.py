@@ -35,6 +35,7 @@ from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
 from gear_core.config import GeARConfig
+from gear_core.files import CorruptFileError, verify_checksums, write_checksums
 from gear_core.losses import (
     IGNORE_INDEX,
     contrastive_loss,
@@ -197,6 +198,27 @@ def _saved_config(path: str | os.PathLike | None) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}
+
+
+# The files of a saved model that its checksums cover (a model card, README.md, may be edited freely).
+MODEL_FILE_PATTERNS = ("config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer*.json", "vocab.txt")
+MODEL_FILE_PATTERNS += ("special_tokens_map.json", "generation_config.json")
+
+
+def write_model_checksums(folder: str | os.PathLike) -> None:
+    """Record the SHA-256 of a saved model folder's files (``checksums.sha256``), checked by ``from_pretrained``."""
+    from pathlib import Path
+
+    names = {p.name for pattern in MODEL_FILE_PATTERNS for p in Path(folder).glob(pattern) if p.is_file()}
+    write_checksums(folder, names)
+
+
+def _check_finite(model: nn.Module, path: str) -> None:
+    """Refuse weights holding NaN or infinity (a damaged file): every score would silently become NaN or 0."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise CorruptFileError(f"the weights in {path} are damaged: {name} holds NaN or infinite values")
 
 
 def is_gear_folder(path: str | os.PathLike | None) -> bool:
@@ -505,6 +527,8 @@ class GeARModel(PreTrainedModel):
         if not os.path.isdir(path) and path.startswith((".", "/", "~")):
             raise FileNotFoundError(f"no GeAR model folder at {path}")
         kwargs["use_safetensors"] = True
+        if os.path.isdir(path):  # a folder saved with checksums refuses a file changed since (it loaded silently)
+            verify_checksums(path)
         # A release may store fp16 weights to halve its size; compute in float32 unless asked otherwise.
         kwargs.setdefault("dtype", torch.float32)
         tokenizer = kwargs.pop("tokenizer", None)
@@ -513,6 +537,7 @@ class GeARModel(PreTrainedModel):
             model = cls._from_int8_folder(path, *args, **kwargs)
         else:
             model = super().from_pretrained(path, *args, **kwargs)
+        _check_finite(model, path)
         model.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
         return model
 
@@ -564,6 +589,7 @@ class GeARModel(PreTrainedModel):
         super().save_pretrained(save_directory, *args, **kwargs)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
+        write_model_checksums(save_directory)
 
     # ---- building blocks -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 import gear_core
 from gear_core import GeARModel
 from gear_core.cli import main
+from gear_core.files import CHECKSUMS_FILE, CorruptFileError
 from gear_core.quantization import (
     SCALE_SUFFIX,
     CheckpointError,
@@ -230,6 +231,9 @@ def test_a_truncated_or_corrupt_shard_is_named(tied_model, tmp_path):
     shard = _largest_shard(out)
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError, match=re.escape(f"{shard.name} is damaged")):  # its checksum
+        GeARModel.from_pretrained(out)
+    (out / CHECKSUMS_FILE).unlink()  # a folder without checksums: the safetensors reader still names the shard
     with pytest.raises(CheckpointError, match=re.escape(f"{shard.name} is corrupt or truncated")):
         GeARModel.from_pretrained(out)
     shard.write_bytes(b"\x00" * 64)
@@ -253,6 +257,7 @@ def test_a_scale_that_does_not_fit_its_matrix_is_named_with_its_file(tied_model,
     tensors = load_file(shard)
     tensors[name] = tensors[name][:-1]
     save_file(tensors, shard, metadata={"format": "pt"})
+    (out / CHECKSUMS_FILE).unlink()  # reaches the shape check (with checksums, the changed file is refused first)
     with pytest.raises(CheckpointError, match=re.escape(shard.name) + r": .*word_embeddings\.weight: scale of shape"):
         GeARModel.from_pretrained(out)
 

@@ -192,3 +192,119 @@ def test_a_retriever_killed_while_persisting_over_itself_stays_loadable(tiny_enc
         assert len(ids) == size and all(i.startswith(version) for i in ids)
         assert loaded.docstore.get_node(f"{version}9").get_content() == f"node 9 of version {version}."
         assert len(list(folder.iterdir())) <= 6  # settings, its two files, at most an unfinished persist's
+
+
+# ---- damaged model weights -------------------------------------------------------------------------------
+
+
+def test_damaged_weights_are_refused_naming_the_file(tiny_encoder_dir, tmp_path):
+    """Flipped bytes in a shard loaded silently and changed the embeddings; a NaN tensor loaded and every
+    sentence score became 0."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from gear_core import GeARModel
+    from gear_core.files import CHECKSUMS_FILE, CorruptFileError
+
+    model = tiny_gear(tiny_encoder_dir)
+    model.save_pretrained(tmp_path, max_shard_size="500KB")
+    assert (tmp_path / CHECKSUMS_FILE).is_file()
+    GeARModel.from_pretrained(tmp_path)  # intact: loads
+
+    shard = sorted(tmp_path.glob("model-*.safetensors"))[1]
+    original = shard.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x10  # one bit inside a tensor's data: safetensors itself cannot notice
+    shard.write_bytes(bytes(damaged))
+    with pytest.raises(CorruptFileError, match=rf"{shard.name} is damaged or was changed after saving"):
+        GeARModel.from_pretrained(tmp_path)
+    shard.write_bytes(original)
+
+    # A NaN tensor in a folder without checksums (written by other tools) is caught by the finite check.
+    tensors = load_file(shard)
+    name = next(iter(tensors))
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    save_file(tensors, shard, metadata={"format": "pt"})
+    (tmp_path / CHECKSUMS_FILE).unlink()
+    with pytest.raises(CorruptFileError, match=rf"{name} holds NaN"):
+        GeARModel.from_pretrained(tmp_path)
+
+
+def test_the_shipped_model_records_its_checksums():
+    from gear_core import DEFAULT_MODEL
+    from gear_core.files import read_checksums, verify_checksums
+
+    names = set(read_checksums(DEFAULT_MODEL))
+    assert {"config.json", "model.safetensors.index.json", "tokenizer.json"} <= names
+    assert sum(name.endswith(".safetensors") for name in names) == 3
+    assert verify_checksums(DEFAULT_MODEL)
+
+
+def test_checksum_files_and_names_are_checked(tmp_path):
+    from gear_core.files import (
+        CHECKSUMS_FILE,
+        CorruptFileError,
+        plain_file_name,
+        verify_checksums,
+        write_atomic,
+        write_checksums,
+    )
+
+    assert verify_checksums(tmp_path) is False  # nothing recorded: nothing to check
+    write_atomic(tmp_path / "a.txt", "first")
+    write_atomic(tmp_path / "a.txt", "second")  # replaces, and leaves no temporary file behind
+    assert (tmp_path / "a.txt").read_text() == "second" and len(list(tmp_path.iterdir())) == 1
+    write_checksums(tmp_path, ["a.txt"])
+    assert verify_checksums(tmp_path)
+    (tmp_path / "a.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"a\.txt is missing"):
+        verify_checksums(tmp_path)
+    (tmp_path / CHECKSUMS_FILE).write_text("not a checksum line\n")
+    with pytest.raises(CorruptFileError, match=r"checksums\.sha256:1 is not"):
+        verify_checksums(tmp_path)
+    (tmp_path / CHECKSUMS_FILE).write_text(f"{'0' * 64}  ../../etc/passwd\n")
+    with pytest.raises(CorruptFileError, match="not a file name inside the folder"):
+        verify_checksums(tmp_path)
+    assert plain_file_name("index-1.faiss", "x") == "index-1.faiss"
+    for bad in ("", ".", "..", "a/b", "/abs", "a\\b", None, 3):
+        with pytest.raises(CorruptFileError):
+            plain_file_name(bad, "x")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("decoder_num_layer", 2, "unknown GeARConfig field"),  # a typo was silently ignored
+        ("max_query_length", "64", "must be an int"),
+        ("max_query_length", 64.0, "must be an int"),
+        ("momentum", 1.0, "momentum must lie in"),
+        ("soft_label_weight", float("nan"), "must be a finite number"),
+        ("lm_loss_weight", -1.0, "must not be negative"),
+        ("shared_encoder", "yes", "must be true or false"),
+        ("queue_size", True, "must be an int"),
+        ("cross_attention_layers", ["1"], "list of ints"),
+        ("decoder_num_layers", -1, "non-negative int or None"),
+    ],
+)
+def test_config_fields_are_validated(field, value, message):
+    from gear_core import GeARConfig
+
+    with pytest.raises(ValueError, match=message):
+        GeARConfig(**{field: value})
+
+
+def test_a_malformed_config_json_is_refused(tiny_encoder_dir, tmp_path):
+    import json
+
+    from gear_core import GeARModel
+
+    tiny_gear(tiny_encoder_dir).save_pretrained(tmp_path)
+    (tmp_path / "checksums.sha256").unlink()  # as if edited by hand, where no checksum would let it through
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["ranking_layr"] = 0
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="ranking_layr"):
+        GeARModel.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises((ValueError, OSError), match=r"config\.json"):
+        GeARModel.from_pretrained(tmp_path)
