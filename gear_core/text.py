@@ -14,8 +14,24 @@ from functools import lru_cache
 
 import numpy as np
 
-# Blank lines separate blocks (headings, list items, paragraphs) that punkt would otherwise glue together.
-_BLOCK_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+# Text between blocks that belongs to no sentence; punkt (trained on English prose) would glue the blocks together.
+_MARKDOWN_MARKER = r"(?:#{1,6}|[-*+\u2022]|>)[ \t]+"  # heading, bullet, quote (numbered items: _numbered_items)
+# A numbered item's marker; it counts only as part of a numbered sequence ("1." then "2." ...), since a line can
+# start with a number for other reasons (SQuAD writes the formula O2 as "O\n2.").
+_NUMBERED_MARKER = re.compile(r"(?:^|\n)[ \t]*(\d{1,3})([.)])[ \t]+")
+_BLOCK_SEPARATORS = [
+    re.compile(r"\n[ \t\r\f\v]*\n\s*"),  # blank lines
+    re.compile(rf"(?:^|\n)[ \t]*{_MARKDOWN_MARKER}"),  # a Markdown block's marker, with the line break before it
+    re.compile(r"(?<=\n)[ \t]*#{1,6}[ \t][^\n]*(\n)|^[ \t]*#{1,6}[ \t][^\n]*(\n)"),  # the end of a heading line
+    # HTML block-level tags, with the whitespace around them.
+    re.compile(
+        r"\s*</?(?:p|div|li|ul|ol|h[1-6]|br|hr|tr|td|th|table|thead|tbody|section|article|header|footer|nav|"
+        r"aside|main|blockquote|pre|dl|dt|dd|figure|figcaption|caption)\b[^<>]*>\s*",
+        re.IGNORECASE,
+    ),
+]
+# A sentence end in Chinese or Japanese text (no space follows it, so punkt does not see it), with closing marks.
+_CJK_SENTENCE_END = re.compile(r"[\u3002\uff01\uff1f\uff61]+[\u300d\u300f\u201d\u2019\uff09\u3011)]*")
 
 
 @dataclass(frozen=True)
@@ -63,25 +79,78 @@ def _punkt():
 
 
 def split_sentences(text: str) -> list[Sentence]:
-    """Split ``text`` into sentences with exact character spans (nltk punkt, plus breaks at blank lines).
+    """Split ``text`` into sentences with exact character spans.
 
-    Whitespace between sentences belongs to no sentence; an empty or all-whitespace text has no sentences.
+    nltk punkt splits prose; blank lines, Markdown headings, list items and quotes, and HTML block tags (``<p>``,
+    ``<li>``, ``<br>``, ...) always end a sentence, and their markers and tags belong to no sentence; Chinese and
+    Japanese sentences end at ``。！？``. Whitespace between sentences belongs to no sentence; an empty or
+    all-whitespace text has no sentences.
     """
     if not isinstance(text, str):
         raise TypeError(f"expected str, got {type(text).__name__}")
     punkt = _punkt()
     sentences: list[Sentence] = []
-    block_start = 0
-    for block_end, next_start in [(m.start(), m.end()) for m in _BLOCK_BREAK.finditer(text)] + [(len(text), len(text))]:
+    for block_start, block_end in _blocks(text):
         block = text[block_start:block_end]
         for start, end in punkt.span_tokenize(block):
-            raw = block[start:end]
-            stripped = raw.strip()
-            if stripped:  # punkt can leave surrounding whitespace in a span: trim it, keeping offsets exact
-                start = block_start + start + (len(raw) - len(raw.lstrip()))
-                sentences.append(Sentence(stripped, start, start + len(stripped)))
-        block_start = next_start
+            for piece_start, piece_end in _cjk_pieces(block, start, end):
+                raw = block[piece_start:piece_end]
+                stripped = raw.strip()
+                if stripped:  # punkt can leave surrounding whitespace in a span: trim it, keeping offsets exact
+                    first = block_start + piece_start + (len(raw) - len(raw.lstrip()))
+                    sentences.append(Sentence(stripped, first, first + len(stripped)))
     return sentences
+
+
+def _blocks(text: str) -> list[tuple[int, int]]:
+    """The ``[start, end)`` spans of ``text`` between block separators (see ``_BLOCK_SEPARATORS``)."""
+    separators = []
+    for pattern in _BLOCK_SEPARATORS:
+        for match in pattern.finditer(text):
+            groups = [g for g in range(1, (pattern.groups or 0) + 1) if match.start(g) >= 0]
+            span = match.span(groups[0]) if groups else match.span()
+            if span[1] > span[0]:
+                separators.append(span)
+    separators += _numbered_items(text)
+    blocks, position = [], 0
+    for start, end in sorted(separators):
+        if start > position:
+            blocks.append((position, start))
+        position = max(position, end)
+    if position < len(text):
+        blocks.append((position, len(text)))
+    return blocks
+
+
+def _numbered_items(text: str) -> list[tuple[int, int]]:
+    """The markers (with the line break before each) of numbered lists: runs of lines numbered 1, 2, 3, ...
+    (one delimiter, ``.`` or ``)``) of at least two items."""
+    items: list[tuple[int, int]] = []
+    run: list[tuple[int, int]] = []
+    expected = None
+    for match in _NUMBERED_MARKER.finditer(text):
+        number, delimiter = int(match.group(1)), match.group(2)
+        if (number, delimiter) == expected:
+            run.append(match.span())
+        else:
+            if len(run) >= 2:
+                items += run
+            run = [match.span()] if number == 1 else []
+        expected = (number + 1, delimiter) if run else None
+    if len(run) >= 2:
+        items += run
+    return items
+
+
+def _cjk_pieces(block: str, start: int, end: int) -> list[tuple[int, int]]:
+    """``block[start:end]`` cut after each Chinese or Japanese sentence end inside it."""
+    pieces = []
+    for match in _CJK_SENTENCE_END.finditer(block, start, end):
+        if match.end() < end:
+            pieces.append((start, match.end()))
+            start = match.end()
+    pieces.append((start, end))
+    return pieces
 
 
 def token_sentence_index(token_starts: np.ndarray, token_ends: np.ndarray, sentences: list[Sentence]) -> np.ndarray:
