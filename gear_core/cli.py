@@ -36,12 +36,22 @@ def _load(path: str):
 
     if path == SHIPPED_MODEL_NAME and not os.path.exists(path):
         path = DEFAULT_MODEL
+    config = Path(path) / "config.json"
+    if config.is_file() and not is_gear_folder(path):
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        except (ValueError, AttributeError) as error:
+            raise CommandError(f"{config} is not a valid config file: {error}") from None
+        raise CommandError(f"{path} holds a {model_type!r} model, not a GeAR model (model_type 'gear')")
     if not is_gear_folder(path):
         raise CommandError(
             f"no GeAR model folder at {path} (a folder written by save_pretrained or `gear init`; "
             f"{SHIPPED_MODEL_NAME!r} names the shipped model)"
         )
-    return GeARModel.from_pretrained(path)
+    try:
+        return GeARModel.from_pretrained(path)
+    except OSError as error:  # e.g. a config.json that is not JSON (transformers' message names the file)
+        raise CommandError(str(error).splitlines()[0]) from None
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -281,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = highlight.add_mutually_exclusive_group(required=True)
     source.add_argument("--document")
     source.add_argument("--file")
-    highlight.add_argument("--top-n", type=int, default=3)
+    highlight.add_argument("--top-n", type=_positive_int, default=3)
     highlight.add_argument("--generate", action="store_true", help="also generate evidence")
     highlight.set_defaults(handler=_cmd_highlight)
 
@@ -302,14 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", choices=("test", "validation"), default="test", help="report on test; choose settings on validation"
     )
     evaluation.add_argument("--tasks", default="global,local,long,generation,cost", help="comma-separated subset")
-    evaluation.add_argument("--max-questions", type=int, default=None, help="sample this many questions")
+    evaluation.add_argument("--max-questions", type=_positive_int, default=None, help="sample this many questions")
     evaluation.add_argument(
-        "--long-questions", type=int, default=300, help="questions asked against whole articles (the long task)"
+        "--long-questions",
+        type=_positive_int,
+        default=300,
+        help="questions asked against whole articles (the long task)",
     )
     evaluation.add_argument("--baseline", default="all-MiniLM-L6-v2", help="dense baseline encoder")
-    evaluation.add_argument("--batch-size", type=int, default=32)
-    evaluation.add_argument("--cost-pairs", type=int, default=48)
-    evaluation.add_argument("--cost-repeats", type=int, default=3)
+    evaluation.add_argument("--batch-size", type=_positive_int, default=32)
+    evaluation.add_argument("--cost-pairs", type=_positive_int, default=48)
+    evaluation.add_argument("--cost-repeats", type=_positive_int, default=3)
     evaluation.add_argument("--device", default=None, help="e.g. cuda (default: where the model loads, the CPU)")
     evaluation.add_argument("--out", default=None, help="also write the markdown here")
     evaluation.add_argument("--json", default=None, help="also write every figure as JSON here")
@@ -380,10 +393,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["train"], ["validate"]):  # everything after it belongs to Lightning's own parser
         subcommand = "fit" if argv[0] == "train" else "validate"
         return _cmd_train(argparse.Namespace(lightning_args=argv[1:]), subcommand)
+    from gear_core.files import CorruptFileError
+    from gear_core.retrieval.index import ModelMismatchError
+
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except CommandError as error:
+    # What a user can fix (a wrong path, a damaged or mismatched file): one line, not a traceback.
+    except (CommandError, FileNotFoundError, CorruptFileError, ModelMismatchError) as error:
         print(f"gear: {error}", file=sys.stderr)
         return 2
 

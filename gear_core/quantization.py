@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from gear_core.files import CorruptFileError
+
 #: Suffix of the per-row scale stored next to an int8 matrix: ``"<name>.int8_scale"``.
 SCALE_SUFFIX = ".int8_scale"
 #: ``GeARConfig.storage_dtype`` (and the index's ``metadata.storage_dtype``) of this format.
@@ -36,7 +38,7 @@ SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 _QMAX = 127  # symmetric: int8 values lie in [-127, 127], so 0.0 is exact and -128 is never used
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CorruptFileError):
     """A weight folder that cannot be read: a corrupt or truncated shard, a missing tensor or scale, a bad shape.
 
     ``tensor`` names the offending tensor where there is one.

@@ -1,3 +1,5 @@
+import pytest
+
 from gear_core.cli import main
 
 
@@ -78,3 +80,36 @@ def test_gear_minilm_names_the_shipped_model_when_no_such_folder_exists(tmp_path
     document = "The tower is in Paris. It was finished in 1889."
     assert main(["highlight", "gear-minilm", "--query", "when was it finished", "--document", document]) == 0
     assert "(23:47) It was finished in 1889." in capsys.readouterr().out
+
+
+def test_a_damaged_model_is_one_line_and_exit_code_2(tiny_encoder_dir, tmp_path, capsys):
+    model = tmp_path / "gear"
+    assert main(["init", tiny_encoder_dir, str(model), "--decoder-layers", "1", "--ranking-layer", "-1"]) == 0
+    capsys.readouterr()
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert main(["info", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors is damaged" in err and err.count("\n") == 1
+    (model / "checksums.sha256").unlink()
+    (model / "config.json").write_text("{not json", encoding="utf-8")
+    assert main(["info", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json" in err and err.count("\n") == 1
+
+
+def test_highlight_document_and_top_n(tmp_path, capsys):
+    document = "The tower is in Paris. It was finished in 1889. It is made of iron. Many people visit it."
+    assert main(["highlight", "gear-minilm", "--query", "when was it finished", "--document", document]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].endswith("(23:47) It was finished in 1889.")  # three by default
+    assert (
+        main(["highlight", "gear-minilm", "--query", "when was it finished", "--document", document, "--top-n", "1"])
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines() == [lines[0]]
+    with pytest.raises(SystemExit) as exit_code:
+        main(["highlight", "gear-minilm", "--query", "q", "--document", document, "--top-n", "0"])
+    assert exit_code.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
