@@ -50,6 +50,9 @@ def ground_evidence(text: str, document: str, min_support: float = DEFAULT_MIN_S
     Spans start and end on a word of the evidence (any other end word only lowers F1) and are at most twice the
     evidence's length, so the search is linear in the document's length.
     """
+    for name, value in (("text", text), ("document", document)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not 0 <= min_support <= 1:
         raise ValueError(f"min_support must lie in [0, 1], got {min_support}")
     wanted = Counter(word for word, _, _ in _words(text))

@@ -1150,8 +1150,12 @@ class GeARModel(PreTrainedModel):
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f"max_new_tokens must be a non-negative int or None, got {max_new_tokens!r}")
         _check_batch_size(batch_size)
-        if no_repeat_ngram_size < 0:
-            raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
+        if (
+            not isinstance(no_repeat_ngram_size, int)
+            or isinstance(no_repeat_ngram_size, bool)
+            or no_repeat_ngram_size < 0
+        ):
+            raise ValueError(f"no_repeat_ngram_size must be a non-negative int (0: off), got {no_repeat_ngram_size!r}")
         was_training = self.training
         self.eval()
         texts = []

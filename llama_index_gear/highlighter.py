@@ -88,9 +88,11 @@ class GeARHighlighter(BaseNodePostprocessor):
     """
 
     top_n: int = Field(default=3, ge=1, description="Sentences highlighted per node (best first).")
-    min_score: float | None = Field(default=None, description="Drop highlights scoring below this.")
+    min_score: float | None = Field(
+        default=None, allow_inf_nan=False, description="Drop highlights scoring below this."
+    )
     generate_evidence: bool = Field(default=False, description="Also write the decoder's evidence.")
-    max_new_tokens: int | None = Field(default=None, description="Evidence length (None: the model's default).")
+    max_new_tokens: int | None = Field(default=None, ge=0, description="Evidence length (None: the model's default).")
     min_evidence_support: float = Field(
         default=DEFAULT_MIN_SUPPORT, ge=0, le=1, description="Token F1 from which evidence counts as grounded."
     )

@@ -14,6 +14,7 @@ import pytest
 from conftest import tiny_gear
 from llama_index.core.schema import NodeWithScore, TextNode
 
+from gear_core.evidence import ground_evidence
 from llama_index_gear import GeARHighlighter
 
 # ---- concurrency -----------------------------------------------------------------------------------------
@@ -308,3 +309,33 @@ def test_a_malformed_config_json_is_refused(tiny_encoder_dir, tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises((ValueError, OSError), match=r"config\.json"):
         GeARModel.from_pretrained(tmp_path)
+
+
+# ---- bad inputs ------------------------------------------------------------------------------------------
+
+BAD_CALLS = {
+    # name: (call(model, searcher), error type, message)
+    "no_repeat_ngram_size=1.5": (
+        lambda m, s: m.generate("q", "d.", no_repeat_ngram_size=1.5),
+        ValueError,
+        "non-negative",
+    ),
+    "searcher batch_size=0": (lambda m, s: setattr(s, "batch_size", 0), ValueError, "batch_size must be a positive"),
+    "highlighter min_score=nan": (lambda m, s: GeARHighlighter(model=m, min_score=float("nan")), ValueError, "finite"),
+    "highlighter max_new_tokens=-1": (lambda m, s: GeARHighlighter(model=m, max_new_tokens=-1), ValueError, "greater"),
+    "ground_evidence(None, ...)": (lambda m, s: ground_evidence(None, "d"), TypeError, "text must be a str"),
+    "search top_sentences=2.5": (lambda m, s: s.search("q", top_sentences=2.5), ValueError, "top_n must be"),
+    "search k=True": (lambda m, s: s.search("q", k=True), ValueError, "k must be a positive int"),
+    "generate max_new_tokens=-1": (lambda m, s: m.generate("q", "d.", max_new_tokens=-1), ValueError, "max_new"),
+    "rank_sentences(b'..')": (lambda m, s: m.rank_sentences("q", b"d."), TypeError, "expected str"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CALLS))
+def test_bad_parameters_get_clear_errors(tiny_model, name):
+    from gear_core.retrieval import GeARSearcher
+
+    call, error, message = BAD_CALLS[name]
+    searcher = GeARSearcher.from_documents(tiny_model, ["Paris is big. It is old.", "Rome is old."])
+    with pytest.raises(error, match=message):
+        call(tiny_model, searcher)

@@ -63,6 +63,17 @@ class GeARSearcher:
         self.index = index
         self.batch_size = batch_size
 
+    @property
+    def batch_size(self) -> int:
+        """How many (query, document) pairs the fusion encoder and the decoder see at once."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {value!r}")
+        self._batch_size = value
+
     @classmethod
     def from_documents(
         cls,
