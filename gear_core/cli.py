@@ -389,15 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] in (["train"], ["validate"]):  # everything after it belongs to Lightning's own parser
-        subcommand = "fit" if argv[0] == "train" else "validate"
-        return _cmd_train(argparse.Namespace(lightning_args=argv[1:]), subcommand)
     from gear_core.files import CorruptFileError
     from gear_core.retrieval.index import ModelMismatchError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] in (["train"], ["validate"]):  # everything after it belongs to Lightning's own parser
+            subcommand = "fit" if argv[0] == "train" else "validate"
+            return _cmd_train(argparse.Namespace(lightning_args=argv[1:]), subcommand)
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     # What a user can fix (a wrong path, a damaged or mismatched file): one line, not a traceback.
     except (CommandError, FileNotFoundError, CorruptFileError, ModelMismatchError) as error:

@@ -285,3 +285,36 @@ def test_generation_metrics_hand_case():
     assert metrics["grounded %"] == pytest.approx(100.0)  # each output is a word of the context
     # "France" stands in sentence 0, but the question's gold is sentence 1: grounded, not on the gold sentence.
     assert metrics["grounded on the gold sentence %"] == pytest.approx(100 * 2 / 3)
+
+
+def test_evaluate_reports_hand_computed_metrics_of_a_stubbed_model(
+    tiny_model, tiny_encoder_dir, eval_data, monkeypatch
+):
+    """The model's outputs are fixed, so every GeAR figure is known. The test article "Water" has 2 paragraphs
+    (rotations of "Water boils at 100 degrees. Water freezes at 0 degrees. Ice floats on water.") with one
+    question on each of the first two sentences; every answer is "degrees"."""
+    from gear_core import split_sentences
+
+    def boils_first(queries, documents, scorings=None, batch_size=16):
+        sentences = [split_sentences(d) for d in documents]
+        scores = [np.array([1.0 if "boils" in s.text else 0.0 for s in row]) for row in sentences]
+        return sentences, [scores for _ in (scorings or [None])]
+
+    outputs = ["100 degrees", "zero", "degrees", "0 degrees"]  # questions in file order
+    monkeypatch.setattr(tiny_model, "sentence_scores_batch", boils_first)
+    monkeypatch.setattr(tiny_model, "generate_batch", lambda queries, documents, **_: outputs[: len(queries)])
+    squad, split, _ = eval_data
+    settings = EvaluationSettings(
+        squad, split, None, tasks=("local", "generation"), baseline_encoder=tiny_encoder_dir, show_progress=False
+    )
+    report = evaluate(tiny_model, settings, model_name="stub")
+    # The "boils" sentence is the gold one of 2 of the 4 questions; the gold one is always among 3 sentences.
+    assert report.local_retrieval["GeAR (cross-attention)"]["R@1"] == 0.5
+    assert report.local_retrieval["GeAR (cross-attention)"]["R@3"] == 1.0
+    generation = report.generation["GeAR (decoder)"]
+    assert generation["EM"] == pytest.approx(25.0)  # only "degrees" is exact
+    assert generation["F1"] == pytest.approx(100 * (2 / 3 + 0 + 1 + 2 / 3) / 4)  # "100 degrees": P 1/2, R 1
+    assert generation["grounded %"] == pytest.approx(75.0)  # "zero" is nowhere in the text
+    # "100 degrees" lies in its gold sentence; "degrees" (third question, gold: boils) grounds to the first
+    # "degrees" of the rotated paragraph, in the "freezes" sentence; "0 degrees" lies in its gold sentence.
+    assert generation["grounded on the gold sentence %"] == pytest.approx(50.0)

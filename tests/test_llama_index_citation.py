@@ -121,3 +121,16 @@ def test_build_citations_order_and_fallbacks(tiny_model):
         "un-highlighted nodes are cited whole"
     )
     assert first.doc_start_char_idx is None
+
+
+def test_citations_keep_exact_offsets_on_odd_unicode(tiny_model):
+    text = (
+        "Cafe\u0301 de Flore is in Paris.\u00a0It opened in 1887. Zero\u200bwidth here. Cre\u0300me bru\u0302le\u0301e."
+    )
+    documents = [Document(text=text, doc_id="cafe"), Document(text=TEXTS["water"], doc_id="water")]
+    retriever = GeARRetriever.from_defaults(documents=documents, model=tiny_model, similarity_top_k=2)
+    engine = GeARCitationQueryEngine.from_args(retriever, llm=MockLLM())
+    response = engine.query("When did the cafe open?")
+    citations = response.metadata[CITATIONS_KEY]
+    assert citations
+    check_citations(citations, response.source_nodes, documents)

@@ -125,3 +125,18 @@ def test_clear_error_when_the_default_model_is_missing(tmp_path, monkeypatch):
         with pytest.raises(FileNotFoundError, match="model_name=") as error:
             make()
         assert missing in str(error.value) and "model=" in str(error.value)
+
+
+def test_a_serialised_embedding_reloads_the_same_model(tiny_model, tmp_path):
+    """to_json / from_json keeps the folder, not the weights: the reloaded embedding gives the same vectors."""
+    tiny_model.save_pretrained(tmp_path / "gear")
+    try:
+        embed = GeAREmbedding(model_name=tmp_path / "gear", embed_batch_size=7)
+        data = embed.to_json()
+        clear_model_cache()  # the reload reads the folder again
+        reloaded = GeAREmbedding.from_json(data)
+        assert reloaded.model is not embed.model and reloaded.embed_batch_size == 7
+        np.testing.assert_array_equal(reloaded.get_query_embedding(QUERY), embed.get_query_embedding(QUERY))
+        np.testing.assert_array_equal(reloaded.get_text_embedding(TEXTS[0]), embed.get_text_embedding(TEXTS[0]))
+    finally:
+        clear_model_cache()

@@ -329,3 +329,24 @@ def test_lone_surrogates_in_nodes_and_queries(tiny_model):
     )
     check_highlights(result.node)
     assert len(result.node.metadata[HIGHLIGHTS_KEY]) == 2 and isinstance(result.node.metadata[EVIDENCE_KEY], dict)
+
+
+ODD = (
+    "Cafe\u0301 de Flore is in Paris.\u00a0It opened in 1887. Zero\u200bwidth joiners\u200d stay here. "
+    "The menu lists cre\u0300me bru\u0302le\u0301e. It is famous."
+)
+
+
+@pytest.mark.parametrize("mode", ["annotate", "prune"])
+def test_offsets_stay_exact_on_decomposed_accents_zero_width_characters_and_nbsp(tiny_model, mode):
+    document = Document(text=ODD + "\n\n" + ODD)
+    nodes = SentenceSplitter(chunk_size=40, chunk_overlap=5).get_nodes_from_documents([document])
+    assert len(nodes) > 1
+    highlighter = GeARHighlighter(model=tiny_model, top_n=2, mode=mode, neighbors=1 if mode == "prune" else 0)
+    for result in highlighter.postprocess_nodes(scored(*nodes), query_str="When did the cafe open?"):
+        assert result.node.metadata[HIGHLIGHTS_KEY]
+        check_highlights(result.node, document.text)
+        if mode == "prune":
+            text, spans = result.node.text, result.node.metadata[PRUNED_KEY]["kept_spans"]
+            original = next(n for n in nodes if n.node_id == result.node.node_id).text
+            assert all(original[a:b] in text for a, b in spans)

@@ -307,3 +307,19 @@ def test_a_version_1_retriever_loads_and_a_persist_leaves_other_files_alone(tiny
     retriever.persist(other)
     assert (other / "docstore.json").read_text() == "{}"
     assert as_tuples(GeARRetriever.from_persist_dir(other, model=tiny_model).retrieve(QUERY)) == before
+
+
+def test_from_defaults_with_a_docstore_and_its_refusals(tiny_model):
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+
+    store = SimpleDocumentStore()
+    store.add_documents(nodes())
+    retriever = GeARRetriever.from_defaults(docstore=store, model=tiny_model, similarity_top_k=2)
+    expected = GeARRetriever.from_defaults(nodes=nodes(), model=tiny_model, similarity_top_k=2)
+    assert as_tuples(retriever.retrieve(QUERY)) == as_tuples(expected.retrieve(QUERY))
+    with pytest.raises(ValueError, match="the docstore holds no nodes"):
+        GeARRetriever.from_defaults(docstore=SimpleDocumentStore(), model=tiny_model)
+    with pytest.raises(ValueError, match=r"pass exactly one of .*\['nodes', 'docstore'\]"):
+        GeARRetriever.from_defaults(nodes=nodes(), docstore=store, model=tiny_model)
+    with pytest.raises(ValueError, match="got none"):
+        GeARRetriever.from_defaults(model=tiny_model)

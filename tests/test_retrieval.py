@@ -362,3 +362,16 @@ def test_a_version_1_index_still_loads_and_a_save_replaces_its_files(tmp_path):
     files = json.loads((tmp_path / "gear_index.json").read_text())["files"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["gear_index.json", *files.values()])
     assert DocumentIndex.load(tmp_path).ids == index.ids
+
+
+def test_search_grounds_the_decoder_output_in_each_hit(tiny_model, monkeypatch):
+    """With a decoder whose output is known, each hit's evidence is that text with its exact span and support."""
+    searcher = GeARSearcher.from_documents(tiny_model, DOCUMENTS, ids=["paris", "jupiter", "hamlet", "water"])
+    monkeypatch.setattr(
+        tiny_model, "generate_batch", lambda queries, documents, **_: ["dozens of moons" for _ in documents]
+    )
+    results = {r.id: r.evidence for r in searcher.search("moons?", k=4, rank_sentences=False, generate=True)}
+    jupiter = results["jupiter"]
+    assert (jupiter.text, jupiter.support, jupiter.grounded) == ("dozens of moons", 1.0, True)
+    assert DOCUMENTS[1][jupiter.start_char : jupiter.end_char] == "dozens of moons"
+    assert results["hamlet"].grounded is False and results["hamlet"].start_char is None  # no word of it there

@@ -10,6 +10,7 @@ import yaml
 from conftest import TINY_OVERRIDES
 
 from gear_core import GeARModel
+from gear_core.cli import main
 from gear_core.data.triples import Triple, write_triples_jsonl
 from gear_core.losses import IGNORE_INDEX
 from gear_core.training import (
@@ -173,7 +174,7 @@ def test_resuming_continues_the_step_count_and_reproduces_the_next_loss(tiny_enc
     assert [loss for _, loss in resumed] == pytest.approx(straight_second_epoch, rel=1e-5)
 
 
-def test_gear_train_cli_fits_and_exports_the_best_model(tiny_encoder_dir, tiny_squad, tmp_path):
+def test_gear_train_and_validate_commands(tiny_encoder_dir, tiny_squad, tmp_path, capsys):
     squad, split = tiny_squad
     config = {
         "seed_everything": 0,
@@ -194,11 +195,16 @@ def test_gear_train_cli_fits_and_exports_the_best_model(tiny_encoder_dir, tiny_s
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    run_training(["-c", str(path), "--model.lm_loss_weight", "0"])
+    assert main(["train", "-c", str(path), "--model.lm_loss_weight", "0"]) == 0
     exported = GeARModel.from_pretrained(tmp_path / "best")
     assert exported.rank_sentences("capital", "Paris is the capital. It is big.")
-    with pytest.raises(FileNotFoundError, match="minilm"):
-        run_training(["-c", "no-such-config"])
+    # `gear validate` reads the exported model and logs the validation metrics of the same config.
+    validate = ["validate", "-c", str(path), "--model.model_name_or_path", str(tmp_path / "best")]
+    assert main(validate) == 0
+    printed = capsys.readouterr().out
+    assert "val/squad/local_R@1" in printed or "val/score" in printed
+    assert main(["train", "-c", "no-such-config"]) == 2
+    assert "no config 'no-such-config'" in capsys.readouterr().err
 
 
 def test_lm_weight_zero_trains_retrieval_only(tiny_encoder_dir, tiny_squad):
@@ -298,3 +304,31 @@ def test_the_data_order_seed_does_not_move_the_validation_articles(tiny_squad):
     reference = held_out(seed=0)
     assert all(held_out(seed=seed) == reference for seed in range(1, 6))
     assert any(held_out(validation_seed=seed)[0] != reference[0] for seed in range(1, 6))
+
+
+def test_squad_split_readers_and_the_held_out_articles(tiny_squad, tmp_path):
+    """load_split / split_paragraphs / hold_out_articles, and validation_paragraphs holds out exactly the
+    articles GeARDataModule validates on (benchmarks tune on that slice and must never train on it)."""
+    import random
+
+    from gear_core.data.squad import hold_out_articles, load_split, split_paragraphs, validation_paragraphs
+
+    squad, split = tiny_squad
+    assert load_split(split) == {"train": ["Paris", "Jupiter", "Hamlet", "Water"], "test": ["Mars"]}
+    paragraphs = split_paragraphs(squad, split, "train")
+    assert [p.title for p in paragraphs] == ["Paris"] * 2 + ["Jupiter"] * 2 + ["Hamlet"] * 2 + ["Water"] * 2
+    assert split_paragraphs(squad, split, "test") == []  # Mars has no paragraphs in the file
+    with pytest.raises(KeyError, match="no 'validation' part"):
+        split_paragraphs(squad, split, "validation")
+
+    titles = ["b", "a", "c", "a"]
+    assert hold_out_articles(titles, 2, random.Random(0)) == hold_out_articles(titles[::-1], 2, random.Random(0))
+    assert len(hold_out_articles(titles, 10, random.Random(0))) == 2  # one of the 3 titles is left to train on
+    assert hold_out_articles(["only"], 1, random.Random(0)) == set()
+
+    for seed in (0, 1, 2):
+        data = GeARDataModule(squad_path=squad, split_path=split, validation_articles=2, validation_seed=seed)
+        data.setup("fit")
+        expected = data.excluded_titles - {"Mars"}
+        held_out = validation_paragraphs(squad, split, count=2, seed=seed)
+        assert {p.title for p in held_out} == expected and len(held_out) == 4
