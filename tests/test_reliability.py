@@ -4,31 +4,19 @@ the fix it covers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from conftest import tiny_gear
 from llama_index.core.schema import NodeWithScore, TextNode
+from reliability_helpers import frequent_thread_switches, kill_while_saving, random_unit_vectors
 
 from gear_core.evidence import ground_evidence
 from llama_index_gear import GeARHighlighter
 
 # ---- concurrency -----------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def frequent_thread_switches():
-    """Switch threads every microsecond (Python's default is 5 ms), so that a race shows in a short test."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def test_threads_give_the_serial_results(tiny_encoder_dir):
@@ -87,36 +75,6 @@ def test_concurrent_async_highlighting_gives_the_serial_results(tiny_encoder_dir
 
 
 # ---- crash during save -----------------------------------------------------------------------------------
-
-
-def kill_while_saving(save_forever, seconds: float) -> None:
-    """Fork a process that calls ``save_forever(signal)``, where ``signal()`` says the first save is done, let it
-    go on for ``seconds`` after that, then SIGKILL it (forked: the imports are already made, so a kill is cheap)."""
-    import os
-    import signal
-    import time
-
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: save until killed
-        os.close(read_end)
-        try:
-            save_forever(lambda: os.write(write_end, b"1"))
-        finally:
-            os._exit(1)
-    os.close(write_end)
-    try:
-        assert os.read(read_end, 1) == b"1", "the saving process died before its first save"
-        time.sleep(seconds)
-    finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(read_end)
-
-
-def random_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
-    vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype("float32")
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="kills a forked process")
