@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -25,33 +24,11 @@ class CommandError(Exception):
     """A user error: ``main`` prints it as one line and exits with 2."""
 
 
-SHIPPED_MODEL_NAME = "gear-minilm"
+def _load(name_or_path: str | None):
+    """The model a command names (:func:`gear_core.loading.load_model`; its errors are one line, exit code 2)."""
+    from gear_core.loading import load_model
 
-
-def _load(path: str):
-    """A saved GeAR folder; ``gear-minilm`` (when no such folder exists here) is the shipped model. Anything else
-    is a one-line error, never a hub lookup."""
-    from gear_core import DEFAULT_MODEL, GeARModel
-    from gear_core.modeling import is_gear_folder
-
-    if path == SHIPPED_MODEL_NAME and not os.path.exists(path):
-        path = DEFAULT_MODEL
-    config = Path(path) / "config.json"
-    if config.is_file() and not is_gear_folder(path):
-        try:
-            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-        except (ValueError, AttributeError) as error:
-            raise CommandError(f"{config} is not a valid config file: {error}") from None
-        raise CommandError(f"{path} holds a {model_type!r} model, not a GeAR model (model_type 'gear')")
-    if not is_gear_folder(path):
-        raise CommandError(
-            f"no GeAR model folder at {path} (a folder written by save_pretrained or `gear init`; "
-            f"{SHIPPED_MODEL_NAME!r} names the shipped model)"
-        )
-    try:
-        return GeARModel.from_pretrained(path)
-    except OSError as error:  # e.g. a config.json that is not JSON (transformers' message names the file)
-        raise CommandError(str(error).splitlines()[0]) from None
+    return load_model(name_or_path)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -161,9 +138,9 @@ def _cmd_highlight(args: argparse.Namespace) -> int:
 
 
 def _model_or_default(path: str | None):
-    from gear_core import DEFAULT_MODEL
+    from gear_core.loading import resolve_model_path
 
-    path = path or DEFAULT_MODEL
+    path = resolve_model_path(path)
     return path, _load(path)
 
 
@@ -340,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         metavar="PATH",
         default=None,
-        help="a GeAR folder (default: the shipped model, else an untrained one)",
+        help="a GeAR folder (default: the shipped model)",
     )
     corpus = demo.add_mutually_exclusive_group()
     corpus.add_argument(

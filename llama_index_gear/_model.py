@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 
-from gear_core import DEFAULT_MODEL, GeARModel
+from gear_core import GeARModel
+from gear_core.loading import load_model as gear_load_model
+from gear_core.loading import resolve_model_path
 from gear_core.modeling import is_gear_folder
 
 _cache: dict[tuple[str, str | None], GeARModel] = {}
@@ -15,10 +17,11 @@ _lock = threading.Lock()
 def load_model(
     model: GeARModel | None = None, model_name: str | os.PathLike | None = None, device: str | None = None
 ) -> GeARModel:
-    """``model`` itself (moved to ``device`` if given), else the saved GeAR model at ``model_name``.
+    """``model`` itself (moved to ``device`` if given), else the saved GeAR model ``model_name`` names
+    (``gear_core.loading``: a folder, or None / ``"default"`` for the shipped model).
 
-    ``model_name`` defaults to ``gear_core.DEFAULT_MODEL``. Loaded models are cached per (path, device), so an
-    embedding, a retriever and a highlighter built from the same folder share one copy of the weights.
+    Loaded models are cached per (folder, device), so an embedding, a retriever and a highlighter built from the
+    same folder share one copy of the weights.
     """
     if model is not None:
         if not isinstance(model, GeARModel):
@@ -26,19 +29,10 @@ def load_model(
         if device is not None:
             model.to(device)
         return model
-    name = os.fspath(model_name) if model_name is not None else DEFAULT_MODEL
-    if model_name is None and not os.path.isdir(name):
-        raise FileNotFoundError(
-            f"no trained GeAR model at the default location {name} (this install does not ship one yet); "
-            "pass model=GeARModel.from_pretrained(folder) or model_name=<folder saved with save_pretrained()>"
-        )
-    key = (os.path.abspath(name) if os.path.isdir(name) else name, device)
+    key = (os.path.abspath(resolve_model_path(model_name)), device)
     with _lock:
         if key not in _cache:
-            loaded = GeARModel.from_pretrained(key[0])
-            if device is not None:
-                loaded.to(device)
-            _cache[key] = loaded.eval()
+            _cache[key] = gear_load_model(key[0], device=device)
         return _cache[key]
 
 

@@ -67,7 +67,7 @@ def test_a_wrong_model_name_or_a_binary_file_is_one_line_and_exit_code_2(tiny_en
     capsys.readouterr()
     assert main(["info", str(tmp_path / "no-such-model")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gear: no GeAR model folder at") and err.count("\n") == 1
+    assert err.startswith("gear: no GeAR model at") and err.count("\n") == 1
     binary = tmp_path / "binary.txt"
     binary.write_bytes(b"\xff\xfe\x00\x81 not text")
     assert main(["highlight", str(model), "--query", "q", "--file", str(binary)]) == 2
@@ -113,3 +113,25 @@ def test_highlight_document_and_top_n(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_code:
         main(["highlight", "gear-minilm", "--query", "q", "--document", document, "--top-n", "0"])
     assert exit_code.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_model_names_resolve_in_one_place_without_a_hub(tmp_path, monkeypatch):
+    """None / "default" / "gear-minilm" are the shipped model; any other name must be a GeAR folder, and what is
+    there instead is said (a typo never reaches a model hub)."""
+    import json
+
+    import gear_core
+    from gear_core.loading import ModelNotFoundError, resolve_model_path
+
+    monkeypatch.chdir(tmp_path)
+    for name in (None, "default", "gear-minilm"):
+        assert resolve_model_path(name) == gear_core.DEFAULT_MODEL
+    with pytest.raises(ModelNotFoundError, match="not a folder"):
+        resolve_model_path("sentence-transformers/all-MiniLM-L6-v2x")
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelNotFoundError, match="holds a 'bert' model, not a GeAR model"):
+        resolve_model_path(tmp_path / "bert")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match=r"without config\.json"):
+        resolve_model_path("empty")

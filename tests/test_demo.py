@@ -176,7 +176,7 @@ def test_terminal_colour_when_asked(corpus_dir, tiny_model, tmp_path):
     searcher, built = demo.open_searcher(tiny_model, demo.load_corpus(corpus_dir / "sub").documents, tmp_path)
     assert built
     answers = demo.ask(searcher, ["gas giant"], top_k=1, top_sentences=1, generate=False)
-    report = demo.DemoReport("m", True, "c", 1, len(searcher.index), True, "i", 0.0, 0.0, answers)
+    report = demo.DemoReport("m", "c", 1, len(searcher.index), True, "i", 0.0, 0.0, answers)
     coloured = demo.render_terminal(report, color=True)
     assert "\x1b[1;30;43m" in coloured and "[[" not in coloured
 

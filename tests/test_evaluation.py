@@ -193,7 +193,7 @@ def test_gear_eval_command_writes_markdown_and_json(tiny_model, tiny_encoder_dir
     assert main(["eval", str(tmp_path / "model"), "--squad", str(tmp_path / "missing.json")]) == 2
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "nothing"), "--squad", squad, "--split-file", split, "--no-wiki"]) == 2
-    assert "no GeAR model folder" in capsys.readouterr().err
+    assert "no GeAR model at" in capsys.readouterr().err
 
 
 def test_content_query_pooling_ignores_special_tokens():

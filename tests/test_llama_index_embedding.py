@@ -120,7 +120,7 @@ def test_loads_a_saved_model_folder_once(tiny_model, tmp_path):
 
 def test_clear_error_when_the_default_model_is_missing(tmp_path, monkeypatch):
     missing = str(tmp_path / "checkpoints" / "gear-minilm")
-    monkeypatch.setattr("llama_index_gear._model.DEFAULT_MODEL", missing)
+    monkeypatch.setattr("gear_core.DEFAULT_MODEL", missing)
     for make in (GeAREmbedding, GeARHighlighter):
         with pytest.raises(FileNotFoundError, match="model_name=") as error:
             make()

@@ -282,12 +282,10 @@ def test_cross_attention_and_decoder_learn_at_their_own_rates(tiny_encoder_dir, 
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
 
-def test_training_from_a_saved_gear_model_runs_in_train_mode(tiny_model, tmp_path):
-    from gear_core.training.module import load_or_build_model
-
+def test_training_from_a_saved_gear_model_runs_in_train_mode(tiny_encoder_dir, tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path / "saved")
-    model = load_or_build_model(str(tmp_path / "saved"))
-    assert all(module.training for module in model.modules())  # dropout on, as for a fresh model
+    module = GeARLightningModule(str(tmp_path / "saved"))
+    assert all(m.training for m in module.model.modules())  # dropout on, as for a fresh model
 
 
 def test_the_data_order_seed_does_not_move_the_validation_articles(tiny_squad):

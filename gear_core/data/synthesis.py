@@ -576,16 +576,12 @@ def load_encoder(path: str, max_document_length: int | None = None) -> Any:
     ``max_document_length`` (tokens) lowers the model's document truncation for the relevance filter's embeddings
     only (the model is used for nothing else here); ``None`` keeps the model's own (512 for ``from_encoder``).
     """
-    from gear_core import GeARModel
-    from gear_core.modeling import is_gear_folder
+    from gear_core.loading import load_or_build_model
 
     if max_document_length is not None and max_document_length < 8:
         raise ValueError("max_document_length must be at least 8 tokens")
-
-    if is_gear_folder(path):
-        model = GeARModel.from_pretrained(path)
-    else:  # only the bi-encoder is used: the smallest valid fusion/decoder settings for any encoder depth
-        model = GeARModel.from_encoder(path, ranking_layer=-1, decoder_num_layers=1)
+    # Only the bi-encoder is used: a plain encoder gets the smallest valid fusion/decoder for any encoder depth.
+    model = load_or_build_model(path, encoder_defaults={"ranking_layer": -1, "decoder_num_layers": 1})
     if max_document_length is not None:  # read at encode time by encode_documents; never raises the model's limit
         model.config.max_document_length = min(max_document_length, model.config.max_document_length)
     return model.eval()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Literal
 
 import lightning as L
@@ -13,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from gear_core.data.triples import Triple
 from gear_core.evaluation.metrics import exact_match, mean, recall_at_k, token_f1
-from gear_core.modeling import GeARModel, is_gear_folder
+from gear_core.loading import load_or_build_model
 from gear_core.momentum import MomentumEncoder
 from gear_core.training.resume import (
     RNG_SEED_KEY,
@@ -23,26 +22,6 @@ from gear_core.training.resume import (
     seed_batch,
 )
 from gear_core.training.schedule import learning_rate_at, soft_label_weight_at
-
-SHIPPED_MODEL_NAME = "gear-minilm"
-
-
-def load_or_build_model(model_name_or_path: str, config_overrides: dict[str, Any] | None = None) -> GeARModel:
-    """A GeAR folder is loaded (with ``config_overrides`` applied to its config); anything else is treated as a
-    BERT-family encoder to start from.
-
-    ``gear-minilm`` (when no such folder exists here) names the model shipped in the package, so configs that
-    continue from it work from any directory.
-    """
-    if model_name_or_path == SHIPPED_MODEL_NAME and not os.path.exists(model_name_or_path):
-        from gear_core import DEFAULT_MODEL
-
-        model_name_or_path = DEFAULT_MODEL
-    if is_gear_folder(model_name_or_path):
-        # from_pretrained returns a model in eval mode; Lightning keeps submodule modes, so dropout would stay off.
-        # Overrides may add parts (e.g. ``decoder_copy: true``): those start freshly initialised.
-        return GeARModel.from_pretrained(model_name_or_path, **(config_overrides or {})).train()
-    return GeARModel.from_encoder(model_name_or_path, **(config_overrides or {}))
 
 
 class GeARLightningModule(L.LightningModule):
@@ -112,7 +91,8 @@ class GeARLightningModule(L.LightningModule):
         self.save_hyperparameters()
         if stage not in ("full", "fusion", "decoder"):
             raise ValueError(f"stage must be 'full', 'fusion' or 'decoder', got {stage!r}")
-        self.model = load_or_build_model(model_name_or_path, config_overrides)
+        # A loaded model comes in eval mode, and Lightning keeps submodule modes: dropout would stay off.
+        self.model = load_or_build_model(model_name_or_path, config_overrides).train()
         if stage in ("fusion", "decoder"):  # frozen towers (the fusion encoder still runs the query tower's layers)
             frozen = [self.model.query_encoder, self.model.document_encoder, self.model.temperature]
             if stage == "decoder":
