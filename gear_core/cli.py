@@ -19,6 +19,9 @@ import json
 import sys
 from pathlib import Path
 
+# Optional packages, by the pyproject extra that installs them.
+_EXTRAS = {"lightning": "train", "jsonargparse": "train", "datasets": "train", "bm25s": "eval", "Stemmer": "eval"}
+
 
 class CommandError(Exception):
     """A user error: ``main`` prints it as one line and exits with 2."""
@@ -379,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     # What a user can fix (a wrong path, a damaged or mismatched file): one line, not a traceback.
     except (CommandError, FileNotFoundError, CorruptFileError, ModelMismatchError) as error:
         print(f"gear: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:  # an optional part that is not installed
+        extra = _EXTRAS.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"gear: this command needs {error.name}: pip install 'gear-llamaindex[{extra}]'", file=sys.stderr)
         return 2
 
 

@@ -50,17 +50,23 @@ class ScoredSentence(Sentence):
     score: float = 0.0
 
 
-def use_llama_index_nltk_data() -> None:
-    """Let nltk find the data that llama-index-core's wheel ships (punkt_tab, stopwords): no download needed."""
+def use_bundled_nltk_data() -> None:
+    """Let nltk find the data that llama-index-core's wheel ships (punkt_tab, stopwords): no download needed.
+
+    Only the package's data folder is read (found without importing llama_index, which gear_core never does).
+    """
+    import importlib.util
+
     import nltk
 
     try:
-        import llama_index.core
-    except ImportError:  # pragma: no cover - llama-index-core is a dependency
+        spec = importlib.util.find_spec("llama_index.core")
+    except (ImportError, ValueError):  # pragma: no cover - llama-index-core is a dependency
         return
-    cache = os.path.join(os.path.dirname(llama_index.core.__file__), "_static", "nltk_cache")
-    if os.path.isdir(cache) and cache not in nltk.data.path:
-        nltk.data.path.append(cache)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        cache = os.path.join(location, "_static", "nltk_cache")
+        if os.path.isdir(cache) and cache not in nltk.data.path:
+            nltk.data.path.append(cache)
 
 
 @lru_cache(maxsize=1)
@@ -68,7 +74,7 @@ def _punkt():
     """The trained English punkt model that llama-index-core ships."""
     from nltk.tokenize.punkt import PunktTokenizer
 
-    use_llama_index_nltk_data()
+    use_bundled_nltk_data()
     try:
         return PunktTokenizer("english")
     except LookupError as error:  # pragma: no cover - depends on the environment

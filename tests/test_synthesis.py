@@ -446,7 +446,7 @@ def test_cli_mock_llm_and_usage_errors(cli_inputs, capsys):
     out = cli_inputs["out"]
     assert run_cli(["--wiki", cli_inputs["wiki"], "--out", out, "--no-filter", "--no-progress", "--llm", "mock"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["rewriter"] == "MockLLM" and stats["documents_seen"] == 3  # no split: nothing is excluded
+    assert stats["rewriter"] == "EchoLLM" and stats["documents_seen"] == 3  # no split: nothing is excluded
     assert stats["rewrite_failed"] == stats["sentences_sampled"] == 9 and stats["triples_written"] == 0
     assert run_cli(["--wiki", cli_inputs["wiki"], "--out", out]) == 2  # neither --encoder nor --no-filter
     assert run_cli(["--squad", cli_inputs["squad"], "--out", out, "--no-filter"]) == 2  # --squad without --split
