@@ -23,7 +23,7 @@ from gear_core.data.sources import SQUAD_DEV, SQUAD_SPLIT, data_path
 from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
 from gear_core.evaluation.ranking import all_scorings, scoring_ablation
 from gear_core.evaluation.tasks import question_examples
-from gear_core.modeling import SentenceScoring
+from gear_core.scoring import SentenceScoring
 
 METRICS = ("R@1", "MAP@1", "R@3", "MAP@3")
 

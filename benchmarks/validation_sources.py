@@ -22,12 +22,11 @@ import torch
 import yaml
 
 from gear_core import GeARModel
-from gear_core.config import _CHOICES
 from gear_core.evaluation import baselines
 from gear_core.evaluation.metrics import retrieval_metrics
 from gear_core.evaluation.ranking import scoring_ablation
 from gear_core.evaluation.tasks import examples_from_triples
-from gear_core.modeling import SentenceScoring
+from gear_core.scoring import WINDOW_WEIGHTINGS, SentenceScoring
 from gear_core.training.cli import resolve_config
 from gear_core.training.datamodule import GeARDataModule
 
@@ -104,7 +103,7 @@ def main() -> None:
         label, path = spec.split("=", 1)
         model = GeARModel.from_pretrained(path)
         configured = SentenceScoring.from_config(model.config)
-        scorings = [dataclasses.replace(configured, window_weighting=w) for w in _CHOICES["ranking_window_weighting"]]
+        scorings = [dataclasses.replace(configured, window_weighting=w) for w in WINDOW_WEIGHTINGS]
         scorings += [
             dataclasses.replace(configured, window_weighting="retrieval", window_temperature=t)
             for t in args.window_temperatures

@@ -11,16 +11,23 @@ from typing import Any, Literal
 
 from transformers import BertConfig, PretrainedConfig
 
-HeadPooling = Literal["mean", "max"]
-QueryPooling = Literal["mean", "content", "max", "cls"]
-SentencePooling = Literal["sum", "mean", "max"]
-WindowWeighting = Literal["none", "attention", "retrieval"]
+from gear_core.scoring import (
+    HEAD_POOLINGS,
+    QUERY_POOLINGS,
+    SENTENCE_POOLINGS,
+    WINDOW_WEIGHTINGS,
+    HeadPooling,
+    QueryPooling,
+    SentencePooling,
+    WindowWeighting,
+)
+
 DecoderMemory = Literal["query", "query_and_document"]
 _CHOICES = {
-    "ranking_head_pooling": ("mean", "max"),
-    "ranking_query_pooling": ("mean", "content", "max", "cls"),
-    "ranking_sentence_pooling": ("sum", "mean", "max"),
-    "ranking_window_weighting": ("none", "attention", "retrieval"),
+    "ranking_head_pooling": HEAD_POOLINGS,
+    "ranking_query_pooling": QUERY_POOLINGS,
+    "ranking_sentence_pooling": SENTENCE_POOLINGS,
+    "ranking_window_weighting": WINDOW_WEIGHTINGS,
     "decoder_init": ("random", "encoder"),
     "decoder_memory": ("query", "query_and_document"),
     "decoder_copy": (False, True),

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # docs/architecture.md's layers, by module or subpackage.
 LAYERS = {
     "gear_core.config": 0,
+    "gear_core.scoring": 0,
     "gear_core.losses": 0,
     "gear_core.text": 0,
     "gear_core.evidence": 0,

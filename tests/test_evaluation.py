@@ -19,7 +19,7 @@ from gear_core.evaluation.benchmark import EvaluationSettings, evaluate, generat
 from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
 from gear_core.evaluation.ranking import all_scorings, gear_rankings, scoring_ablation
 from gear_core.evaluation.tasks import QuestionExample, gold_sentence_indices, question_examples
-from gear_core.modeling import SentenceScoring, WindowScores
+from gear_core.scoring import SentenceScoring, WindowScores
 from gear_core.text import split_sentences
 
 
@@ -197,7 +197,7 @@ def test_gear_eval_command_writes_markdown_and_json(tiny_model, tiny_encoder_dir
 
 
 def test_content_query_pooling_ignores_special_tokens():
-    from gear_core.modeling import pool_attention
+    from gear_core.scoring import pool_attention
 
     # one head, query tokens [CLS] w1 [SEP]; document of 2 tokens
     attention = torch.tensor([[[[1.0, 0.0], [0.2, 0.8], [1.0, 0.0]]]])
@@ -211,7 +211,7 @@ def test_content_query_pooling_ignores_special_tokens():
 
 
 def test_combine_windows_keeps_the_best_window_or_weighs_windows_first():
-    from gear_core.modeling import combine_windows
+    from gear_core.scoring import combine_windows
 
     windows = [np.array([1.0, 0.2, np.nan]), np.array([np.nan, 0.5, 0.5])]
     assert np.allclose(combine_windows(windows), [1.0, 0.5, 0.5])
@@ -318,3 +318,26 @@ def test_evaluate_reports_hand_computed_metrics_of_a_stubbed_model(
     # "100 degrees" lies in its gold sentence; "degrees" (third question, gold: boils) grounds to the first
     # "degrees" of the rotated paragraph, in the "freezes" sentence; "0 degrees" lies in its gold sentence.
     assert generation["grounded on the gold sentence %"] == pytest.approx(50.0)
+
+
+def test_one_rule_for_unscored_sentences_in_serving_and_evaluation(tiny_model, monkeypatch):
+    """A sentence no window scored (NaN) scores 0 and ranks after the scored ones, in serving and evaluation."""
+    from gear_core.evaluation.ranking import gear_rankings
+    from gear_core.evaluation.tasks import QuestionExample
+    from gear_core.scoring import fill_unscored
+
+    assert fill_unscored(np.array([np.nan, 0.5, 0.0])).tolist() == [0.0, 0.5, 0.0]
+    document = "First one. Second one. Third one."
+    sentences = split_sentences(document)
+    monkeypatch.setattr(
+        tiny_model,
+        "sentence_scores_batch",
+        lambda queries, documents, scorings=None, batch_size=16: (
+            [sentences],
+            [[np.array([np.nan, 0.2, 0.0])] for _ in (scorings or [None])],
+        ),
+    )
+    served = tiny_model.rank_sentences("q", document, top_n=None)
+    assert [(s.text, s.score) for s in served] == [("Second one.", 0.2), ("First one.", 0.0), ("Third one.", 0.0)]
+    example = QuestionExample("q", "q", (), "p", document, tuple(sentences), frozenset({0}))
+    assert gear_rankings(tiny_model, [example]) == [[1, 0, 2]]

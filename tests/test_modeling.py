@@ -6,8 +6,8 @@ import torch
 from conftest import tiny_gear
 
 from gear_core import GeARConfig, GeARModel
-from gear_core.modeling import pool_attention, pool_sentences
 from gear_core.momentum import MomentumEncoder
+from gear_core.scoring import pool_attention, pool_sentences
 
 DOCUMENT = (
     "The Eiffel Tower is in Paris. It was finished in 1889. It was finished in 1889. "

@@ -77,7 +77,7 @@ def test_cached_batches_carry_each_tokens_sentence_and_the_teacher_target(tiny_m
             teacher_weight=w,
         )
         logits = tiny_model.fuse(*args, attention_layers=[tiny_model.config.ranking_layer_index])[1]
-    from gear_core.modeling import pool_attention
+    from gear_core.scoring import pool_attention
 
     attention = pool_attention(
         logits[tiny_model.config.ranking_layer_index].softmax(-1), batch["query_attention_mask"], "mean", "mean"

@@ -11,10 +11,9 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from gear_core.config import _CHOICES
 from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
 from gear_core.evaluation.tasks import QuestionExample
-from gear_core.modeling import SentenceScoring
+from gear_core.scoring import HEAD_POOLINGS, QUERY_POOLINGS, SENTENCE_POOLINGS, SentenceScoring, fill_unscored
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -27,9 +26,9 @@ def all_scorings(model: GeARModel, layers: Sequence[int] | None = None) -> list[
         SentenceScoring(layer, head, query, sentence)
         for layer, head, query, sentence in itertools.product(
             layers,
-            _CHOICES["ranking_head_pooling"],
-            _CHOICES["ranking_query_pooling"],
-            _CHOICES["ranking_sentence_pooling"],
+            HEAD_POOLINGS,
+            QUERY_POOLINGS,
+            SENTENCE_POOLINGS,
         )
     ]
 
@@ -63,7 +62,7 @@ def scoring_ablation(
         )
         _check_sentences(chunk, sentences)
         for k in range(len(scorings)):
-            rankings[k] += [ranking_from_scores(_fill(s)) for s in scores[k]]
+            rankings[k] += [ranking_from_scores(fill_unscored(s).tolist()) for s in scores[k]]
     golds = [e.gold_sentences for e in examples]
     return {s: retrieval_metrics(rankings[k], golds) for k, s in enumerate(scorings)}
 
@@ -74,9 +73,4 @@ def gear_rankings(model: GeARModel, examples: Sequence[QuestionExample], batch_s
         [e.question for e in examples], [e.context for e in examples], batch_size=batch_size
     )
     _check_sentences(examples, sentences)
-    return [ranking_from_scores(_fill(s)) for s in scores]
-
-
-def _fill(scores) -> list[float]:
-    # A sentence no window saw (only possible past the last window) ranks last.
-    return [float("-inf") if s != s else float(s) for s in scores]
+    return [ranking_from_scores(fill_unscored(s).tolist()) for s in scores]

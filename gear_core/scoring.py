@@ -1,0 +1,139 @@
+"""Sentence scoring: how the fusion encoder's cross-attention becomes one score per sentence.
+
+The main research knob of GeAR's local retrieval, in one place: the choices (as Literals, shared with
+:class:`~gear_core.config.GeARConfig`), the poolings (heads, query tokens, a sentence's tokens), how the windows of
+a long document combine, and the one rule for a sentence no token of which received attention (score 0, the
+least any attention gives). ``GeARModel.sentence_scores_batch`` runs the fusion pass and calls these; serving,
+evaluation and the ablation all read the same scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, get_args
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from gear_core.config import GeARConfig
+
+HeadPooling = Literal["mean", "max"]
+QueryPooling = Literal["mean", "content", "max", "cls"]
+SentencePooling = Literal["sum", "mean", "max"]
+WindowWeighting = Literal["none", "attention", "retrieval"]
+HEAD_POOLINGS: tuple[str, ...] = get_args(HeadPooling)
+QUERY_POOLINGS: tuple[str, ...] = get_args(QueryPooling)
+SENTENCE_POOLINGS: tuple[str, ...] = get_args(SentencePooling)
+WINDOW_WEIGHTINGS: tuple[str, ...] = get_args(WindowWeighting)
+
+#: The score of a sentence that no window's tokens scored (e.g. one made only of characters the tokenizer drops).
+UNSCORED = 0.0
+
+
+def fill_unscored(scores: np.ndarray) -> np.ndarray:
+    """``scores`` with the NaN of unscored sentences replaced by :data:`UNSCORED` (ranked after ties by position)."""
+    return np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=UNSCORED)
+
+
+@dataclass(frozen=True)
+class SentenceScoring:
+    """How cross-attention becomes a sentence score: the fusion layer read (0-based) and three poolings.
+
+    ``head_pooling`` combines heads (``"mean"``/``"max"``); ``query_pooling`` combines query tokens: all real
+    tokens averaged (``"mean"``), the words only, without [CLS]/[SEP] (``"content"``), their maximum (``"max"``)
+    or [CLS] alone (``"cls"``); ``sentence_pooling`` turns a sentence's token weights into its score
+    (``"sum"``/``"mean"``/``"max"``); ``window_weighting`` and ``window_temperature`` make the windows of a long
+    document comparable (``GeARConfig.ranking_window_weighting``). Serving uses the config's choice
+    (:meth:`from_config`); the ablation tries many on the same attention.
+    """
+
+    layer: int
+    head_pooling: HeadPooling = "mean"
+    query_pooling: QueryPooling = "mean"
+    sentence_pooling: SentencePooling = "sum"
+    window_weighting: WindowWeighting = "retrieval"
+    window_temperature: float = 0.07
+
+    @classmethod
+    def from_config(cls, config: GeARConfig) -> SentenceScoring:
+        return cls(
+            config.ranking_layer_index,
+            config.ranking_head_pooling,
+            config.ranking_query_pooling,
+            config.ranking_sentence_pooling,
+            config.ranking_window_weighting,
+            config.ranking_window_temperature,
+        )
+
+
+def pool_attention(
+    attention: torch.Tensor,
+    query_attention_mask: torch.Tensor,
+    head_pooling: str,
+    query_pooling: str,
+    query_content_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B, heads, Lq, Ld) cross-attention -> (B, Ld): how much attention each document token receives.
+
+    ``query_content_mask`` marks the query's word tokens (real and not special); ``"content"`` pooling needs it.
+    """
+    per_query_token = attention.mean(dim=1) if head_pooling == "mean" else attention.amax(dim=1)
+    if query_pooling == "cls":
+        return per_query_token[:, 0]
+    if query_pooling == "content":
+        if query_content_mask is None:
+            raise ValueError("query_pooling='content' needs query_content_mask")
+        query_attention_mask = query_content_mask
+    mask = query_attention_mask.to(per_query_token.dtype).unsqueeze(-1)
+    if query_pooling in ("mean", "content"):
+        return (per_query_token * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+    return per_query_token.masked_fill(mask == 0, float("-inf")).amax(dim=1)
+
+
+def pool_sentences(
+    token_scores: np.ndarray, token_sentence: np.ndarray, num_sentences: int, pooling: str
+) -> np.ndarray:
+    """Token scores of one window -> per-sentence scores (NaN for sentences with no token in the window)."""
+    keep = token_sentence >= 0
+    index, values = token_sentence[keep], token_scores[keep].astype(np.float64)
+    counts = np.bincount(index, minlength=num_sentences)
+    if pooling == "max":
+        scores = np.full(num_sentences, -np.inf)
+        np.maximum.at(scores, index, values)
+    else:
+        scores = np.bincount(index, weights=values, minlength=num_sentences)
+        if pooling == "mean":
+            scores = scores / np.maximum(counts, 1)
+    return np.where(counts > 0, scores, np.nan)
+
+
+def combine_windows(window_scores: Sequence[np.ndarray], log_weights: Sequence[float] | None = None) -> np.ndarray:
+    """Per-window sentence scores of one document -> its sentence scores (NaN where no window saw a sentence).
+
+    Without ``log_weights`` a sentence keeps its best window's score. With them, each window's scores are first
+    multiplied by that window's softmax weight over the document's windows (``window_weighting``), so a
+    window that matters little to the query cannot put its best sentence on top.
+    """
+    stacked = np.stack(window_scores)
+    if log_weights is not None:
+        log_weights = np.asarray(log_weights, dtype=np.float64)
+        weights = np.exp(log_weights - log_weights.max())
+        stacked = stacked * (weights / weights.sum())[:, None]
+    return np.fmax.reduce(stacked, axis=0)
+
+
+@dataclass
+class WindowScores:
+    """What one fusion pass over a batch of (query, document window) pairs gives sentence ranking.
+
+    ``token_scores[k]`` (B, Ld): the attention each token receives under scoring ``k``;
+    ``log_attention_mass[k]`` (B,): the log of the window's softmax denominator, pooled over heads and query
+    tokens as scoring ``k`` pools attention (how strongly the query attends to this window as a whole);
+    ``embeddings`` (B, dim): the window's bi-encoder embedding, from the same document states.
+    """
+
+    token_scores: list[torch.Tensor]
+    log_attention_mass: list[torch.Tensor]
+    embeddings: torch.Tensor
