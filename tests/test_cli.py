@@ -135,3 +135,19 @@ def test_model_names_resolve_in_one_place_without_a_hub(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError, match=r"without config\.json"):
         resolve_model_path("empty")
+
+
+def test_init_and_export_never_replace_a_folder_by_surprise(tiny_encoder_dir, tmp_path, capsys):
+    """The README's quickstart saved a model to the name that `gear init` then overwrote with an untrained one."""
+    out = tmp_path / "gear"
+    tiny = ["--decoder-layers", "1", "--ranking-layer", "-1"]
+    assert main(["init", tiny_encoder_dir, str(out), *tiny]) == 0
+    config = (out / "config.json").read_text()
+    assert main(["init", tiny_encoder_dir, str(out), *tiny, "--shared-encoder"]) == 2
+    assert "exists and is not empty; pass --overwrite" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == config
+    assert main(["export", str(out), str(out)]) == 2
+    assert main(["init", tiny_encoder_dir, str(out), *tiny, "--shared-encoder", "--overwrite"]) == 0
+    assert '"shared_encoder": true' in (out / "config.json").read_text()
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(out), str(tmp_path / "empty")]) == 0  # an empty folder is fine

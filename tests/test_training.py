@@ -330,3 +330,18 @@ def test_squad_split_readers_and_the_held_out_articles(tiny_squad, tmp_path):
         expected = data.excluded_titles - {"Mars"}
         held_out = validation_paragraphs(squad, split, count=2, seed=seed)
         assert {p.title for p in held_out} == expected and len(held_out) == 4
+
+
+def test_a_dry_run_saves_nothing(tiny_encoder_dir, tiny_squad, tmp_path):
+    """--trainer.fast_dev_run (the README's smoke test) left 570 MB: a best-model export and last.ckpt."""
+    module, data = _module_and_data(tiny_encoder_dir, tiny_squad, export_dir=str(tmp_path / "best"))
+    trainer = L.Trainer(
+        fast_dev_run=2,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True)],
+    )
+    trainer.fit(module, data)
+    assert trainer.global_step == 2 and module.best_score > float("-inf")  # it validated, and would have exported
+    assert not (tmp_path / "best").exists() and not list(tmp_path.rglob("*.ckpt"))

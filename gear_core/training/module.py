@@ -281,8 +281,15 @@ class GeARLightningModule(L.LightningModule):
 
     @rank_zero_only
     def _export(self) -> None:
-        if self.hparams.export_dir:
+        if self.hparams.export_dir and not self.trainer.fast_dev_run:
             self.model.save_pretrained(self.hparams.export_dir)
+
+    def on_fit_start(self) -> None:
+        # A dry run (--trainer.fast_dev_run) checks the pipeline; it must not leave a model or checkpoints behind
+        # (Lightning still writes last.ckpt: the smoke test left 570 MB in runs/).
+        if self.trainer.fast_dev_run:
+            for callback in self.trainer.checkpoint_callbacks:
+                callback.save_top_k, callback.save_last = 0, False
 
     # ---- checkpoints and exact resumption (see gear_core/training/resume.py) ---------------------------------
 
