@@ -69,3 +69,15 @@ def test_adapters_use_it_when_no_model_is_given():
         assert "1889" in annotated.node.metadata["gear_highlights"][0]["text"]
     finally:
         clear_model_cache()
+
+
+def test_the_shipped_config_names_no_path_of_the_training_machine():
+    import json
+
+    from gear_core import DEFAULT_MODEL
+
+    text = (Path(DEFAULT_MODEL) / "config.json").read_text(encoding="utf-8")
+    config = json.loads(text)
+    assert config["encoder_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    for marker in ("/work/", "/root/", "/home/", "/tmp/", "runs/", "site-packages"):
+        assert marker not in text, marker

