@@ -19,9 +19,9 @@ import torch
 
 from gear_core import GeARModel
 from gear_core.data import load_split, read_squad
+from gear_core.data.sources import SQUAD_DEV, SQUAD_SPLIT, existing_data_path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "squad"
 
 OPTIONS = {
     "separate encoders (paper)": {},
@@ -73,8 +73,8 @@ def timed(job) -> float:
 
 
 def speed_table(encoder: str, pairs: int, repeats: int) -> list[str]:
-    split = load_split(DATA / "split.json")
-    paragraphs = read_squad(DATA / "dev-v1.1.json.gz", split["train"])[:pairs]
+    split = load_split(existing_data_path(SQUAD_SPLIT))
+    paragraphs = read_squad(existing_data_path(SQUAD_DEV), split["train"])[:pairs]
     queries = [p.questions[0].question for p in paragraphs]
     documents = [p.context for p in paragraphs]
     model = GeARModel.from_encoder(encoder).eval()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The data root of gear_core.data.sources (``$GEAR_DATA_ROOT``, else ../shared/data beside the project), found
+# from this file so that tests run from any directory.
+SHARED_DATA = Path(os.environ.get("GEAR_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def minilm_folder() -> str | None:

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 SYNTHETIC = ROOT / "runs" / "data" / "wiki_extract.jsonl"
 SCRIPT = ROOT / "scripts" / "gpu_train.sh"
 MIB = 2**20

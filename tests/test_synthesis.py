@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata, MockLLM
 from pydantic import Field
 
@@ -42,8 +43,6 @@ from gear_core.data.synthesis import (
 )
 from gear_core.data.triples import read_triples_jsonl
 from gear_core.text import Sentence
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 EIFFEL = (
     "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris. "
