@@ -14,11 +14,12 @@ import torch
 from gear_core import GeARModel
 from gear_core.cli import main
 from gear_core.data import read_squad
+from gear_core.data.triples import gold_sentence_indices
 from gear_core.evaluation import baselines
 from gear_core.evaluation.benchmark import EvaluationSettings, evaluate, generation_metrics
 from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
 from gear_core.evaluation.ranking import all_scorings, gear_rankings, scoring_ablation
-from gear_core.evaluation.tasks import QuestionExample, gold_sentence_indices, question_examples
+from gear_core.evaluation.tasks import QuestionExample, question_examples
 from gear_core.scoring import SentenceScoring, WindowScores
 from gear_core.text import split_sentences
 

@@ -16,6 +16,7 @@ from conftest import SHARED_DATA
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata, MockLLM
 from pydantic import Field
 
+from gear_core.data.sources import wiki_vital_documents
 from gear_core.data.squad import SquadParagraph
 from gear_core.data.synthesis import (
     PRONOUNS,
@@ -39,7 +40,6 @@ from gear_core.data.synthesis import (
     squad_documents,
     starts_with_pronoun,
     synthesize,
-    wiki_vital_documents,
 )
 from gear_core.data.triples import read_triples_jsonl
 from gear_core.text import Sentence

@@ -15,9 +15,11 @@ reader, at any time and on any machine, agrees on them without a stored list.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +216,27 @@ def long_document_triples(paragraphs: Sequence[SquadParagraph], separator: str =
     return triples
 
 
+def wiki_vital_documents(path: str | Path, exclude_titles: Collection[str] = ()) -> Iterator[tuple[str, str]]:
+    """``(f"wiki:{title}", text)`` from the wiki-vital summaries JSONL(.gz), skipping ``exclude_titles``
+    (compared case-sensitively with underscores read as spaces, as SQuAD titles are spelt with underscores)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no wiki-vital summaries at {path}")
+    excluded = {title.replace("_", " ") for title in exclude_titles}
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line_number}: invalid JSON ({error.msg})") from error
+            title, text = record["title"], record["text"]
+            if title.replace("_", " ") not in excluded and text:
+                yield f"wiki:{title}", text
+
+
 __all__ = [
     "DATA_ROOT_ENV",
     "DEFAULT_DATA_ROOT",
@@ -233,4 +256,5 @@ __all__ = [
     "title_of",
     "triples_from_nq",
     "wiki_extract_documents",
+    "wiki_vital_documents",
 ]

@@ -27,13 +27,12 @@ The LLM is any object with ``complete(prompt).text``: every LlamaIndex LLM, or :
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import random
 import re
 import sys
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from itertools import islice
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from gear_core.data.sources import wiki_vital_documents
 from gear_core.data.squad import SquadParagraph
 from gear_core.data.triples import Triple, write_triples_jsonl
 from gear_core.text import Sentence, split_sentences, use_bundled_nltk_data
@@ -551,27 +551,6 @@ def _write_ids(path: Path, document_ids: Iterable[str], append: bool = True) -> 
 # Document sources
 
 
-def wiki_vital_documents(path: str | Path, exclude_titles: Collection[str] = ()) -> Iterator[tuple[str, str]]:
-    """``(f"wiki:{title}", text)`` from the wiki-vital summaries JSONL(.gz), skipping ``exclude_titles``
-    (compared case-sensitively with underscores read as spaces, as SQuAD titles are spelt with underscores)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no wiki-vital summaries at {path}")
-    excluded = {title.replace("_", " ") for title in exclude_titles}
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: invalid JSON ({error.msg})") from error
-            title, text = record["title"], record["text"]
-            if title.replace("_", " ") not in excluded and text:
-                yield f"wiki:{title}", text
-
-
 def squad_documents(paragraphs: Iterable[SquadParagraph]) -> Iterator[tuple[str, str]]:
     """``(paragraph.id, paragraph.context)`` for SQuAD paragraphs (ids look like ``"Title#3"``)."""
     for paragraph in paragraphs:
@@ -759,5 +738,4 @@ __all__ = [
     "squad_documents",
     "starts_with_pronoun",
     "synthesize",
-    "wiki_vital_documents",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,12 +59,25 @@ class Triple:
         )
 
 
-def sentence_at(sentences: list[Sentence], char: int) -> Sentence | None:
-    """The sentence whose span holds character ``char`` (or the one after the gap it falls in)."""
-    for sentence in sentences:
+def sentence_index_at(sentences: Sequence[Sentence], char: int) -> int | None:
+    """The gold-sentence rule: the index of the sentence whose span holds character ``char`` (an answer start), or
+    of the one after the gap it falls in; None past the last sentence. Training and evaluation both use it."""
+    for i, sentence in enumerate(sentences):
         if char < sentence.end_char:
-            return sentence
+            return i
     return None
+
+
+def sentence_at(sentences: Sequence[Sentence], char: int) -> Sentence | None:
+    """The sentence :func:`sentence_index_at` picks, or None."""
+    index = sentence_index_at(sentences, char)
+    return None if index is None else sentences[index]
+
+
+def gold_sentence_indices(sentences: Sequence[Sentence], answer_starts: Iterable[int]) -> frozenset[int]:
+    """The indices of the sentences holding an answer start (:func:`sentence_index_at`)."""
+    indices = (sentence_index_at(sentences, start) for start in answer_starts)
+    return frozenset(i for i in indices if i is not None)
 
 
 def triples_from_squad(paragraphs: Iterable[SquadParagraph]) -> list[Triple]:
@@ -73,8 +86,8 @@ def triples_from_squad(paragraphs: Iterable[SquadParagraph]) -> list[Triple]:
     for paragraph in paragraphs:
         sentences = split_sentences(paragraph.context)
         for qa in paragraph.questions:
-            gold = {sentence_at(sentences, start) for start in qa.answer_starts}
-            spans = tuple(sorted((s.start_char, s.end_char) for s in gold if s is not None))
+            gold = gold_sentence_indices(sentences, qa.answer_starts)
+            spans = tuple(sorted((sentences[i].start_char, sentences[i].end_char) for i in gold))
             target = qa.answers[0] if qa.answers else ""
             triples.append(Triple(qa.question, paragraph.context, target, spans, paragraph.id, "qa"))
     return triples

@@ -18,7 +18,6 @@ which is where settings are chosen.
 
 from __future__ import annotations
 
-import gzip
 import json
 import platform
 import statistics
@@ -30,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gear_core.data.sources import SQUAD_DEV, SQUAD_SPLIT, WIKI_VITAL, data_path, long_document_triples
+from gear_core.data.sources import (
+    SQUAD_DEV,
+    SQUAD_SPLIT,
+    WIKI_VITAL,
+    data_path,
+    long_document_triples,
+    wiki_vital_documents,
+)
 from gear_core.data.squad import read_squad, split_paragraphs, validation_paragraphs
 from gear_core.evaluation import baselines
 from gear_core.evaluation.metrics import (
@@ -118,17 +124,6 @@ class EvaluationReport:
         return format_markdown(self)
 
 
-def read_wiki(path: str | Path) -> tuple[list[str], list[str]]:
-    """Ids (``wiki:Title``) and texts of the wiki-vital summaries."""
-    ids, texts = [], []
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            ids.append(f"wiki:{record['title']}")
-            texts.append(record["text"])
-    return ids, texts
-
-
 def evaluate(model: GeARModel, settings: EvaluationSettings, model_name: str = "") -> EvaluationReport:
     """Run the chosen tasks for ``model`` and its baselines on the same questions; see the module docstring."""
     start = time.perf_counter()
@@ -193,7 +188,7 @@ def _global(
     corpora = {"squad": (ids, texts)}
     report.counts["corpus_squad"] = len(ids)
     if settings.wiki_path is not None:
-        wiki_ids, wiki_texts = read_wiki(settings.wiki_path)
+        wiki_ids, wiki_texts = map(list, zip(*wiki_vital_documents(settings.wiki_path), strict=True))
         corpora["squad+wiki"] = (ids + wiki_ids, texts + wiki_texts)
         report.counts["corpus_squad+wiki"] = len(ids) + len(wiki_ids)
     queries = [e.question for e in examples]

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gear_core.data.squad import SquadParagraph
-from gear_core.data.triples import Triple
+from gear_core.data.triples import Triple, gold_sentence_indices
 from gear_core.text import Sentence, split_sentences
 
 
@@ -27,18 +27,6 @@ class QuestionExample:
     context: str
     sentences: tuple[Sentence, ...]
     gold_sentences: frozenset[int]
-
-
-def gold_sentence_indices(sentences: Iterable[Sentence], answer_starts: Iterable[int]) -> frozenset[int]:
-    """Indices of the sentences holding an answer start (a start in the gap between two goes to the next)."""
-    sentences = list(sentences)
-    gold = set()
-    for start in answer_starts:
-        for i, sentence in enumerate(sentences):
-            if start < sentence.end_char:
-                gold.add(i)
-                break
-    return frozenset(gold)
 
 
 def question_examples(
