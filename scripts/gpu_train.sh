@@ -243,7 +243,7 @@ EOF
         return 3
     fi
     echo "== export (fp16)"
-    "$PY" -m gear_core.cli export "$RUN_DIR/best" "$RUN_DIR/export" --dtype float16 --max-shard-size 15MB \
+    "$PY" -m gear_core.cli export "$RUN_DIR/best" "$RUN_DIR/export" --overwrite --dtype float16 --max-shard-size 15MB \
         || { echo "gpu_train: FAILED: the export" >&2; return 4; }
     "$PY" "$HELPER" pack "$RUN_DIR/export" "$out" --reference "$REFERENCE_MODEL" --throughput "$GEAR_THROUGHPUT_JSON" \
         || { echo "gpu_train: FAILED: packing the export" >&2; return 4; }

@@ -16,13 +16,13 @@ from conftest import SHARED_DATA
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata, MockLLM
 from pydantic import Field
 
+from gear_core.cli import synthesize as synthesize_command
 from gear_core.data.sources import wiki_vital_documents
 from gear_core.data.squad import SquadParagraph
 from gear_core.data.synthesis import (
     PRONOUNS,
     REWRITE_PROMPT,
     SynthesisConfig,
-    add_synthesize_command,
     candidate_sentences,
     content_words,
     dedupe_keywords,
@@ -401,7 +401,7 @@ def test_document_sources(tmp_path):
 
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="gear")
-    add_synthesize_command(parser.add_subparsers(dest="command", required=True))
+    synthesize_command.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["synthesize", *argv])
     return args.handler(args)
 
@@ -547,7 +547,7 @@ def test_cli_wiki_extract_usage_errors(wiki_extract_inputs, capsys):
 
 def test_default_chunks_pass_the_document_filter():
     parser = argparse.ArgumentParser(prog="gear")
-    add_synthesize_command(parser.add_subparsers(dest="command", required=True))
+    synthesize_command.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["synthesize", "--out", "x.jsonl"])
     config = SynthesisConfig()
     assert args.max_document_words == 380 <= config.max_document_tokens and args.encoder_max_length is None
