@@ -11,7 +11,7 @@ import torch
 
 from gear_core import demo
 from gear_core.cli import main
-from gear_core.text import Sentence
+from gear_core.text import Sentence, split_sentences
 
 PARIS = (
     "Paris is the capital of France. The Seine flows through Paris.\r\n\r\n"
@@ -68,11 +68,11 @@ def test_chunks_keep_exact_offsets_and_fit_the_model(corpus_dir, tiny_model):
             assert passage.text == passage.text.strip()
             assert demo.Passage.from_id(passage.id, passage.text) == passage
             tokens = len(tokenizer(passage.text, add_special_tokens=False)["input_ids"])
-            assert tokens <= max_tokens or len(demo.split_sentences(passage.text)) == 1
+            assert tokens <= max_tokens or len(split_sentences(passage.text)) == 1
         # A document's passages run from its first sentence to its last, in order, without overlapping.
         for source, text in texts.items():
             spans = [(p.start, p.end) for p in passages if p.source == source]
-            sentences = demo.split_sentences(text)
+            sentences = split_sentences(text)
             assert spans[0][0] == sentences[0].start_char and spans[-1][1] == sentences[-1].end_char
             assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
         assert len(passages) > len(documents) or max_tokens == 200
@@ -121,7 +121,7 @@ def test_missing_corpus_and_missing_questions_are_clear_errors(tmp_path, capsys,
     (tmp_path / "a.txt").write_text("Some text.", encoding="utf-8")
     assert main(["demo", "--corpus", str(tmp_path / "a.txt")]) == 2
     assert "--question" in capsys.readouterr().err
-    monkeypatch.setattr(demo, "wiki_offline_path", lambda: None)
+    monkeypatch.setattr("gear_core.demo.corpus.wiki_offline_path", lambda: None)
     assert main(["demo"]) == 2
     assert "--corpus" in capsys.readouterr().err
     assert main(["demo", "--wiki-offline"]) == 2
