@@ -47,12 +47,12 @@ from gear_core.losses import (
 from gear_core.scoring import (
     SentenceScoring,
     WindowScores,
-    combine_windows,
+    document_sentence_scores,
     fill_unscored,
     pool_attention,
-    pool_sentences,
+    window_sentence_scores,
 )
-from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
+from gear_core.text import ScoredSentence, Sentence, split_sentences
 
 # ----------------------------------------------------------------------------------------------------------
 # Pooling, masks and attention pooling: shared by every path.
@@ -926,9 +926,9 @@ class GeARModel(PreTrainedModel):
 
         Returns ``(sentences, scores)``: ``sentences[p]`` are document ``p``'s sentences and
         ``scores[s][p][i]`` is sentence ``i``'s score under ``scorings[s]`` (default: the config's scoring alone).
-        Documents longer than the window are read in overlapping windows and each scoring's
-        ``window_weighting`` combines them (:func:`combine_windows`). One fusion pass serves all scorings, which
-        is what the ablation relies on.
+        Documents longer than the window are read in overlapping windows and each scoring's ``window_weighting``
+        combines them (:func:`~gear_core.scoring.document_sentence_scores`). One fusion pass serves all scorings,
+        which is what the ablation relies on.
         """
         queries, documents = _check_texts(queries), _check_texts(documents)
         _check_batch_size(batch_size)
@@ -955,7 +955,7 @@ class GeARModel(PreTrainedModel):
             )
         window_pair = [pairs[j] for j in windows["overflow_to_sample_mapping"]]
         # Per window: each scoring's sentence scores and log attention mass, and the window's embedding.
-        window_sentence_scores: list[list[np.ndarray]] = [[] for _ in window_pair]
+        per_window: list[list[np.ndarray]] = [[] for _ in window_pair]
         window_log_mass: list[list[float]] = [[] for _ in window_pair]
         window_embeddings = np.zeros((len(window_pair), self.config.hidden_size), dtype=np.float32)
         # Longest windows first, so a batch holds similar lengths and little padding.
@@ -980,15 +980,11 @@ class GeARModel(PreTrainedModel):
             for row, w in enumerate(chunk):
                 pair = window_pair[w]
                 offsets = np.asarray(windows["offset_mapping"][w]).reshape(-1, 2)
-                token_sentence = token_sentence_index(offsets[:, 0], offsets[:, 1], sentences[pair])
-                token_sentence[np.asarray(windows["special_tokens_mask"][w], dtype=bool)] = -1
+                special = np.asarray(windows["special_tokens_mask"][w], dtype=bool)
                 for k, scoring in enumerate(scorings):
-                    window_sentence_scores[w].append(
-                        pool_sentences(
-                            token_scores[k][row, : len(offsets)],
-                            token_sentence,
-                            len(sentences[pair]),
-                            scoring.sentence_pooling,
+                    per_window[w].append(
+                        window_sentence_scores(
+                            token_scores[k][row, : len(offsets)], offsets, special, sentences[pair], scoring
                         )
                     )
                     window_log_mass[w].append(float(log_mass[k][row]))
@@ -1003,12 +999,12 @@ class GeARModel(PreTrainedModel):
                 cosine[p] = window_embeddings[by_pair[p]] @ query
         for pair, ws in by_pair.items():
             for k, scoring in enumerate(scorings):
-                log_weights = None
-                if len(ws) > 1 and scoring.window_weighting == "attention":
-                    log_weights = [window_log_mass[w][k] for w in ws]
-                elif len(ws) > 1 and scoring.window_weighting == "retrieval":
-                    log_weights = cosine[pair] / scoring.window_temperature
-                scores[k][pair] = combine_windows([window_sentence_scores[w][k] for w in ws], log_weights)
+                scores[k][pair] = document_sentence_scores(
+                    [per_window[w][k] for w in ws],
+                    [window_log_mass[w][k] for w in ws],
+                    cosine.get(pair),
+                    scoring,
+                )
         self.train(was_training)
         return sentences, scores
 

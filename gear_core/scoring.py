@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Literal, get_args
 import numpy as np
 import torch
 
+from gear_core.text import Sentence, token_sentence_index
+
 if TYPE_CHECKING:
     from gear_core.config import GeARConfig
 
@@ -137,3 +139,34 @@ class WindowScores:
     token_scores: list[torch.Tensor]
     log_attention_mass: list[torch.Tensor]
     embeddings: torch.Tensor
+
+
+def window_sentence_scores(
+    token_scores: np.ndarray,
+    offsets: np.ndarray,
+    special_tokens: np.ndarray,
+    sentences: Sequence[Sentence],
+    scoring: SentenceScoring,
+) -> np.ndarray:
+    """One window's sentence scores (NaN for sentences it does not hold): its tokens' scores, each token given to
+    the sentence holding its first character (``text.token_sentence_index``, the collator's rule), pooled."""
+    token_sentence = token_sentence_index(offsets[:, 0], offsets[:, 1], list(sentences))
+    token_sentence[special_tokens] = -1
+    return pool_sentences(token_scores, token_sentence, len(sentences), scoring.sentence_pooling)
+
+
+def document_sentence_scores(
+    window_scores: Sequence[np.ndarray],
+    window_log_mass: Sequence[float],
+    window_cosine: np.ndarray | None,
+    scoring: SentenceScoring,
+) -> np.ndarray:
+    """A document's sentence scores from its windows' (:func:`window_sentence_scores`), weighted as
+    ``scoring.window_weighting`` says: by the attention the query gives each window (``window_log_mass``), by the
+    bi-encoder's cosine with each window (``window_cosine``), or not at all. One window: its scores."""
+    log_weights = None
+    if len(window_scores) > 1 and scoring.window_weighting == "attention":
+        log_weights = list(window_log_mass)
+    elif len(window_scores) > 1 and scoring.window_weighting == "retrieval":
+        log_weights = np.asarray(window_cosine) / scoring.window_temperature
+    return combine_windows(window_scores, log_weights)
