@@ -24,7 +24,8 @@ _BOLD, _DIM, _TITLE, _EVIDENCE = "1", "2", "1;36", "32"
 
 SCORES_LEGEND = (
     "passage score: cosine of question and passage; sentence score: its share of the question's cross-attention "
-    "(0 to 1; a passage's sentences share about 1)"
+    "(0 to 1; most of it rests on the special [CLS] and [SEP] tokens, so values are small: compare them within "
+    "a passage)"
 )
 
 
