@@ -13,6 +13,7 @@ from llama_index_gear.citation import (
     citations_from_response,
     format_citations,
 )
+from llama_index_gear.display import highlights_html
 from llama_index_gear.embedding import GeAREmbedding
 from llama_index_gear.highlighter import (
     EVIDENCE_KEY,
@@ -41,4 +42,5 @@ __all__ = [
     "citations_from_response",
     "default_node_parser",
     "format_citations",
+    "highlights_html",
 ]

@@ -16,6 +16,7 @@ from gear_core.cli import main
 from gear_core.data import read_squad
 from gear_core.data.triples import gold_sentence_indices
 from gear_core.evaluation import baselines
+from gear_core.evaluation.attention import TokenWeight
 from gear_core.evaluation.benchmark import EvaluationSettings, evaluate, generation_metrics
 from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
 from gear_core.evaluation.ranking import all_scorings, gear_rankings, scoring_ablation
@@ -342,3 +343,26 @@ def test_one_rule_for_unscored_sentences_in_serving_and_evaluation(tiny_model, m
     assert [(s.text, s.score) for s in served] == [("Second one.", 0.2), ("First one.", 0.0), ("Third one.", 0.0)]
     example = QuestionExample("q", "q", (), "p", document, tuple(sentences), frozenset({0}))
     assert gear_rankings(tiny_model, [example]) == [[1, 0, 2]]
+
+
+def test_token_attention_is_the_weight_sentence_ranking_reads(tiny_model):
+    """Figure 3's weights: summed over a sentence's tokens they give the sentence's score (sum pooling, one window)."""
+    from gear_core.evaluation.attention import attention_html, layer_scorings, token_attention
+
+    document = "Paris is the capital of France. The Seine flows through Paris."
+    tokens = token_attention(tiny_model, "which river", document)
+    assert all(document[t.start_char : t.end_char] == t.text for t in tokens) and 0 < sum(t.weight for t in tokens) <= 1
+    ranked = {s.start_char: s for s in tiny_model.rank_sentences("which river", document, top_n=None)}
+    for start, sentence in ranked.items():
+        inside = sum(t.weight for t in tokens if start <= t.start_char < sentence.end_char)
+        assert inside == pytest.approx(sentence.score, rel=1e-4)
+    assert [s.layer for s in layer_scorings(tiny_model)] == tiny_model.config.cross_attention_layer_indices
+    with pytest.raises(ValueError, match="no cross-attention"):
+        token_attention(tiny_model, "q", document, layer=99)
+    page = attention_html("a <b> & c", [TokenWeight("<b>", 2, 5, 0.5), TokenWeight("c", 8, 9, 0.25)], top_k=1)
+    assert (
+        "<b>&lt;b&gt;</b>" in page
+        and "&amp;" in page
+        and 'title="0.2500"' in page
+        and "rgba(255, 170, 0, 0.500)" in page
+    )

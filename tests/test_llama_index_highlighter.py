@@ -350,3 +350,19 @@ def test_offsets_stay_exact_on_decomposed_accents_zero_width_characters_and_nbsp
             text, spans = result.node.text, result.node.metadata[PRUNED_KEY]["kept_spans"]
             original = next(n for n in nodes if n.node_id == result.node.node_id).text
             assert all(original[a:b] in text for a, b in spans)
+
+
+def test_highlights_html_marks_each_highlight_at_its_offsets(tiny_model, monkeypatch):
+    from llama_index_gear import highlights_html
+
+    node = TextNode(text="A <tag> & one. Second sentence here. Third.", id_="n1")
+    [result] = GeARHighlighter(model=tiny_model, top_n=2).postprocess_nodes(scored(node), query_str="second")
+    page = highlights_html(result, title="Doc <1>")
+    for rank, h in enumerate(result.node.metadata[HIGHLIGHTS_KEY], start=1):
+        text = h["text"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert (
+            f'title="#{rank} · score {h["score"]:.4f} · chars {h["start_char_idx"]}-{h["end_char_idx"]}">{text}</mark>'
+            in page
+        )
+    assert "Doc &lt;1&gt;" in page and "(score 1.000)" in page and "<tag>" not in page
+    assert page.count("<mark") == 2 and "evidence" not in page

@@ -153,7 +153,7 @@ def evaluate(model: GeARModel, settings: EvaluationSettings, model_name: str = "
         report.seconds["global"] = time.perf_counter() - start
     if "local" in settings.tasks:
         tick = time.perf_counter()
-        report.local_retrieval = _local(model, baseline, baseline_name, examples, settings)
+        report.local_retrieval = local_retrieval_metrics(model, examples, baseline, baseline_name, settings.batch_size)
         report.seconds["local"] = time.perf_counter() - tick
     if "long" in settings.tasks:
         tick = time.perf_counter()
@@ -161,7 +161,9 @@ def evaluate(model: GeARModel, settings: EvaluationSettings, model_name: str = "
         articles = sample_in_order(articles, settings.long_questions, settings.seed)
         report.counts["long_questions"] = len(articles)
         report.counts["long_sentences"] = round(mean(len(e.sentences) for e in articles))
-        report.long_document_retrieval = _local(model, baseline, baseline_name, articles, settings)
+        report.long_document_retrieval = local_retrieval_metrics(
+            model, articles, baseline, baseline_name, settings.batch_size
+        )
         report.seconds["long"] = time.perf_counter() - tick
     if "generation" in settings.tasks:
         tick = time.perf_counter()
@@ -227,13 +229,18 @@ def _global(
     return results
 
 
-def _local(
+def local_retrieval_metrics(
     model: GeARModel,
-    baseline: GeARModel,
-    baseline_name: str,
     examples: Sequence[QuestionExample],
-    settings: EvaluationSettings,
+    baseline: GeARModel | None = None,
+    baseline_name: str = "all-MiniLM-L6-v2",
+    batch_size: int = 32,
 ) -> dict[str, dict[str, float]]:
+    """Local retrieval (rank each question's gold document's sentences) for GeAR and, on the same questions, the
+    expected random ranking, the first sentence, BM25 and a dense sentence encoder (``baseline``, default
+    :func:`~gear_core.evaluation.baselines.dense_encoder` of ``baseline_name``): {system: {metric: value}}."""
+    if baseline is None:
+        baseline = baselines.dense_encoder(baseline_name)
     golds = [e.gold_sentences for e in examples]
     ks = sorted({*LOCAL_METRICS["recall_ks"], *LOCAL_METRICS["map_ks"]})
     random_row: dict[str, float] = {}
@@ -249,8 +256,8 @@ def _local(
     rankings = {
         "first sentence": baselines.first_sentence_rankings(examples),
         "BM25 (sentences)": baselines.bm25_sentence_rankings(examples),
-        f"{baseline_name} (sentences)": baselines.dense_sentence_rankings(baseline, examples, settings.batch_size),
-        "GeAR (cross-attention)": gear_rankings(model, examples, batch_size=min(16, settings.batch_size)),
+        f"{baseline_name} (sentences)": baselines.dense_sentence_rankings(baseline, examples, batch_size),
+        "GeAR (cross-attention)": gear_rankings(model, examples, batch_size=min(16, batch_size)),
     }
     results = {"random (expected)": random_row}
     results.update({name: retrieval_metrics(r, golds, **LOCAL_METRICS) for name, r in rankings.items()})
