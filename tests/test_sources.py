@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 from conftest import SHARED_DATA
@@ -38,6 +39,10 @@ def test_the_data_root_comes_from_the_environment(monkeypatch, tmp_path):
     assert data_path(str(tmp_path / "x.json")) == tmp_path / "x.json"  # absolute paths are kept
     monkeypatch.delenv(DATA_ROOT_ENV)
     assert str(data_root()) == "../shared/data"
+    # From another folder (a notebook's), the shared data beside the checkout, when there is one.
+    monkeypatch.chdir(tmp_path)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    assert data_root() == (beside if beside.is_dir() else Path("../shared/data"))
 
 
 def test_held_out_is_a_stable_fraction():

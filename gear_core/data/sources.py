@@ -39,8 +39,13 @@ WIKI_EXTRACT = "wiki-extract/articles.jsonl.gz"
 
 
 def data_root() -> Path:
-    """``$GEAR_DATA_ROOT``, else ``../shared/data``."""
-    return Path(os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT)
+    """``$GEAR_DATA_ROOT``, else ``../shared/data`` from the working directory, else ``shared/data`` beside the
+    project's checkout (so notebooks and scripts find it from any folder of the project)."""
+    if os.environ.get(DATA_ROOT_ENV):
+        return Path(os.environ[DATA_ROOT_ENV])
+    local = Path(DEFAULT_DATA_ROOT)
+    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data"
+    return beside_checkout if not local.is_dir() and beside_checkout.is_dir() else local
 
 
 def data_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
