@@ -151,3 +151,18 @@ def test_init_and_export_never_replace_a_folder_by_surprise(tiny_encoder_dir, tm
     assert '"shared_encoder": true' in (out / "config.json").read_text()
     (tmp_path / "empty").mkdir()
     assert main(["export", str(out), str(tmp_path / "empty")]) == 0  # an empty folder is fine
+
+
+def test_output_into_a_pipe_that_closes_early_is_not_an_error():
+    """`gear info MODEL | head -1` printed a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        f"{sys.executable} -m gear_core.cli info gear-minilm | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout == "{\n" and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

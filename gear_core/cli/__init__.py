@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, FileNotFoundError, CorruptFileError, ModelMismatchError) as error:
         print(f"gear: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output went to a pipe that closed early (`gear info MODEL | head`): not an error
+        sys.stderr.close()
+        return 0
     except ModuleNotFoundError as error:  # an optional part that is not installed
         extra = EXTRAS.get((error.name or "").split(".")[0])
         if extra is None:
