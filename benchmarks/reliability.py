@@ -42,11 +42,17 @@ from gear_core import DEFAULT_MODEL, GeARModel, split_sentences
 from gear_core.cli import main as gear_cli
 from gear_core.evidence import ground_evidence
 from gear_core.retrieval import DocumentIndex, GeARSearcher
-from gear_core.retrieval.index import model_identity
 from llama_index_gear import GeARHighlighter, GeARRetriever
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reliability_helpers import frequent_thread_switches, kill_while_saving, random_unit_vectors
+from reliability_helpers import (
+    INDEX_MODEL,
+    frequent_thread_switches,
+    index_versions,
+    kill_while_saving,
+    retriever_versions,
+    save_in_turn,
+)
 
 HANDLED = (ValueError, TypeError, FileNotFoundError)
 
@@ -381,72 +387,38 @@ def concurrency_probes(model: GeARModel, rounds: int) -> list[Outcome]:
 
 def crash_probes(model: GeARModel, work: Path, kills: int) -> list[Outcome]:
     rng = random.Random(0)
-    outcomes = []
-    size = 20000
-    indexes = []
-    for seed, version in enumerate("ab"):
-        index = DocumentIndex(16, model="m@0123456789abcdef")
-        index.add(
-            random_unit_vectors(size, 16, seed),
-            [f"{version}{i}" for i in range(size)],
-            [f"text {i} of version {version}" for i in range(size)],
+
+    def whole_after_kills(what: str, save_forever, load_ids: Callable[[], list[str]], size: int, seconds: float):
+        """Kill the saving process ``kills`` times; count the kills after which the folder loads as one version."""
+        whole = 0
+        for _ in range(kills):
+            kill_while_saving(save_forever, rng.uniform(0.0, seconds))
+            try:
+                ids = load_ids()
+                whole += len(ids) == size and len({i[0] for i in ids}) == 1
+            except Exception:
+                pass
+        return Outcome(
+            "crash during save", f"{what}: {whole} of {kills} kills left a whole, loadable version", whole == kills
         )
-        indexes.append(index)
-    folder = work / "crash-index"
 
-    def save_indexes(signal) -> None:
-        for saves in range(10**6):
-            indexes[saves % 2].save(folder)
-            if saves == 0:
-                signal()
-
-    whole = 0
-    for _ in range(kills):
-        kill_while_saving(save_indexes, rng.uniform(0.0, 0.3))
-        try:
-            ids = DocumentIndex.load(folder, expected_model="m@0123456789abcdef").ids
-            whole += len(ids) == size and len({i[0] for i in ids}) == 1
-        except Exception:
-            pass
-    outcomes.append(
-        Outcome("crash during save", f"index: {whole} of {kills} kills left a whole, loadable version", whole == kills)
-    )
-
-    size = 3000
-    retrievers = []
-    for seed, version in enumerate("ab"):
-        nodes = [TextNode(text=f"node {i} of version {version}.", id_=f"{version}{i}") for i in range(size)]
-        index = DocumentIndex(model.config.hidden_size, model=model_identity(model))
-        index.add(
-            random_unit_vectors(size, model.config.hidden_size, seed),
-            [n.node_id for n in nodes],
-            [n.text for n in nodes],
-        )
-        store = SimpleDocumentStore()
-        store.add_documents(nodes)
-        retrievers.append(GeARRetriever(GeARSearcher(model, index), store))
-    folder = work / "crash-retriever"
-
-    def persist_retrievers(signal) -> None:
-        for saves in range(10**6):
-            retrievers[saves % 2].persist(folder)
-            if saves == 0:
-                signal()
-
-    whole = 0
-    for _ in range(kills):
-        kill_while_saving(persist_retrievers, rng.uniform(0.0, 0.5))
-        try:
-            ids = GeARRetriever.from_persist_dir(folder, model=model).searcher.index.ids
-            whole += len(ids) == size and len({i[0] for i in ids}) == 1
-        except Exception:
-            pass
-    outcomes.append(
-        Outcome(
-            "crash during save", f"retriever: {whole} of {kills} kills left a whole, loadable version", whole == kills
-        )
-    )
-    return outcomes
+    index_folder, retriever_folder = work / "crash-index", work / "crash-retriever"
+    return [
+        whole_after_kills(
+            "index",
+            save_in_turn(index_versions(20000), lambda index: index.save(index_folder)),
+            lambda: DocumentIndex.load(index_folder, expected_model=INDEX_MODEL).ids,
+            20000,
+            0.3,
+        ),
+        whole_after_kills(
+            "retriever",
+            save_in_turn(retriever_versions(model, 3000), lambda retriever: retriever.persist(retriever_folder)),
+            lambda: GeARRetriever.from_persist_dir(retriever_folder, model=model).searcher.index.ids,
+            3000,
+            0.5,
+        ),
+    ]
 
 
 def report(outcomes: list[Outcome]) -> str:

@@ -85,13 +85,6 @@ def load_or_build_model(
     try:
         return load_model(name_or_path, config_overrides=config_overrides)
     except ModelNotFoundError:
-        if name_or_path is None or is_gear_folder(name_or_path) or _config_model_type(name_or_path) == "gear":
+        if name_or_path is None or is_gear_folder(name_or_path):  # a GeAR folder that failed to load stays an error
             raise
     return GeARModel.from_encoder(name_or_path, **{**(encoder_defaults or {}), **(config_overrides or {})})
-
-
-def _config_model_type(path: str | os.PathLike) -> Any:
-    try:
-        return json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None

@@ -878,7 +878,7 @@ class GeARModel(PreTrainedModel):
         self, texts: Sequence[str], encoder: BertModel, max_length: int, batch_size: int, show_progress: bool
     ) -> np.ndarray:
         texts = _check_texts(texts)
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         if not texts:
             return np.zeros((0, self.config.hidden_size), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
@@ -931,7 +931,7 @@ class GeARModel(PreTrainedModel):
         which is what the ablation relies on.
         """
         queries, documents = _check_texts(queries), _check_texts(documents)
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         if len(queries) != len(documents):
             raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
         scorings = [SentenceScoring.from_config(self.config)] if scorings is None else list(scorings)
@@ -1051,7 +1051,7 @@ class GeARModel(PreTrainedModel):
         steps = self.config.max_target_length if max_new_tokens is None else max_new_tokens
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f"max_new_tokens must be a non-negative int or None, got {max_new_tokens!r}")
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         if (
             not isinstance(no_repeat_ngram_size, int)
             or isinstance(no_repeat_ngram_size, bool)
@@ -1195,7 +1195,8 @@ def tokenizable(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 
-def _check_batch_size(batch_size: int) -> None:
+def check_batch_size(batch_size: int) -> None:
+    """``batch_size`` must be a positive int (True is not 1): the one check every batched entry point uses."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 

@@ -4,8 +4,10 @@ process in the middle of a save."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,3 +50,59 @@ def kill_while_saving(save_forever, seconds: float) -> None:
 def random_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype("float32")
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+#: The model identity the index versions record (they hold random vectors, made by no model).
+INDEX_MODEL = "m@0123456789abcdef"
+
+
+def index_versions(size: int) -> list:
+    """Two DocumentIndex versions to save over each other: ids ``a0..`` / ``b0..``, random 16-dim vectors, texts
+    ``"text {i} of version {v} " * 4``."""
+    from gear_core.retrieval import DocumentIndex
+
+    versions = []
+    for seed, version in enumerate("ab"):
+        index = DocumentIndex(16, model=INDEX_MODEL)
+        texts = [f"text {i} of version {version} " * 4 for i in range(size)]
+        index.add(random_unit_vectors(size, 16, seed), [f"{version}{i}" for i in range(size)], texts)
+        versions.append(index)
+    return versions
+
+
+def retriever_versions(model, size: int) -> list:
+    """Two GeARRetriever versions for ``model`` to persist over each other: nodes ``a0..`` / ``b0..`` with texts
+    ``"node {i} of version {v}."`` and random vectors (recorded as ``model``'s)."""
+    from llama_index.core.schema import TextNode
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+
+    from gear_core.retrieval import DocumentIndex, GeARSearcher
+    from gear_core.retrieval.index import model_identity
+    from llama_index_gear import GeARRetriever
+
+    versions = []
+    for seed, version in enumerate("ab"):
+        nodes = [TextNode(text=f"node {i} of version {version}.", id_=f"{version}{i}") for i in range(size)]
+        index = DocumentIndex(model.config.hidden_size, model=model_identity(model))
+        index.add(
+            random_unit_vectors(size, model.config.hidden_size, seed),
+            [n.node_id for n in nodes],
+            [n.text for n in nodes],
+        )
+        store = SimpleDocumentStore()
+        store.add_documents(nodes)
+        versions.append(GeARRetriever(GeARSearcher(model, index), store))
+    return versions
+
+
+def save_in_turn(versions: list, save) -> Callable[[Callable[[], object]], None]:
+    """A ``save_forever`` for :func:`kill_while_saving`: ``save(version)`` for the versions in turn, without end,
+    signalling after the first save."""
+
+    def save_forever(signal: Callable[[], object]) -> None:
+        for saves in itertools.count():
+            save(versions[saves % 2])
+            if saves == 0:
+                signal()
+
+    return save_forever

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from conftest import tiny_gear
 from llama_index.core.schema import NodeWithScore, TextNode
-from reliability_helpers import frequent_thread_switches, kill_while_saving, random_unit_vectors
+from reliability_helpers import (
+    INDEX_MODEL,
+    frequent_thread_switches,
+    index_versions,
+    kill_while_saving,
+    retriever_versions,
+    save_in_turn,
+)
 
 from gear_core.evidence import ground_evidence
 from llama_index_gear import GeARHighlighter
@@ -86,23 +93,12 @@ def test_an_index_killed_while_saving_over_itself_stays_loadable(tmp_path):
     from gear_core.retrieval import DocumentIndex
 
     size, folder = 20000, tmp_path / "index"
-    versions = []
-    for seed, version in enumerate("ab"):
-        index = DocumentIndex(16, model="m@0123456789abcdef")
-        texts = [f"text {i} of version {version} " * 4 for i in range(size)]
-        index.add(random_unit_vectors(size, 16, seed), [f"{version}{i}" for i in range(size)], texts)
-        versions.append(index)
-
-    def save_forever(signal) -> None:
-        for saves in range(1_000_000):
-            versions[saves % 2].save(folder)
-            if saves == 0:
-                signal()
+    save_forever = save_in_turn(index_versions(size), lambda index: index.save(folder))
 
     rng = random.Random(0)
     for _ in range(12):
         kill_while_saving(save_forever, rng.uniform(0.0, 0.3))
-        index = DocumentIndex.load(folder, expected_model="m@0123456789abcdef")
+        index = DocumentIndex.load(folder, expected_model=INDEX_MODEL)
         version = index.ids[0][0]
         assert len(index) == size and all(i.startswith(version) for i in index.ids)
         assert index.get_text(f"{version}7") == f"text 7 of version {version} " * 4
@@ -115,32 +111,11 @@ def test_a_retriever_killed_while_persisting_over_itself_stays_loadable(tiny_enc
     """The same for ``GeARRetriever.persist`` (docstore, index and settings): always loadable, one version."""
     import random
 
-    from llama_index.core.storage.docstore import SimpleDocumentStore
-
-    from gear_core.retrieval import DocumentIndex, GeARSearcher
-    from gear_core.retrieval.index import model_identity
     from llama_index_gear import GeARRetriever
 
     model = tiny_gear(tiny_encoder_dir).eval()
     size, folder = 3000, tmp_path / "retriever"
-    retrievers = []
-    for seed, version in enumerate("ab"):
-        nodes = [TextNode(text=f"node {i} of version {version}.", id_=f"{version}{i}") for i in range(size)]
-        index = DocumentIndex(model.config.hidden_size, model=model_identity(model))
-        index.add(
-            random_unit_vectors(size, model.config.hidden_size, seed),
-            [n.node_id for n in nodes],
-            [n.text for n in nodes],
-        )
-        store = SimpleDocumentStore()
-        store.add_documents(nodes)
-        retrievers.append(GeARRetriever(GeARSearcher(model, index), store))
-
-    def persist_forever(signal) -> None:
-        for saves in range(1_000_000):
-            retrievers[saves % 2].persist(folder)
-            if saves == 0:
-                signal()
+    persist_forever = save_in_turn(retriever_versions(model, size), lambda retriever: retriever.persist(folder))
 
     rng = random.Random(0)
     for _ in range(8):

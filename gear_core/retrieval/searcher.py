@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gear_core.evidence import GroundedEvidence, ground_evidence
+from gear_core.modeling import check_batch_size
 from gear_core.retrieval.index import DocumentIndex, Hit, IndexType, check_model, model_identity
 from gear_core.text import ScoredSentence
 
@@ -70,8 +71,7 @@ class GeARSearcher:
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"batch_size must be a positive int, got {value!r}")
+        check_batch_size(value)
         self._batch_size = value
 
     @classmethod
