@@ -33,14 +33,23 @@ _CHOICES = {
     "decoder_copy": (False, True),
     "decoder_copy_prior": (False, True),
     "decoder_copy_spans": (False, True),
+    "generation_spans_only": (False, True),
     "cross_attention_init": ("random", "self_attention"),
     "storage_dtype": (None, "int8"),
 }
 
 
-_INT_FIELDS = ("ranking_layer", "queue_size", "max_query_length", "max_document_length", "max_target_length")
+_INT_FIELDS = (
+    "ranking_layer",
+    "queue_size",
+    "max_query_length",
+    "max_document_length",
+    "max_target_length",
+    "generation_span_sentences",
+)
 _FLOAT_FIELDS = (
     "ranking_window_temperature",
+    "generation_query_penalty",
     "contrastive_temperature",
     "momentum",
     "soft_label_weight",
@@ -110,6 +119,13 @@ class GeARConfig(PretrainedConfig):
         decoder_copy_spans: with ``decoder_copy``, the copy logits of each document token that follows an
             occurrence of the previous output token add a learned bonus (starting at 1), so copies continue a span
             instead of gluing word pieces from different places.
+        generation_spans_only: evidence decoding defaults (``generate_batch`` can override each): the output is
+            always a span of the document window, quoted as the document writes it
+            (:class:`~gear_core.decoding.SpanConstraint`). ``False`` (the paper) decodes freely.
+        generation_span_sentences: with ``generation_spans_only``, ``n > 0`` keeps the span inside the window's
+            ``n`` best-ranked sentences (the ranking's scores, from the same fusion pass); 0: anywhere.
+        generation_query_penalty: subtracted from the score of the query's own words at every step, for
+            question-style queries only (:func:`~gear_core.decoding.penalize_query_tokens`); 0: off.
         share_decoder_embeddings: the decoder reuses the query encoder's word embeddings (smaller checkpoint).
         decoder_start_token: the token that starts generation (BLIP's ``[DEC]``).
         contrastive_temperature: initial value of the learnable contrastive temperature.
@@ -152,6 +168,9 @@ class GeARConfig(PretrainedConfig):
         decoder_copy: bool = False,
         decoder_copy_prior: bool = False,
         decoder_copy_spans: bool = False,
+        generation_spans_only: bool = False,
+        generation_span_sentences: int = 0,
+        generation_query_penalty: float = 0.0,
         share_decoder_embeddings: bool = False,
         decoder_start_token: str = "[DEC]",
         contrastive_temperature: float = 0.07,
@@ -186,6 +205,9 @@ class GeARConfig(PretrainedConfig):
         self.decoder_copy = decoder_copy
         self.decoder_copy_prior = decoder_copy_prior
         self.decoder_copy_spans = decoder_copy_spans
+        self.generation_spans_only = generation_spans_only
+        self.generation_span_sentences = generation_span_sentences
+        self.generation_query_penalty = generation_query_penalty
         self.share_decoder_embeddings = share_decoder_embeddings
         self.decoder_start_token = decoder_start_token
         self.contrastive_temperature = contrastive_temperature
@@ -264,6 +286,10 @@ class GeARConfig(PretrainedConfig):
         for name in ("decoder_copy_prior", "decoder_copy_spans"):
             if getattr(self, name) and not self.decoder_copy:
                 raise ValueError(f"{name} needs decoder_copy")
+        if self.generation_span_sentences < 0:
+            raise ValueError(f"generation_span_sentences must not be negative, got {self.generation_span_sentences}")
+        if self.generation_span_sentences and not self.generation_spans_only:
+            raise ValueError("generation_span_sentences needs generation_spans_only")
         if not self.ranking_window_temperature > 0:
             raise ValueError(f"ranking_window_temperature must be positive, got {self.ranking_window_temperature}")
         if not 0 <= self.document_stride < self.max_document_length // 2:

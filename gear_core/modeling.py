@@ -35,6 +35,7 @@ from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
 from gear_core.config import GeARConfig
+from gear_core.decoding import SpanConstraint, is_question, penalize_query_tokens
 from gear_core.files import CorruptFileError, verify_checksums, write_checksums
 from gear_core.losses import (
     IGNORE_INDEX,
@@ -52,7 +53,7 @@ from gear_core.scoring import (
     pool_attention,
     window_sentence_scores,
 )
-from gear_core.text import ScoredSentence, Sentence, split_sentences
+from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
 
 # ----------------------------------------------------------------------------------------------------------
 # Pooling, masks and attention pooling: shared by every path.
@@ -350,6 +351,7 @@ class GeARModel(PreTrainedModel):
         )
         self.temperature = nn.Parameter(torch.tensor(float(config.contrastive_temperature)))
         self.tokenizer = tokenizer
+        self._continuation_ids: torch.Tensor | None = None  # (V,) bool, "##" pieces; read lazily from the tokenizer
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -1037,13 +1039,18 @@ class GeARModel(PreTrainedModel):
         max_new_tokens: int | None = None,
         batch_size: int = 16,
         no_repeat_ngram_size: int = 2,
+        spans_only: bool | None = None,
+        span_sentences: int | None = None,
+        query_penalty: float | None = None,
     ) -> list[str]:
         """Generated evidence / answer for each (query, document) pair, ``batch_size`` pairs at a time.
 
         Greedy decoding with a key/value cache. A document longer than the window is read at the window that
         holds its best-ranked sentence. ``max_new_tokens`` defaults to ``max_target_length``; 0 gives "".
         ``no_repeat_ngram_size`` n > 0 forbids repeating any n tokens (a copying decoder can otherwise loop on a
-        word piece until the length limit); 0 turns it off.
+        word piece until the length limit); 0 turns it off. ``spans_only``, ``span_sentences`` and
+        ``query_penalty`` default to the config's ``generation_*`` fields (see :class:`GeARConfig`): with
+        ``spans_only`` each output is a span of its document, as the document writes it.
         """
         queries, documents = _check_texts(queries), _check_texts(documents)
         if len(queries) != len(documents):
@@ -1052,24 +1059,44 @@ class GeARModel(PreTrainedModel):
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f"max_new_tokens must be a non-negative int or None, got {max_new_tokens!r}")
         check_batch_size(batch_size)
-        if (
-            not isinstance(no_repeat_ngram_size, int)
-            or isinstance(no_repeat_ngram_size, bool)
-            or no_repeat_ngram_size < 0
+        for name, value in (("no_repeat_ngram_size", no_repeat_ngram_size), ("span_sentences", span_sentences)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be a non-negative int (0: off), got {value!r}")
+        if spans_only is not None and not isinstance(spans_only, bool):
+            raise ValueError(f"spans_only must be True, False or None, got {spans_only!r}")
+        if query_penalty is not None and (
+            not isinstance(query_penalty, (int, float))
+            or isinstance(query_penalty, bool)
+            or not query_penalty >= 0
+            or math.isinf(query_penalty)
         ):
-            raise ValueError(f"no_repeat_ngram_size must be a non-negative int (0: off), got {no_repeat_ngram_size!r}")
+            raise ValueError(f"query_penalty must be a finite non-negative number, got {query_penalty!r}")
+        spans_only = self.config.generation_spans_only if spans_only is None else spans_only
+        span_sentences = self.config.generation_span_sentences if span_sentences is None else span_sentences
+        query_penalty = self.config.generation_query_penalty if query_penalty is None else float(query_penalty)
+        if span_sentences and not spans_only:
+            raise ValueError("span_sentences keeps spans inside the best sentences: it needs spans_only")
         was_training = self.training
         self.eval()
         texts = []
         for start in range(0, len(queries), batch_size):
             chunk = slice(start, start + batch_size)
-            texts += self._generate(queries[chunk], documents[chunk], steps, no_repeat_ngram_size)
+            texts += self._generate(
+                queries[chunk],
+                documents[chunk],
+                steps,
+                no_repeat_ngram_size,
+                spans_only=spans_only,
+                span_sentences=span_sentences,
+                query_penalty=query_penalty,
+            )
         self.train(was_training)
         return texts
 
-    def _evidence_windows(self, queries: list[str], documents: list[str]) -> dict[str, torch.Tensor]:
+    def _evidence_windows(self, queries: list[str], documents: list[str]) -> dict[str, Any]:
         """Each document's token window for the decoder: the only one, or for a long document the window
-        holding most of its best-ranked sentence (the first such window on a tie)."""
+        holding most of its best-ranked sentence (the first such window on a tie). Tensors ``input_ids`` and
+        ``attention_mask``, and ``offsets``: each window's (start, end) characters per token, in the document."""
         tokenizer = self._require_tokenizer()
         with TOKENIZER_LOCK:
             windows = tokenizer(
@@ -1106,14 +1133,57 @@ class GeARModel(PreTrainedModel):
         return {
             "input_ids": padded["input_ids"].to(self.device),
             "attention_mask": padded["attention_mask"].to(self.device),
+            "offsets": [windows["offset_mapping"][w] for w in chosen],
         }
 
-    def _generate(self, queries: list[str], documents: list[str], steps: int, no_repeat_ngram_size: int) -> list[str]:
+    def _word_starts(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) bool: which tokens begin a word (not a "##" continuation piece)."""
+        if self._continuation_ids is None:
+            tokenizer = self._require_tokenizer()
+            with TOKENIZER_LOCK:
+                pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+            self._continuation_ids = torch.tensor([p.startswith("##") for p in pieces], dtype=torch.bool)
+        return ~self._continuation_ids.to(input_ids.device)[input_ids]
+
+    def _top_sentence_tokens(
+        self, documents: list[str], offsets: list[list[tuple[int, int]]], token_attention: torch.Tensor, top_n: int
+    ) -> torch.Tensor:
+        """(B, Ld) bool: the window tokens inside the window's ``top_n`` sentences by cross-attention (the
+        ranking's scores, from the fusion pass the decoder reads anyway)."""
+        scoring = SentenceScoring.from_config(self.config)
+        inside = torch.zeros_like(token_attention, dtype=torch.bool)
+        for row, (document, window) in enumerate(zip(documents, offsets, strict=True)):
+            sentences = split_sentences(document)
+            if not sentences:
+                continue
+            spans = np.asarray(window).reshape(-1, 2)
+            special = spans[:, 0] == spans[:, 1]  # [CLS], [SEP]: (0, 0)
+            scores = window_sentence_scores(
+                token_attention[row, : len(spans)].float().cpu().numpy(), spans, special, sentences, scoring
+            )
+            token_sentence = token_sentence_index(spans[:, 0], spans[:, 1], sentences)
+            scored = np.flatnonzero(~np.isnan(scores))
+            best = scored[np.argsort(-scores[scored], kind="stable")[:top_n]]
+            inside[row, : len(spans)] = torch.from_numpy(np.isin(token_sentence, best) & ~special)
+        return inside
+
+    def _generate(
+        self,
+        queries: list[str],
+        documents: list[str],
+        steps: int,
+        no_repeat_ngram_size: int,
+        *,
+        spans_only: bool,
+        span_sentences: int,
+        query_penalty: float,
+    ) -> list[str]:
         tokenizer = self._require_tokenizer()
         if steps == 0:
             return ["" for _ in queries]
         query_inputs = self._tokenize(queries, self.config.max_query_length)
-        document_inputs = self._evidence_windows(queries, documents)
+        windows = self._evidence_windows(queries, documents)
+        document_inputs = {k: windows[k] for k in ("input_ids", "attention_mask")}
         document_states = self.document_encoder_module(**document_inputs).last_hidden_state
         ranking_layer = self.config.ranking_layer_index
         fused, attention_logits = self.fuse(
@@ -1121,7 +1191,7 @@ class GeARModel(PreTrainedModel):
             query_inputs["attention_mask"],
             document_states,
             document_inputs["attention_mask"],
-            attention_layers=(ranking_layer,) if self.config.decoder_copy_prior else (),
+            attention_layers=(ranking_layer,) if self.config.decoder_copy_prior or span_sentences else (),
         )
         token_attention = None
         if ranking_layer in attention_logits:
@@ -1134,9 +1204,22 @@ class GeARModel(PreTrainedModel):
         source = self.copy_source(
             document_states, document_inputs["attention_mask"], document_inputs["input_ids"], token_attention
         )
+        constraint = None
+        if spans_only:
+            quotable = self._content_mask(document_inputs["input_ids"], document_inputs["attention_mask"])
+            if span_sentences:
+                quotable &= self._top_sentence_tokens(documents, windows["offsets"], token_attention, span_sentences)
+            constraint = SpanConstraint(
+                document_inputs["input_ids"], quotable, self._word_starts(document_inputs["input_ids"])
+            )
+        query_ids = query_inputs["input_ids"]
+        query_words = self._content_mask(query_ids, query_inputs["attention_mask"])
+        query_words &= torch.tensor([is_question(q) for q in queries], device=self.device)[:, None]
+        end_id = tokenizer.sep_token_id
         tokens = torch.full((len(queries), 1), tokenizer.bos_token_id, dtype=torch.long, device=self.device)
         rows = list(range(len(queries)))  # the pairs still generating, in the order of the tensors below
         outputs: list[list[int]] = [[] for _ in queries]
+        span_ends: list[torch.Tensor | None] = [None for _ in queries]  # where each quoted span ends
         # transformers 5's default cache breaks BERT cross-attention: give the decoder an encoder-decoder cache
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         for _ in range(steps):
@@ -1149,14 +1232,25 @@ class GeARModel(PreTrainedModel):
             ).last_hidden_state
             scores = self.decoder_scores(
                 decoder_states, torch.ones_like(tokens[:, -1:], dtype=torch.bool), source, tokens[:, -1:]
-            )
+            ).float()
+            if query_penalty:
+                scores = penalize_query_tokens(scores, query_ids, query_words, query_penalty)
+            if constraint is not None:
+                scores = scores.masked_fill(~constraint.allowed(scores.shape[1], end_id), -math.inf)
             if no_repeat_ngram_size:
                 scores = NoRepeatNGramLogitsProcessor(no_repeat_ngram_size)(tokens, scores)
+            stuck = torch.isinf(scores).all(dim=1)  # every allowed token repeats an n-gram: end here
+            scores[stuck, end_id] = 0.0
             next_token = scores.argmax(dim=-1)
+            if constraint is not None:
+                if constraint.ends is not None:
+                    for i in (next_token == end_id).nonzero()[:, 0].tolist():
+                        span_ends[rows[i]] = constraint.ends[i]
+                constraint = constraint.advance(next_token)
             tokens = torch.cat([tokens, next_token[:, None]], dim=1)
             for row, token in zip(rows, next_token.tolist(), strict=True):
                 outputs[row].append(token)
-            going = next_token != tokenizer.sep_token_id
+            going = next_token != end_id
             if not going.all():  # finished pairs leave the batch (and the cache): the rest decode faster
                 keep = going.nonzero()[:, 0]
                 if keep.numel() == 0:
@@ -1164,16 +1258,31 @@ class GeARModel(PreTrainedModel):
                 cache.batch_select_indices(keep)
                 rows = [rows[i] for i in keep.tolist()]
                 tokens, memory, memory_mask = tokens[keep], memory[keep], memory_mask[keep]
+                query_ids, query_words = query_ids[keep], query_words[keep]
                 source = None if source is None else source.select(keep)
-        return [t.strip() for t in tokenizer.batch_decode(outputs, skip_special_tokens=True)]
+                constraint = None if constraint is None else constraint.select(keep)
+        else:  # out of steps: the spans still going end where they are
+            if constraint is not None and constraint.ends is not None:
+                for i, row in enumerate(rows):
+                    span_ends[row] = constraint.ends[i]
+        texts = []
+        for d, (document, ids) in enumerate(zip(documents, outputs, strict=True)):
+            length = len(ids) - (1 if ids and ids[-1] == end_id else 0)
+            ends = span_ends[d]
+            if spans_only and length and ends is not None and bool(ends.any()):
+                # Quote the document itself (its case, its spacing) rather than the uncased word pieces.
+                end = int(ends.nonzero()[0, 0])
+                offsets = windows["offsets"][d]
+                texts.append(document[offsets[end - length + 1][0] : offsets[end][1]])
+            else:
+                with TOKENIZER_LOCK:
+                    texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+        return texts
 
-    def generate(
-        self, query: str, document: str, max_new_tokens: int | None = None, no_repeat_ngram_size: int = 2
-    ) -> str:
-        """The evidence / answer the decoder writes for this query and document (greedy; see generate_batch)."""
-        return self.generate_batch(
-            [query], [document], max_new_tokens=max_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size
-        )[0]
+    def generate(self, query: str, document: str, max_new_tokens: int | None = None, **options: Any) -> str:
+        """The evidence / answer the decoder writes for this query and document (greedy; ``options`` as
+        :meth:`generate_batch` takes them)."""
+        return self.generate_batch([query], [document], max_new_tokens=max_new_tokens, **options)[0]
 
 
 @contextlib.contextmanager

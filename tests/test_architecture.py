@@ -19,6 +19,7 @@ LAYERS = {
     "gear_core.losses": 0,
     "gear_core.text": 0,
     "gear_core.evidence": 0,
+    "gear_core.decoding": 0,
     "gear_core.files": 0,
     "gear_core.quantization": 0,
     "gear_core.modeling": 1,

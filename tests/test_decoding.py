@@ -1,0 +1,114 @@
+"""The evidence decoder's search rules on hand-made token ids (gear_core.decoding), and on a tiny model."""
+
+import pytest
+import torch
+from conftest import tiny_gear
+
+from gear_core.decoding import SpanConstraint, is_question, penalize_query_tokens
+from gear_core.text import split_sentences
+
+END = 102
+VOCAB = 110
+# [CLS] the cat ##s sat the cat [SEP]
+DOCUMENT_IDS = torch.tensor([[101, 5, 6, 7, 8, 5, 6, 102]])
+WORD_START = torch.tensor([[True, True, True, False, True, True, True, True]])
+
+
+def allowed_ids(constraint: SpanConstraint) -> list[set[int]]:
+    return [set(row.nonzero()[:, 0].tolist()) for row in constraint.allowed(VOCAB, END)]
+
+
+def test_span_constraint_follows_the_document_and_ends_at_word_ends():
+    copyable = torch.tensor([[False, True, True, True, True, True, True, False]])
+    constraint = SpanConstraint(DOCUMENT_IDS, copyable, WORD_START)
+    assert allowed_ids(constraint) == [{5, 6, 8}]  # word starts only: not "##s", not the end
+    constraint = constraint.advance(torch.tensor([6]))  # "cat": at positions 2 and 6
+    assert constraint.ends.tolist() == [[False, False, True, False, False, False, True, False]]
+    # After position 2 comes "##s"; position 6 is the last word, so the span may end there.
+    assert allowed_ids(constraint) == [{7, END}]
+    constraint = constraint.advance(torch.tensor([7]))  # "cats": only position 2 continues
+    assert constraint.ends.tolist() == [[False, False, False, True, False, False, False, False]]
+    assert allowed_ids(constraint) == [{8, END}]
+
+
+def test_span_constraint_does_not_end_inside_a_word():
+    constraint = SpanConstraint(DOCUMENT_IDS, torch.tensor([[False] + [True] * 6 + [False]]), WORD_START)
+    constraint = constraint.advance(torch.tensor([5])).advance(torch.tensor([6]))  # "the cat", twice
+    assert allowed_ids(constraint) == [{7, END}]  # the second "the cat" ends the window's words
+    only_first = SpanConstraint(
+        DOCUMENT_IDS, torch.tensor([[False, True, True, True, True, False, False, False]]), WORD_START
+    )
+    only_first = only_first.advance(torch.tensor([5])).advance(torch.tensor([6]))
+    assert allowed_ids(only_first) == [{7}]  # "the cat|s": no end before "##s"
+
+
+def test_an_id_at_a_quotable_and_an_unquotable_position_stays_allowed():
+    # "cat" is at 2 (quotable) and 6 (not): a plain scatter could let position 6's False win.
+    copyable = torch.tensor([[False, True, True, True, True, True, False, False]])
+    constraint = SpanConstraint(DOCUMENT_IDS, copyable, WORD_START).advance(torch.tensor([5]))
+    assert allowed_ids(constraint) == [{6, END}]  # END: the "the" at 5 is the last quotable word
+
+
+def test_a_row_with_nothing_to_quote_may_only_end_and_rows_select():
+    ids = torch.cat([DOCUMENT_IDS, torch.tensor([[101, 102, 0, 0, 0, 0, 0, 0]])])
+    copyable = torch.tensor([[False] + [True] * 6 + [False], [False] * 8])
+    constraint = SpanConstraint(ids, copyable, torch.cat([WORD_START, WORD_START]))
+    assert allowed_ids(constraint) == [{5, 6, 8}, {END}]
+    second = constraint.advance(torch.tensor([5, END])).select(torch.tensor([1]))
+    assert second.ends.tolist() == [[False] * 8] and allowed_ids(second) == [{END}]
+
+
+def test_penalize_query_tokens_subtracts_once_per_query_word():
+    scores = torch.zeros(2, 6)
+    query_ids = torch.tensor([[1, 3, 3, 0], [3, 4, 0, 0]])
+    words = torch.tensor([[True, True, False, False], [False, False, False, False]])
+    penalized = penalize_query_tokens(scores, query_ids, words, 2.5)
+    assert penalized.tolist() == [[0, -2.5, 0, -2.5, 0, 0], [0] * 6]  # id 3 once though it occurs twice
+
+
+@pytest.mark.parametrize(
+    ("query", "question"),
+    [
+        ("Since when has the painting been in the Louvre?", True),
+        ("at present who is the speaker of lok sabha", True),
+        ("where did latavius murray go to high school", True),
+        ("Mona Lisa", False),
+        ("eiffel tower height", False),
+        ("Whoville population", False),  # "who" inside a word is not a question word
+    ],
+)
+def test_is_question(query, question):
+    assert is_question(query) is question
+
+
+DOCUMENT = "Café au lait, naïve Zoë! The Eiffel Tower was finished in 1889. It is 330 metres tall."
+
+
+def test_spans_only_quotes_the_document_as_written(tiny_model):
+    queries = ["when was it finished", "tower height", "who is zoë?"]
+    outputs = tiny_model.generate_batch(queries, [DOCUMENT] * 3, spans_only=True, max_new_tokens=6)
+    for text in outputs:
+        assert text and text in DOCUMENT  # the random decoder still quotes: case and accents kept
+    assert tiny_model.generate_batch(["q"], [""], spans_only=True) == [""]
+    free = tiny_model.generate_batch(queries, [DOCUMENT] * 3, spans_only=False, max_new_tokens=6)
+    assert any(text not in DOCUMENT for text in free)  # what the constraint changed
+
+
+def test_span_sentences_keeps_the_span_in_the_best_sentence(tiny_model):
+    best = tiny_model.rank_sentences("when was it finished", DOCUMENT, top_n=1)[0]
+    text = tiny_model.generate("when was it finished", DOCUMENT, spans_only=True, span_sentences=1)
+    sentence = next(s for s in split_sentences(DOCUMENT) if s.text == best.text)
+    assert text and text in sentence.text
+
+
+def test_generation_options_default_to_the_config_and_are_checked(tiny_encoder_dir):
+    model = tiny_gear(tiny_encoder_dir, generation_spans_only=True, generation_span_sentences=1)
+    assert model.generate("when was it finished", DOCUMENT, max_new_tokens=6) in DOCUMENT
+    with pytest.raises(ValueError, match="needs spans_only"):
+        model.generate("q", DOCUMENT, spans_only=False)
+    with pytest.raises(ValueError, match="query_penalty"):
+        model.generate("q", DOCUMENT, query_penalty=float("nan"))
+    with pytest.raises(ValueError, match="span_sentences"):
+        model.generate("q", DOCUMENT, span_sentences=-1)
+    with pytest.raises(ValueError, match="generation_span_sentences needs generation_spans_only"):
+        tiny_gear(tiny_encoder_dir, generation_span_sentences=1)
