@@ -322,6 +322,35 @@ def test_evaluate_reports_hand_computed_metrics_of_a_stubbed_model(
     assert generation["grounded on the gold sentence %"] == pytest.approx(50.0)
 
 
+def test_evaluate_reports_free_decoding_beside_a_models_decoding_rules(
+    tiny_model, tiny_encoder_dir, eval_data, monkeypatch
+):
+    """A model whose config sets decoding rules (generation_spans_only) is also scored decoding freely, in the
+    same run, so the table shows what the rules buy."""
+    calls = []
+
+    def stub(queries, documents, **options):
+        calls.append(options)
+        return ["degrees" if options.get("spans_only") is False else "zero"] * len(queries)
+
+    monkeypatch.setattr(tiny_model, "generate_batch", stub)
+    squad, split, _ = eval_data
+    settings = EvaluationSettings(
+        squad, split, None, tasks=("generation",), baseline_encoder=tiny_encoder_dir, show_progress=False
+    )
+    assert list(evaluate(tiny_model, settings, model_name="stub").generation) == ["GeAR (decoder)"]
+    monkeypatch.setattr(tiny_model.config, "generation_spans_only", True)
+    report = evaluate(tiny_model, settings, model_name="stub")
+    assert report.generation["GeAR (decoder)"]["EM"] == 0.0  # "zero"
+    assert report.generation["GeAR (decoder, free decoding)"]["EM"] == 100.0  # "degrees", every answer
+    assert calls[-1] == {
+        "batch_size": settings.batch_size,
+        "spans_only": False,
+        "span_sentences": 0,
+        "query_penalty": 0.0,
+    }
+
+
 def test_one_rule_for_unscored_sentences_in_serving_and_evaluation(tiny_model, monkeypatch):
     """A sentence no window scored (NaN) scores 0 and ranks after the scored ones, in serving and evaluation."""
     from gear_core.evaluation.ranking import gear_rankings

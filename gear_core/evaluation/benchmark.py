@@ -264,13 +264,19 @@ def local_retrieval_metrics(
     return results
 
 
+# Decoding without the span constraint or the query-word penalty (GeARConfig's generation_* defaults).
+FREE_DECODING: dict[str, Any] = {"spans_only": False, "span_sentences": 0, "query_penalty": 0.0}
+
+
 def generation_metrics(
-    model: GeARModel, examples: Sequence[QuestionExample], batch_size: int = 16
+    model: GeARModel, examples: Sequence[QuestionExample], batch_size: int = 16, **options: Any
 ) -> tuple[dict[str, float], list[str]]:
     """Generated answers (question + gold context) scored as SQuAD does (EM, F1 against ``answers``, 0-100), and
     how often they are grounded (:func:`~gear_core.evidence.ground_evidence`), and grounded on a gold sentence.
-    Returns the metrics and the outputs."""
-    outputs = model.generate_batch([e.question for e in examples], [e.context for e in examples], batch_size=batch_size)
+    ``options`` go to ``generate_batch`` (decoding settings). Returns the metrics and the outputs."""
+    outputs = model.generate_batch(
+        [e.question for e in examples], [e.context for e in examples], batch_size=batch_size, **options
+    )
     grounded = [ground_evidence(o, e.context) for o, e in zip(outputs, examples, strict=True)]
     on_gold = [
         g.grounded
@@ -296,7 +302,13 @@ def _generation(
         {"question": e.question, "answers": list(e.answers), "generated": o}
         for e, o in list(zip(examples, outputs, strict=True))[:5]
     ]
-    return {"GeAR (decoder)": metrics}, shown
+    results = {"GeAR (decoder)": metrics}
+    if model.config.generation_spans_only or model.config.generation_query_penalty:
+        # The same weights decoding freely (the paper's greedy search), in the same run: what the rules buy.
+        results["GeAR (decoder, free decoding)"], _ = generation_metrics(
+            model, examples, settings.batch_size, **FREE_DECODING
+        )
+    return results, shown
 
 
 def _cost(
