@@ -81,3 +81,29 @@ def test_the_shipped_config_names_no_path_of_the_training_machine():
     assert config["encoder_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
     for marker in ("/work/", "/root/", "/home/", "/tmp/", "runs/", "site-packages"):
         assert marker not in text, marker
+
+
+MONA_LISA = (
+    "The Mona Lisa is a half-length portrait painting by the Italian artist Leonardo da Vinci. "
+    "It has been described as the best known, the most visited and the most parodied work of art in the world. "
+    "The painting has been in the collection of the Louvre in Paris since 1797."
+)
+
+
+def test_evidence_is_a_correct_quote_with_its_span():
+    """The README's evidence example: the shipped decoder quotes the answer from the node, with exact offsets."""
+    clear_model_cache()
+    try:
+        highlighter = GeARHighlighter(top_n=1, generate_evidence=True)
+        node = NodeWithScore(node=TextNode(text=MONA_LISA, id_="mona"), score=1.0)
+        answers = {
+            "Since when has the painting been in the Louvre?": "1797",
+            "Who painted the Mona Lisa?": "Italian artist Leonardo da Vinci",
+        }
+        for query, answer in answers.items():
+            (annotated,) = highlighter.postprocess_nodes([node], QueryBundle(query))
+            evidence = annotated.node.metadata["gear_evidence"]
+            assert (evidence["text"], evidence["grounded"], evidence["support"]) == (answer, True, 1.0)
+            assert MONA_LISA[evidence["start_char_idx"] : evidence["end_char_idx"]] == answer
+    finally:
+        clear_model_cache()
