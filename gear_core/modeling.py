@@ -51,6 +51,7 @@ from gear_core.scoring import (
     document_sentence_scores,
     fill_unscored,
     pool_attention,
+    pool_sentences,
     window_sentence_scores,
 )
 from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
@@ -1157,14 +1158,17 @@ class GeARModel(PreTrainedModel):
             if not sentences:
                 continue
             spans = np.asarray(window).reshape(-1, 2)
-            special = spans[:, 0] == spans[:, 1]  # [CLS], [SEP]: (0, 0)
-            scores = window_sentence_scores(
-                token_attention[row, : len(spans)].float().cpu().numpy(), spans, special, sentences, scoring
-            )
+            # One token-to-sentence map serves the scores and the mask; [CLS] and [SEP] (empty spans) get -1.
             token_sentence = token_sentence_index(spans[:, 0], spans[:, 1], sentences)
+            scores = pool_sentences(
+                token_attention[row, : len(spans)].float().cpu().numpy(),
+                token_sentence,
+                len(sentences),
+                scoring.sentence_pooling,
+            )
             scored = np.flatnonzero(~np.isnan(scores))
             best = scored[np.argsort(-scores[scored], kind="stable")[:top_n]]
-            inside[row, : len(spans)] = torch.from_numpy(np.isin(token_sentence, best) & ~special)
+            inside[row, : len(spans)] = torch.from_numpy(np.isin(token_sentence, best))
         return inside
 
     def _generate(
