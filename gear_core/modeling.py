@@ -589,6 +589,7 @@ class GeARModel(PreTrainedModel):
             [pooled[k][0] for k in keys],
             [pooled[k][1] for k in keys],
             embed_states(document_states, document_attention_mask),
+            document_states,
         )
 
     def ranking_token_attention(
@@ -938,25 +939,33 @@ class GeARModel(PreTrainedModel):
         if len(queries) != len(documents):
             raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
         scorings = [SentenceScoring.from_config(self.config)] if scorings is None else list(scorings)
+        was_training = self.training
+        self.eval()
+        sentences, scores, _ = self._sentence_scores(queries, documents, scorings, batch_size)
+        self.train(was_training)
+        return sentences, scores
+
+    def _sentence_scores(
+        self,
+        queries: list[str],
+        documents: list[str],
+        scorings: list[SentenceScoring],
+        batch_size: int,
+        keep_states: int = 0,
+    ) -> tuple[list[list[Sentence]], list[list[np.ndarray]], dict[int, list[dict[str, Any]]]]:
+        """:meth:`sentence_scores_batch`'s work on checked inputs, in eval mode. Also returns each scored pair's
+        windows (``input_ids``, ``offsets``, and the document tower's ``states``, kept from the same pass for a
+        document of at most ``keep_states`` windows, else None)."""
         tokenizer = self._require_tokenizer()
         sentences = [split_sentences(d) for d in documents]
         scores = [[np.full(len(s), np.nan) for s in sentences] for _ in scorings]
         pairs = [i for i, s in enumerate(sentences) if s]
         if not pairs:
-            return sentences, scores
-        was_training = self.training
-        self.eval()
-        with TOKENIZER_LOCK:
-            windows = tokenizer(
-                [tokenizable(documents[i]) for i in pairs],
-                truncation=True,
-                max_length=self.config.max_document_length,
-                stride=self.config.document_stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
-                return_special_tokens_mask=True,
-            )
+            return sentences, scores, {}
+        windows = self._document_windows([documents[i] for i in pairs])
         window_pair = [pairs[j] for j in windows["overflow_to_sample_mapping"]]
+        window_count = np.bincount(window_pair, minlength=len(documents))
+        kept_states: dict[int, torch.Tensor] = {}
         # Per window: each scoring's sentence scores and log attention mass, and the window's embedding.
         per_window: list[list[np.ndarray]] = [[] for _ in window_pair]
         window_log_mass: list[list[float]] = [[] for _ in window_pair]
@@ -982,6 +991,8 @@ class GeARModel(PreTrainedModel):
             window_embeddings[chunk] = result.embeddings.float().cpu().numpy()
             for row, w in enumerate(chunk):
                 pair = window_pair[w]
+                if window_count[pair] <= keep_states:  # a clone: a view would keep the whole batch alive
+                    kept_states[w] = result.document_states[row, : len(windows["input_ids"][w])].clone()
                 offsets = np.asarray(windows["offset_mapping"][w]).reshape(-1, 2)
                 special = np.asarray(windows["special_tokens_mask"][w], dtype=bool)
                 for k, scoring in enumerate(scorings):
@@ -1008,8 +1019,34 @@ class GeARModel(PreTrainedModel):
                     cosine.get(pair),
                     scoring,
                 )
-        self.train(was_training)
-        return sentences, scores
+        pair_windows = {
+            pair: [
+                {
+                    "input_ids": windows["input_ids"][w],
+                    "offsets": windows["offset_mapping"][w],
+                    "states": kept_states.get(w),
+                }
+                for w in ws
+            ]
+            for pair, ws in by_pair.items()
+        }
+        return sentences, scores, pair_windows
+
+    def _document_windows(self, documents: Sequence[str]) -> Any:
+        """The documents tokenised into windows of ``max_document_length`` (overlapping by ``document_stride``):
+        ``input_ids``, ``offset_mapping`` (characters of the document), ``special_tokens_mask`` and
+        ``overflow_to_sample_mapping`` (each window's document), as sentence ranking and evidence read them."""
+        tokenizer = self._require_tokenizer()
+        with TOKENIZER_LOCK:
+            return tokenizer(
+                [tokenizable(d) for d in documents],
+                truncation=True,
+                max_length=self.config.max_document_length,
+                stride=self.config.document_stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+            )
 
     def rank_sentences_batch(
         self,
@@ -1095,46 +1132,66 @@ class GeARModel(PreTrainedModel):
         return texts
 
     def _evidence_windows(self, queries: list[str], documents: list[str]) -> dict[str, Any]:
-        """Each document's token window for the decoder: the only one, or for a long document the window
-        holding most of its best-ranked sentence (the first such window on a tie). Tensors ``input_ids`` and
-        ``attention_mask``, and ``offsets``: each window's (start, end) characters per token, in the document."""
+        """Each document's token window for the decoder, through the document tower: the only one, or for a long
+        document the window holding most of its best-ranked sentence (the first such window on a tie). A document
+        of at most ``_KEPT_WINDOWS`` windows reuses the ranking pass's states; a longer one encodes its window
+        again (one window of many). Tensors ``input_ids``, ``attention_mask`` and ``document_states``, and per
+        document ``offsets`` (the window's (start, end) characters per token) and ``sentences``."""
         tokenizer = self._require_tokenizer()
-        with TOKENIZER_LOCK:
-            windows = tokenizer(
-                [tokenizable(d) for d in documents],
-                truncation=True,
-                max_length=self.config.max_document_length,
-                stride=self.config.document_stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
-            )
+        windows = self._document_windows(documents)
         by_document: dict[int, list[int]] = {}
         for w, d in enumerate(windows["overflow_to_sample_mapping"]):
             by_document.setdefault(d, []).append(w)
-        chosen = [by_document[d][0] for d in range(len(documents))]
+        chosen = [
+            {"input_ids": windows["input_ids"][ws[0]], "offsets": windows["offset_mapping"][ws[0]], "states": None}
+            for _, ws in sorted(by_document.items())
+        ]
+        sentences: list[list[Sentence] | None] = [None] * len(documents)
         long_documents = [d for d, ws in by_document.items() if len(ws) > 1]
         if long_documents:
-            best = self.rank_sentences_batch(
-                [queries[d] for d in long_documents], [documents[d] for d in long_documents], top_n=1
+            ranking = SentenceScoring.from_config(self.config)
+            long_sentences, (scores,), long_windows = self._sentence_scores(
+                [queries[d] for d in long_documents],
+                [documents[d] for d in long_documents],
+                [ranking],
+                len(documents),
+                keep_states=_KEPT_WINDOWS,
             )
-            for d, ranked in zip(long_documents, best, strict=True):
-                if not ranked:
+            for j, d in enumerate(long_documents):
+                sentences[d] = long_sentences[j]
+                ranked = _ranked(long_sentences[j], fill_unscored(scores[j]), 1)
+                if not ranked or j not in long_windows:
                     continue
                 sentence = ranked[0]
 
-                def inside(w: int, sentence: ScoredSentence = sentence) -> int:
+                def inside(window: dict[str, Any], sentence: ScoredSentence = sentence) -> int:
                     return sum(
-                        sentence.start_char <= a and b <= sentence.end_char and a < b
-                        for a, b in windows["offset_mapping"][w]
+                        sentence.start_char <= a and b <= sentence.end_char and a < b for a, b in window["offsets"]
                     )
 
-                chosen[d] = max(by_document[d], key=inside)  # max keeps the first of equals
+                chosen[d] = max(long_windows[j], key=inside)  # max keeps the first of equals
         with TOKENIZER_LOCK:
-            padded = tokenizer.pad({"input_ids": [windows["input_ids"][w] for w in chosen]}, return_tensors="pt")
+            padded = tokenizer.pad({"input_ids": [c["input_ids"] for c in chosen]}, return_tensors="pt")
+        input_ids, attention_mask = padded["input_ids"].to(self.device), padded["attention_mask"].to(self.device)
+        encode = [d for d, c in enumerate(chosen) if c["states"] is None]
+        document_states = torch.zeros(
+            len(chosen), input_ids.shape[1], self.config.hidden_size, dtype=self.dtype, device=self.device
+        )
+        if encode:
+            document_states[encode] = self.document_encoder_module(
+                input_ids=input_ids[encode], attention_mask=attention_mask[encode]
+            ).last_hidden_state
+        for d, c in enumerate(chosen):
+            if c["states"] is not None:
+                document_states[d, : len(c["states"])] = c["states"]
         return {
-            "input_ids": padded["input_ids"].to(self.device),
-            "attention_mask": padded["attention_mask"].to(self.device),
-            "offsets": [windows["offset_mapping"][w] for w in chosen],
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "document_states": document_states,
+            "offsets": [c["offsets"] for c in chosen],
+            "sentences": [
+                split_sentences(doc) if s is None else s for doc, s in zip(documents, sentences, strict=True)
+            ],
         }
 
     def _word_starts(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -1147,23 +1204,26 @@ class GeARModel(PreTrainedModel):
         return ~self._continuation_ids.to(input_ids.device)[input_ids]
 
     def _top_sentence_tokens(
-        self, documents: list[str], offsets: list[list[tuple[int, int]]], token_attention: torch.Tensor, top_n: int
+        self,
+        sentences: list[list[Sentence]],
+        offsets: list[list[tuple[int, int]]],
+        token_attention: torch.Tensor,
+        top_n: int,
     ) -> torch.Tensor:
         """(B, Ld) bool: the window tokens inside the window's ``top_n`` sentences by cross-attention (the
         ranking's scores, from the fusion pass the decoder reads anyway)."""
         scoring = SentenceScoring.from_config(self.config)
         inside = torch.zeros_like(token_attention, dtype=torch.bool)
-        for row, (document, window) in enumerate(zip(documents, offsets, strict=True)):
-            sentences = split_sentences(document)
-            if not sentences:
+        for row, (document_sentences, window) in enumerate(zip(sentences, offsets, strict=True)):
+            if not document_sentences:
                 continue
             spans = np.asarray(window).reshape(-1, 2)
             # One token-to-sentence map serves the scores and the mask; [CLS] and [SEP] (empty spans) get -1.
-            token_sentence = token_sentence_index(spans[:, 0], spans[:, 1], sentences)
+            token_sentence = token_sentence_index(spans[:, 0], spans[:, 1], document_sentences)
             scores = pool_sentences(
                 token_attention[row, : len(spans)].float().cpu().numpy(),
                 token_sentence,
-                len(sentences),
+                len(document_sentences),
                 scoring.sentence_pooling,
             )
             scored = np.flatnonzero(~np.isnan(scores))
@@ -1188,7 +1248,7 @@ class GeARModel(PreTrainedModel):
         query_inputs = self._tokenize(queries, self.config.max_query_length)
         windows = self._evidence_windows(queries, documents)
         document_inputs = {k: windows[k] for k in ("input_ids", "attention_mask")}
-        document_states = self.document_encoder_module(**document_inputs).last_hidden_state
+        document_states = windows["document_states"]
         ranking_layer = self.config.ranking_layer_index
         fused, attention_logits = self.fuse(
             query_inputs["input_ids"],
@@ -1212,7 +1272,9 @@ class GeARModel(PreTrainedModel):
         if spans_only:
             quotable = self._content_mask(document_inputs["input_ids"], document_inputs["attention_mask"])
             if span_sentences:
-                quotable &= self._top_sentence_tokens(documents, windows["offsets"], token_attention, span_sentences)
+                quotable &= self._top_sentence_tokens(
+                    windows["sentences"], windows["offsets"], token_attention, span_sentences
+                )
             constraint = SpanConstraint(
                 document_inputs["input_ids"], quotable, self._word_starts(document_inputs["input_ids"])
             )
@@ -1287,6 +1349,11 @@ class GeARModel(PreTrainedModel):
         """The evidence / answer the decoder writes for this query and document (greedy; ``options`` as
         :meth:`generate_batch` takes them)."""
         return self.generate_batch([query], [document], max_new_tokens=max_new_tokens, **options)[0]
+
+
+#: A long document's windows whose document-tower states evidence generation keeps from the ranking pass (longer
+#: documents encode their chosen window again); bounds the memory kept: about 0.3 MB a window at 192 x 384 float32.
+_KEPT_WINDOWS = 8
 
 
 @contextlib.contextmanager

@@ -133,12 +133,14 @@ class WindowScores:
     ``token_scores[k]`` (B, Ld): the attention each token receives under scoring ``k``;
     ``log_attention_mass[k]`` (B,): the log of the window's softmax denominator, pooled over heads and query
     tokens as scoring ``k`` pools attention (how strongly the query attends to this window as a whole);
-    ``embeddings`` (B, dim): the window's bi-encoder embedding, from the same document states.
+    ``embeddings`` (B, dim): the window's bi-encoder embedding, from the same document states;
+    ``document_states`` (B, Ld, hidden): those states (evidence generation reuses them rather than encode again).
     """
 
     token_scores: list[torch.Tensor]
     log_attention_mass: list[torch.Tensor]
     embeddings: torch.Tensor
+    document_states: torch.Tensor | None = None
 
 
 def window_sentence_scores(

@@ -8,6 +8,7 @@ from conftest import tiny_gear
 from gear_core import GeARConfig, GeARModel
 from gear_core.momentum import MomentumEncoder
 from gear_core.scoring import pool_attention, pool_sentences
+from gear_core.text import split_sentences
 
 DOCUMENT = (
     "The Eiffel Tower is in Paris. It was finished in 1889. It was finished in 1889. "
@@ -308,20 +309,38 @@ def test_generation_lengths_and_bad_values(copying_model):
             copying_model.generate("q", "A document.", max_new_tokens=bad)
 
 
-def test_evidence_is_read_at_the_window_of_the_best_sentence(copying_model, monkeypatch):
-    from gear_core.text import ScoredSentence
+@pytest.mark.parametrize("kept_windows", [8, 0], ids=["states-kept", "encoded-again"])
+def test_evidence_is_read_at_the_window_of_the_best_sentence(copying_model, monkeypatch, kept_windows):
+    """The decoder reads the window holding most of the sentence ``rank_sentences`` puts first, with the document
+    tower's own states for it, whether they come from the ranking pass or are encoded again."""
+    import gear_core.modeling
 
-    sentences = [f"Sentence number {i} is filler text here." for i in range(12)]
-    document = " ".join(sentences)
-    target = document.index(sentences[10])
-    best = ScoredSentence(sentences[10], target, target + len(sentences[10]), 1.0)
-    monkeypatch.setattr(copying_model, "rank_sentences_batch", lambda queries, documents, top_n: [[best]])
-    window = copying_model._evidence_windows(["q"], [document])
-    text = copying_model.tokenizer.decode(window["input_ids"][0], skip_special_tokens=True)
-    assert "sentence number 10 is filler text here" in text
-    assert "sentence number 0 is" not in text  # not the first window
-    short = copying_model._evidence_windows(["q"], ["One short document."])
-    assert short["input_ids"].shape[1] == len(copying_model.tokenizer("One short document.")["input_ids"])
+    monkeypatch.setattr(gear_core.modeling, "_KEPT_WINDOWS", kept_windows)
+    copying_model.eval()
+    document = " ".join(f"Sentence number {i} tells of the {w} river." for i, w in enumerate("abcdefghijklmn"))
+    queries = ["which river?", "number nine", "the k river", "what tells?"]
+    with torch.no_grad():  # as generate_batch calls it
+        windows = copying_model._evidence_windows([*queries, "q"], [document] * len(queries) + ["One short document."])
+    first_windows = 0
+    for row, query in enumerate(queries):
+        best = copying_model.rank_sentences(query, document, top_n=1)[0]
+        offsets = windows["offsets"][row]
+        inside = sum(best.start_char <= a and b <= best.end_char and a < b for a, b in offsets)
+        every_window = copying_model._document_windows([document])["offset_mapping"]
+        assert len(every_window) > 1
+        assert inside == max(
+            sum(best.start_char <= a and b <= best.end_char and a < b for a, b in w) for w in every_window
+        )
+        first_windows += offsets == every_window[0]
+        length = int(windows["attention_mask"][row].sum())
+        ids = windows["input_ids"][row : row + 1, :length]
+        with torch.no_grad():
+            states = copying_model.document_encoder_module(input_ids=ids).last_hidden_state[0]
+        assert torch.allclose(windows["document_states"][row, :length], states, atol=1e-5)
+        assert windows["sentences"][row] == split_sentences(document)
+    assert first_windows < len(queries)  # the choice is not simply the first window
+    short = windows["input_ids"][len(queries)][: int(windows["attention_mask"][len(queries)].sum())]
+    assert short.tolist() == copying_model.tokenizer("One short document.")["input_ids"]
 
 
 def test_copy_prior_needs_copy():
