@@ -1116,18 +1116,22 @@ class GeARModel(PreTrainedModel):
             raise ValueError("span_sentences keeps spans inside the best sentences: it needs spans_only")
         was_training = self.training
         self.eval()
-        texts = []
-        for start in range(0, len(queries), batch_size):
-            chunk = slice(start, start + batch_size)
-            texts += self._generate(
-                queries[chunk],
-                documents[chunk],
+        texts = [""] * len(queries)
+        # Longest documents first, so a batch holds similar lengths and little padding (as encoding does).
+        order = sorted(range(len(documents)), key=lambda i: -len(documents[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            outputs = self._generate(
+                [queries[i] for i in chunk],
+                [documents[i] for i in chunk],
                 steps,
                 no_repeat_ngram_size,
                 spans_only=spans_only,
                 span_sentences=span_sentences,
                 query_penalty=query_penalty,
             )
+            for i, text in zip(chunk, outputs, strict=True):
+                texts[i] = text
         self.train(was_training)
         return texts
 
@@ -1173,13 +1177,14 @@ class GeARModel(PreTrainedModel):
         with TOKENIZER_LOCK:
             padded = tokenizer.pad({"input_ids": [c["input_ids"] for c in chosen]}, return_tensors="pt")
         input_ids, attention_mask = padded["input_ids"].to(self.device), padded["attention_mask"].to(self.device)
-        encode = [d for d, c in enumerate(chosen) if c["states"] is None]
         document_states = torch.zeros(
             len(chosen), input_ids.shape[1], self.config.hidden_size, dtype=self.dtype, device=self.device
         )
-        if encode:
-            document_states[encode] = self.document_encoder_module(
-                input_ids=input_ids[encode], attention_mask=attention_mask[encode]
+        encode = [d for d, c in enumerate(chosen) if c["states"] is None]
+        if encode:  # padded to the longest of these alone, not to a long document's full window
+            width = max(len(chosen[d]["input_ids"]) for d in encode)
+            document_states[encode, :width] = self.document_encoder_module(
+                input_ids=input_ids[encode, :width], attention_mask=attention_mask[encode, :width]
             ).last_hidden_state
         for d, c in enumerate(chosen):
             if c["states"] is not None:

@@ -398,3 +398,18 @@ def test_batch_size_must_be_a_positive_int(tiny_model):
         for bad in (0, -2, 1.5, True):
             with pytest.raises(ValueError, match="batch_size"):
                 call(bad)
+
+
+def test_batched_generation_returns_each_pairs_own_evidence_in_order(copying_model):
+    """Pairs are batched longest document first; each output still lands at its own pair's place."""
+    documents = [
+        "Short one.",
+        " ".join(f"Sentence {i} of a document that needs two windows." for i in range(12)),
+        "A middle-sized document. It has two sentences.",
+        "Tiny.",
+        "Another document of a few words, with a third sentence. And more. Yes.",
+    ]
+    queries = [f"question {i}?" for i in range(len(documents))]
+    one_by_one = [copying_model.generate(q, d, spans_only=True) for q, d in zip(queries, documents, strict=True)]
+    assert len(set(one_by_one)) > 1  # distinct outputs, so a mix-up would show
+    assert copying_model.generate_batch(queries, documents, batch_size=2, spans_only=True) == one_by_one
