@@ -2,6 +2,7 @@
 
     python benchmarks/evidence_generation.py --model NAME=PATH [--model NAME=PATH ...]
         [--decoding NAME=JSON ...] [--questions 300] [--long-questions 100] [--cost-pairs 64]
+        [--sets squad long nq synthetic]
         [--out benchmarks/results/evidence_generation.md]
 
 Sets: the validation sources training validates on (``benchmarks/validation_sources.py``: held-out SQuAD-train
@@ -86,15 +87,18 @@ def main() -> None:
                         f"- {label}, {decoding}, {name}: {e.question} -> `{o}` (gold: {e.answers[0]})"
                         for e, o in list(zip(examples, outputs, strict=True))[:3]
                     ]
-            pairs = [(e.question, e.context) for e in sets["squad"][: args.cost_pairs]]
-            ms, ratio = cost_ratio(model, pairs, args.batch_size, args.cost_rounds, options)
-            rows.append((label, memory, decoding, "cost", {"ms/pair": ms, "x bi-encoder": ratio}))
+            if "squad" in sets:
+                pairs = [(e.question, e.context) for e in sets["squad"][: args.cost_pairs]]
+                ms, ratio = cost_ratio(model, pairs, args.batch_size, args.cost_rounds, options)
+                rows.append((label, memory, decoding, "cost", {"ms/pair": ms, "x bi-encoder": ratio}))
     lines = [
         "# Evidence generation on every validation source",
         "",
         f"Command: `python benchmarks/evidence_generation.py {' '.join('--model ' + m for m in args.model)} "
         + "".join(f"--decoding {name}='{json.dumps(options)}' " for name, options in decodings)
-        + f"--questions {args.questions} --long-questions {args.long_questions} --cost-pairs {args.cost_pairs}`; "
+        + f"--questions {args.questions} --long-questions {args.long_questions} --cost-pairs {args.cost_pairs}"
+        + ("" if len(sets) == 4 else f" --sets {' '.join(sets)}")
+        + "`; "
         f"torch {torch.__version__}, {args.threads} threads. Questions: "
         + ", ".join(f"{n} {len(e)}" for n, e in sets.items())
         + ". Greedy decoding; long documents are read at the window of their best-ranked sentence.",

@@ -1,7 +1,8 @@
 """Local R@1 on every validation source, GeAR beside both sentence baselines, on the same questions.
 
     python benchmarks/validation_sources.py --model NAME=PATH [--model NAME=PATH ...]
-        [--questions 300] [--long-questions 100] [--out benchmarks/results/validation_sources.md]
+        [--questions 300] [--long-questions 100] [--sets squad long nq synthetic]
+        [--out benchmarks/results/validation_sources.md]
 
 The validation sets are the ones training validates on (``GeARDataModule`` with the fusion-cpu config's data:
 held-out SQuAD-train articles as paragraphs (``squad``) and as whole articles (``long``), held-out NQ examples
@@ -63,12 +64,30 @@ def validation_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--questions", type=int, default=300, help="questions per validation set")
     parser.add_argument("--long-questions", type=int, default=100, help="questions against whole articles")
     parser.add_argument("--triples", action="append", default=None, help="synthetic triples file(s)")
+    parser.add_argument(
+        "--sets", nargs="+", choices=SETS, default=list(SETS), help="which validation sets (default: all four)"
+    )
     return parser
 
 
+SETS = ("squad", "long", "nq", "synthetic")
+DEFAULT_TRIPLES = "runs/data/wiki_extract.jsonl"
+
+
 def sets_from_args(args: argparse.Namespace) -> dict[str, list]:
-    """The validation sets a :func:`validation_parser` command asked for."""
-    return validation_examples(args.questions, args.long_questions, args.triples or ["runs/data/wiki_extract.jsonl"])
+    """The validation sets a :func:`validation_parser` command asked for (``synthetic`` needs the triples that
+    ``gear synthesize`` writes; the other three read ``../shared/data`` alone)."""
+    triples = []
+    if "synthetic" in args.sets:
+        triples = args.triples or [DEFAULT_TRIPLES]
+        missing = [t for t in triples if not Path(t).is_file()]
+        if missing:
+            raise SystemExit(
+                f"no synthetic triples at {', '.join(missing)}: write them with `gear synthesize --wiki-extract ...` "
+                "(README, Training at scale) or leave the set out: --sets squad long nq"
+            )
+    sets = validation_examples(args.questions, args.long_questions, triples)
+    return {name: sets[name] for name in args.sets}
 
 
 def main() -> None:
@@ -126,7 +145,9 @@ def main() -> None:
         "",
         f"Command: `python benchmarks/validation_sources.py {' '.join('--model ' + m for m in args.model)} "
         f"--questions {args.questions} --long-questions {args.long_questions}"
-        f" --window-temperatures {' '.join(f'{t:g}' for t in args.window_temperatures)}`; "
+        f" --window-temperatures {' '.join(f'{t:g}' for t in args.window_temperatures)}"
+        + ("" if len(names) == len(SETS) else f" --sets {' '.join(names)}")
+        + "`; "
         f"torch {torch.__version__}, "
         f"{args.threads} threads. Questions: "
         + ", ".join(f"{n} {len(sets[n])}" for n in names)

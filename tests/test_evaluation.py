@@ -395,3 +395,34 @@ def test_token_attention_is_the_weight_sentence_ranking_reads(tiny_model):
         and 'title="0.2500"' in page
         and "rgba(255, 170, 0, 0.500)" in page
     )
+
+
+def test_validation_benchmarks_pick_sets_and_say_when_synthetic_triples_are_missing(monkeypatch):
+    """``--sets`` picks validation sets; asking for ``synthetic`` without its triples is a one-line error, not a
+    traceback from deep inside the data module (a fresh clone has no ``runs/data``)."""
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("validation_sources", root / "benchmarks" / "validation_sources.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "validation_sources", module)
+    spec.loader.exec_module(module)
+    parser = module.validation_parser("test")
+    assert parser.parse_args([]).sets == ["squad", "long", "nq", "synthetic"]
+    assert parser.parse_args(["--sets", "nq", "squad"]).sets == ["nq", "squad"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sets", "trivia"])
+    args = parser.parse_args(["--sets", "synthetic", "--triples", "no/such/triples.jsonl"])
+    with pytest.raises(SystemExit, match=r"no synthetic triples at no/such/triples\.jsonl.*--sets squad long nq"):
+        module.sets_from_args(args)
+    asked = {}
+
+    def fake_examples(questions, long_questions, triples_paths):
+        asked["triples"] = triples_paths
+        return {"squad": ["s"], "long": ["l"], "nq": ["n"]}
+
+    monkeypatch.setattr(module, "validation_examples", fake_examples)
+    assert module.sets_from_args(parser.parse_args(["--sets", "nq", "squad"])) == {"nq": ["n"], "squad": ["s"]}
+    assert asked["triples"] == []  # the synthetic triples are not read when that set is not asked for
