@@ -45,6 +45,10 @@ DATA = {
     )
 }
 
+#: The validation sets, and where the synthetic one's triples are written by `gear synthesize`.
+SETS = ("squad", "long", "nq", "synthetic")
+DEFAULT_TRIPLES = "runs/data/wiki_extract.jsonl"
+
 
 def validation_examples(questions: int, long_questions: int, triples_paths: list[str]) -> dict[str, list]:
     data = GeARDataModule(
@@ -68,10 +72,6 @@ def validation_parser(description: str) -> argparse.ArgumentParser:
         "--sets", nargs="+", choices=SETS, default=list(SETS), help="which validation sets (default: all four)"
     )
     return parser
-
-
-SETS = ("squad", "long", "nq", "synthetic")
-DEFAULT_TRIPLES = "runs/data/wiki_extract.jsonl"
 
 
 def sets_from_args(args: argparse.Namespace) -> dict[str, list]:

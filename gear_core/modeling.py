@@ -1140,7 +1140,8 @@ class GeARModel(PreTrainedModel):
         document the window holding most of its best-ranked sentence (the first such window on a tie). A document
         of at most ``_KEPT_WINDOWS`` windows reuses the ranking pass's states; a longer one encodes its window
         again (one window of many). Tensors ``input_ids``, ``attention_mask`` and ``document_states``, and per
-        document ``offsets`` (the window's (start, end) characters per token) and ``sentences``."""
+        document ``offsets`` (the window's (start, end) characters per token) and ``sentences`` (a long document's,
+        from its ranking; None for the others, which nothing has split yet)."""
         tokenizer = self._require_tokenizer()
         windows = self._document_windows(documents)
         by_document: dict[int, list[int]] = {}
@@ -1194,9 +1195,7 @@ class GeARModel(PreTrainedModel):
             "attention_mask": attention_mask,
             "document_states": document_states,
             "offsets": [c["offsets"] for c in chosen],
-            "sentences": [
-                split_sentences(doc) if s is None else s for doc, s in zip(documents, sentences, strict=True)
-            ],
+            "sentences": sentences,
         }
 
     def _word_starts(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -1277,9 +1276,10 @@ class GeARModel(PreTrainedModel):
         if spans_only:
             quotable = self._content_mask(document_inputs["input_ids"], document_inputs["attention_mask"])
             if span_sentences:
-                quotable &= self._top_sentence_tokens(
-                    windows["sentences"], windows["offsets"], token_attention, span_sentences
-                )
+                sentences = [  # split only when needed, and a long document only once (its ranking did)
+                    split_sentences(d) if s is None else s for d, s in zip(documents, windows["sentences"], strict=True)
+                ]
+                quotable &= self._top_sentence_tokens(sentences, windows["offsets"], token_attention, span_sentences)
             constraint = SpanConstraint(
                 document_inputs["input_ids"], quotable, self._word_starts(document_inputs["input_ids"])
             )
