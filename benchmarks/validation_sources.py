@@ -9,7 +9,8 @@ held-out SQuAD-train articles as paragraphs (``squad``) and as whole articles (`
 (``nq``), held-out titles of the synthetic Wikipedia triples (``synthetic``)); none of them is ever trained on,
 and the SQuAD ``test`` articles are not among them. Every GeAR model is scored with each window weighting
 (``GeARConfig.ranking_window_weighting``) from one fusion pass; they differ only on documents longer than one
-window. Baselines: BM25 over each document's sentences, all-MiniLM-L6-v2 sentence embeddings, first sentence.
+window; the lexical mixes (``GeARConfig.ranking_lexical_weight``) add BM25 over each document's sentences.
+Baselines: BM25 over each document's sentences, all-MiniLM-L6-v2 sentence embeddings, first sentence.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ DATA = {
 #: The validation sets, and where the synthetic one's triples are written by `gear synthesize`.
 SETS = ("squad", "long", "nq", "synthetic")
 DEFAULT_TRIPLES = "runs/data/wiki_extract.jsonl"
+DEFAULT_OUT = "benchmarks/results/validation_sources.md"
 
 
 def validation_examples(questions: int, long_questions: int, triples_paths: list[str]) -> dict[str, list]:
@@ -101,8 +103,23 @@ def main() -> None:
         default=[0.02, 0.05, 0.1, 0.2],
         help="also score 'retrieval' window weighting at these temperatures",
     )
+    parser.add_argument(
+        "--lexical-weights",
+        type=float,
+        nargs="*",
+        default=[0.0, 0.25, 0.5, 0.75],
+        help="also score the configured scoring with BM25 mixed in at these weights (ranking_lexical_weight; "
+        "0: cross-attention alone) ...",
+    )
+    parser.add_argument(
+        "--lexical-temperatures",
+        type=float,
+        nargs="*",
+        default=[0.5, 1.0, 2.0],
+        help="... and each of these BM25 temperatures (ranking_lexical_temperature)",
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results/validation_sources.md")
+    parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -128,6 +145,12 @@ def main() -> None:
             for t in args.window_temperatures
             if t != configured.window_temperature
         ]
+        scorings += [
+            dataclasses.replace(configured, lexical_weight=w, lexical_temperature=t if w else 1.0)
+            for w in args.lexical_weights
+            for t in args.lexical_temperatures
+        ]
+        scorings = list(dict.fromkeys(scorings))  # the configured one may be among them
         for name, examples in sets.items():
             tick = time.perf_counter()
             results = scoring_ablation(model, examples, scorings, batch_size=args.batch_size)
@@ -137,7 +160,10 @@ def main() -> None:
                 weighting = scoring.window_weighting
                 if weighting == "retrieval":
                     weighting += f" (temperature {scoring.window_temperature:g})"
-                system = f"GeAR {label}, windows {weighting}{mark}"
+                system = f"GeAR {label}, windows {weighting}"
+                if scoring.lexical_weight:
+                    system += f", BM25 {scoring.lexical_weight:g} (temperature {scoring.lexical_temperature:g})"
+                system += mark
                 details.setdefault(system, {})[name] = metrics
     names = list(sets)
     lines = [
@@ -146,7 +172,10 @@ def main() -> None:
         f"Command: `python benchmarks/validation_sources.py {' '.join('--model ' + m for m in args.model)} "
         f"--questions {args.questions} --long-questions {args.long_questions}"
         f" --window-temperatures {' '.join(f'{t:g}' for t in args.window_temperatures)}"
+        f" --lexical-weights {' '.join(f'{w:g}' for w in args.lexical_weights)}"
+        f" --lexical-temperatures {' '.join(f'{t:g}' for t in args.lexical_temperatures)}"
         + ("" if len(names) == len(SETS) else f" --sets {' '.join(names)}")
+        + ("" if args.out == DEFAULT_OUT else f" --out {args.out}")
         + "`; "
         f"torch {torch.__version__}, "
         f"{args.threads} threads. Questions: "

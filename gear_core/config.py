@@ -49,6 +49,8 @@ _INT_FIELDS = (
 )
 _FLOAT_FIELDS = (
     "ranking_window_temperature",
+    "ranking_lexical_weight",
+    "ranking_lexical_temperature",
     "generation_query_penalty",
     "contrastive_temperature",
     "momentum",
@@ -105,6 +107,13 @@ class GeARConfig(PretrainedConfig):
             one-window document scores the same under all three.
         ranking_window_temperature: the temperature of ``"retrieval"`` window weighting (lower: the best-matching
             window dominates more).
+        ranking_lexical_weight: the share of BM25 in a sentence's score, in [0, 1]. 0 (the default, and the
+            paper): cross-attention alone. Otherwise a document's sentence scores become one distribution,
+            ``(1 - w)`` of the attention normalised to sum to 1 plus ``w`` of a softmax of BM25 over the
+            document's own sentences (:func:`~gear_core.scoring.mix_lexical`; needs ``bm25s``). It costs no
+            model pass and helps most on long documents (benchmarks/results/validation_sources.md).
+        ranking_lexical_temperature: the temperature of that BM25 softmax (lower: the best lexical match
+            dominates the lexical share more).
         decoder_num_layers: layers of the evidence decoder; ``None`` means as many as the encoder.
         decoder_init: ``"random"`` (the paper) or ``"encoder"`` (copy the encoder's weights where they fit).
         decoder_memory: what the decoder's cross-attention reads: the fused query states alone (``"query"``, the
@@ -162,6 +171,8 @@ class GeARConfig(PretrainedConfig):
         ranking_sentence_pooling: SentencePooling = "sum",
         ranking_window_weighting: WindowWeighting = "retrieval",
         ranking_window_temperature: float = 0.07,
+        ranking_lexical_weight: float = 0.0,
+        ranking_lexical_temperature: float = 1.0,
         decoder_num_layers: int | None = None,
         decoder_init: Literal["random", "encoder"] = "random",
         decoder_memory: DecoderMemory = "query",
@@ -199,6 +210,8 @@ class GeARConfig(PretrainedConfig):
         self.ranking_sentence_pooling = ranking_sentence_pooling
         self.ranking_window_weighting = ranking_window_weighting
         self.ranking_window_temperature = ranking_window_temperature
+        self.ranking_lexical_weight = ranking_lexical_weight
+        self.ranking_lexical_temperature = ranking_lexical_temperature
         self.decoder_num_layers = decoder_num_layers
         self.decoder_init = decoder_init
         self.decoder_memory = decoder_memory
@@ -290,8 +303,11 @@ class GeARConfig(PretrainedConfig):
             raise ValueError(f"generation_span_sentences must not be negative, got {self.generation_span_sentences}")
         if self.generation_span_sentences and not self.generation_spans_only:
             raise ValueError("generation_span_sentences needs generation_spans_only")
-        if not self.ranking_window_temperature > 0:
-            raise ValueError(f"ranking_window_temperature must be positive, got {self.ranking_window_temperature}")
+        for name in ("ranking_window_temperature", "ranking_lexical_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.ranking_lexical_weight <= 1:
+            raise ValueError(f"ranking_lexical_weight must lie in [0, 1], got {self.ranking_lexical_weight}")
         if not 0 <= self.document_stride < self.max_document_length // 2:
             raise ValueError("document_stride must be smaller than half of max_document_length")
 

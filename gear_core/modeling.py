@@ -48,8 +48,10 @@ from gear_core.losses import (
 from gear_core.scoring import (
     SentenceScoring,
     WindowScores,
+    bm25_sentence_scores,
     document_sentence_scores,
     fill_unscored,
+    mix_lexical,
     pool_attention,
     pool_sentences,
     window_sentence_scores,
@@ -1012,6 +1014,7 @@ class GeARModel(PreTrainedModel):
             for p, query in zip(long_pairs, query_embeddings, strict=True):
                 cosine[p] = window_embeddings[by_pair[p]] @ query
         for pair, ws in by_pair.items():
+            lexical = None  # BM25 of this pair's sentences: computed once, for the scorings that mix it in
             for k, scoring in enumerate(scorings):
                 scores[k][pair] = document_sentence_scores(
                     [per_window[w][k] for w in ws],
@@ -1019,6 +1022,12 @@ class GeARModel(PreTrainedModel):
                     cosine.get(pair),
                     scoring,
                 )
+                if scoring.lexical_weight > 0:
+                    if lexical is None:
+                        lexical = bm25_sentence_scores(queries[pair], [s.text for s in sentences[pair]])
+                    scores[k][pair] = mix_lexical(
+                        scores[k][pair], lexical, scoring.lexical_weight, scoring.lexical_temperature
+                    )
         pair_windows = {
             pair: [
                 {
@@ -1058,7 +1067,8 @@ class GeARModel(PreTrainedModel):
         """Rank each document's sentences for its query by fusion cross-attention, best first.
 
         Documents longer than the window are read in overlapping windows, combined as the config's
-        ``ranking_window_weighting`` says. Each result's ``document[start_char:end_char] == text``.
+        ``ranking_window_weighting`` says; ``ranking_lexical_weight`` mixes BM25 in. Each result's
+        ``document[start_char:end_char] == text``.
         """
         if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
             raise ValueError(f"top_n must be a positive int or None (every sentence), got {top_n!r}")

@@ -3,8 +3,9 @@
 The main research knob of GeAR's local retrieval, in one place: the choices (as Literals, shared with
 :class:`~gear_core.config.GeARConfig`), the poolings (heads, query tokens, a sentence's tokens), how the windows of
 a long document combine, and the one rule for a sentence no token of which received attention (score 0, the
-least any attention gives). ``GeARModel.sentence_scores_batch`` runs the fusion pass and calls these; serving,
-evaluation and the ablation all read the same scores.
+least any attention gives), and the optional lexical share: BM25 over the document's own sentences mixed into
+the attention (:func:`mix_lexical`). ``GeARModel.sentence_scores_batch`` runs the fusion pass and calls these;
+serving, evaluation and the ablation all read the same scores.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ class SentenceScoring:
     tokens averaged (``"mean"``), the words only, without [CLS]/[SEP] (``"content"``), their maximum (``"max"``)
     or [CLS] alone (``"cls"``); ``sentence_pooling`` turns a sentence's token weights into its score
     (``"sum"``/``"mean"``/``"max"``); ``window_weighting`` and ``window_temperature`` make the windows of a long
-    document comparable (``GeARConfig.ranking_window_weighting``). Serving uses the config's choice
-    (:meth:`from_config`); the ablation tries many on the same attention.
+    document comparable (``GeARConfig.ranking_window_weighting``); ``lexical_weight`` and ``lexical_temperature``
+    mix BM25 into the scores (:func:`mix_lexical`, ``GeARConfig.ranking_lexical_weight``). Serving uses the
+    config's choice (:meth:`from_config`); the ablation tries many on the same attention.
     """
 
     layer: int
@@ -57,6 +59,8 @@ class SentenceScoring:
     sentence_pooling: SentencePooling = "sum"
     window_weighting: WindowWeighting = "retrieval"
     window_temperature: float = 0.07
+    lexical_weight: float = 0.0
+    lexical_temperature: float = 1.0
 
     @classmethod
     def from_config(cls, config: GeARConfig) -> SentenceScoring:
@@ -67,6 +71,8 @@ class SentenceScoring:
             config.ranking_sentence_pooling,
             config.ranking_window_weighting,
             config.ranking_window_temperature,
+            config.ranking_lexical_weight,
+            config.ranking_lexical_temperature,
         )
 
 
@@ -172,3 +178,51 @@ def document_sentence_scores(
     elif len(window_scores) > 1 and scoring.window_weighting == "retrieval":
         log_weights = np.asarray(window_cosine) / scoring.window_temperature
     return combine_windows(window_scores, log_weights)
+
+
+def bm25_tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """The BM25 analysis: bm25s' tokenizer, English stop words, Snowball stemming (PyStemmer)."""
+    import bm25s
+
+    try:
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer("english")
+    except ImportError:  # PyStemmer is a dependency; without it BM25 still works, unstemmed
+        stemmer = None
+    return bm25s.tokenize(list(texts), stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)
+
+
+def bm25_sentence_scores(query: str, sentences: Sequence[str]) -> np.ndarray:
+    """BM25 score of each sentence for ``query``, the document's own sentences being the corpus (its statistics
+    included), as bm25s computes it (Lucene's variant). A query of stop words alone scores every sentence 0."""
+    import bm25s
+
+    terms = bm25_tokenize([query])[0]
+    if not terms or not sentences:
+        return np.zeros(len(sentences))
+    retriever = bm25s.BM25()
+    retriever.index(bm25_tokenize(sentences), show_progress=False)
+    return np.asarray(retriever.get_scores(terms), dtype=np.float64)
+
+
+def mix_lexical(
+    attention_scores: np.ndarray, lexical_scores: np.ndarray, weight: float, temperature: float
+) -> np.ndarray:
+    """One distribution over a document's sentences: ``(1 - weight)`` of the cross-attention scores normalised to
+    sum to 1, plus ``weight`` of a softmax of the lexical (BM25) scores at ``temperature``.
+
+    Why: attention alone misses exact rare-word matches out of its training domain and on long documents, where
+    BM25 is strong; BM25 alone misses paraphrase. Both become distributions first, so neither's scale (attention
+    sums to about 1 per window, BM25 grows with rare terms) decides the mix. Unscored sentences (NaN) count as 0
+    attention; a query with no lexical match gives a uniform lexical part, which leaves the attention order as is.
+    """
+    if not 0 <= weight <= 1 or not temperature > 0:
+        raise ValueError(f"need 0 <= weight <= 1 and temperature > 0, got weight={weight}, temperature={temperature}")
+    attention = np.clip(np.nan_to_num(np.asarray(attention_scores, dtype=np.float64), nan=0.0), 0.0, None)
+    total = attention.sum()
+    attention = attention / total if total > 0 else attention
+    logits = np.asarray(lexical_scores, dtype=np.float64) / temperature
+    lexical = np.exp(logits - logits.max()) if len(logits) else logits
+    lexical = lexical / lexical.sum() if len(logits) else lexical
+    return (1 - weight) * attention + weight * lexical

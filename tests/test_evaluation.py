@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from gear_core import GeARModel
+from gear_core import GeARConfig, GeARModel
 from gear_core.cli import main
 from gear_core.data import read_squad
 from gear_core.data.triples import gold_sentence_indices
@@ -155,7 +155,7 @@ def test_evaluate_runs_every_table_with_baselines(tiny_model, tiny_encoder_dir, 
     }
     assert set(report.global_retrieval) == {"squad", "squad+wiki"}
     for systems in report.global_retrieval.values():
-        assert list(systems) == ["BM25", Path(tiny_encoder_dir).name, "GeAR"]
+        assert list(systems) == ["BM25", Path(tiny_encoder_dir).name, "GeAR", "GeAR + BM25 (reciprocal rank fusion)"]
         for metrics in systems.values():
             assert list(metrics) == ["R@1", "R@5", "MAP@5", "R@20"] and all(0 <= v <= 1 for v in metrics.values())
             assert metrics["R@20"] == 1.0  # 20 of 8 or 10 documents: every gold paragraph is found
@@ -220,6 +220,65 @@ def test_combine_windows_keeps_the_best_window_or_weighs_windows_first():
     # weights softmax([0, ln 3]) = (0.25, 0.75): [0.25, max(0.05, 0.375), 0.375]
     assert np.allclose(combine_windows(windows, [0.0, np.log(3.0)]), [0.25, 0.375, 0.375])
     assert np.isnan(combine_windows([np.array([np.nan, 1.0])])[0])
+
+
+def test_mix_lexical_hand_case():
+    from gear_core.scoring import mix_lexical
+
+    # attention [0.6, 0.2, NaN] -> [0.75, 0.25, 0]; BM25 [0, ln 3, 0] at T=1 -> softmax [0.2, 0.6, 0.2]
+    mixed = mix_lexical(np.array([0.6, 0.2, np.nan]), np.array([0.0, np.log(3.0), 0.0]), 0.5, 1.0)
+    assert np.allclose(mixed, [0.475, 0.425, 0.1]) and mixed.sum() == pytest.approx(1.0)
+    # at T=0.5 the lexical part sharpens: softmax [0, 2 ln 3, 0] = [1/11, 9/11, 1/11]
+    assert np.allclose(
+        mix_lexical(np.array([0.6, 0.2, 0.0]), np.array([0.0, np.log(3.0), 0.0]), 1.0, 0.5), [1 / 11, 9 / 11, 1 / 11]
+    )
+    # no lexical match (all 0): a uniform lexical part keeps the attention order
+    flat = mix_lexical(np.array([0.1, 0.3, 0.2]), np.zeros(3), 0.9, 1.0)
+    assert list(np.argsort(-flat)) == [1, 2, 0]
+    assert np.allclose(mix_lexical(np.array([0.1, 0.3]), np.array([5.0, 0.0]), 0.0, 1.0), [0.25, 0.75])
+    assert mix_lexical(np.array([]), np.array([]), 0.5, 1.0).shape == (0,)
+    with pytest.raises(ValueError, match="weight"):
+        mix_lexical(np.array([1.0]), np.array([1.0]), 1.5, 1.0)
+
+
+def test_bm25_sentence_scores_hand_case():
+    from gear_core.scoring import bm25_sentence_scores
+
+    sentences = ["Water boils at 100 degrees.", "Ice is frozen water.", "Steam rises."]
+    scores = bm25_sentence_scores("At what temperature does water boil?", sentences)
+    assert scores.argmax() == 0 and scores[2] == 0.0 and scores[1] > 0  # "boil" is stemmed; "water" in two
+    assert np.all(bm25_sentence_scores("what is the", sentences) == 0)  # stop words only
+    assert bm25_sentence_scores("water", []).shape == (0,)
+
+
+def test_lexical_weight_mixes_bm25_into_the_ranking(tiny_model):
+    """Weight 0 is cross-attention alone; weight 1 is BM25's order; in between, one distribution per document."""
+    configured = SentenceScoring.from_config(tiny_model.config)
+    assert configured.lexical_weight == 0.0
+    scorings = [dataclasses.replace(configured, lexical_weight=w) for w in (0.0, 0.5, 1.0)]
+    documents = [
+        "Paris is in France. The Seine flows through it. Bread is sold on every street.",
+        " ".join(f"Topic {i} is about the number {i}." for i in range(40)) + " Zebras graze on the savanna.",
+    ]
+    queries = ["where do zebras graze", "where do zebras graze"]
+    sentences, (alone, half, lexical) = tiny_model.sentence_scores_batch(queries, documents, scorings)
+    _, (reference,) = tiny_model.sentence_scores_batch(queries, documents)
+    for p in range(2):
+        assert np.allclose(alone[p], reference[p], equal_nan=True)
+        assert half[p].sum() == pytest.approx(1.0) and lexical[p].sum() == pytest.approx(1.0)
+        bm25 = baselines.bm25_sentence_rankings(
+            [QuestionExample(queries[p], queries[p], (), "d", documents[p], tuple(sentences[p]), frozenset())]
+        )[0]
+        assert ranking_from_scores(lexical[p].tolist()) == bm25
+    assert "Zebras" in sentences[1][int(np.argmax(lexical[1]))].text
+    settings = tiny_model.config.to_dict()
+    mixed = GeARConfig(**{**settings, "ranking_lexical_weight": 0.5, "ranking_lexical_temperature": 2.0})
+    assert SentenceScoring.from_config(mixed) == dataclasses.replace(
+        configured, lexical_weight=0.5, lexical_temperature=2.0
+    )
+    for bad in ({"ranking_lexical_weight": 1.5}, {"ranking_lexical_weight": -0.1}, {"ranking_lexical_temperature": 0}):
+        with pytest.raises(ValueError, match="ranking_lexical"):
+            GeARConfig(**{**settings, **bad})
 
 
 def test_window_weighting_changes_only_documents_longer_than_a_window(tiny_model):
@@ -426,3 +485,10 @@ def test_validation_benchmarks_pick_sets_and_say_when_synthetic_triples_are_miss
     monkeypatch.setattr(module, "validation_examples", fake_examples)
     assert module.sets_from_args(parser.parse_args(["--sets", "nq", "squad"])) == {"nq": ["n"], "squad": ["s"]}
     assert asked["triples"] == []  # the synthetic triples are not read when that set is not asked for
+
+
+def test_reciprocal_rank_fusion_hand_case():
+    # a: 1/60 + 1/62 = 0.032796; b: 1/61 + 1/60 = 0.033060; c: 1/62; d: 1/61 -> b, a, d, c
+    assert baselines.reciprocal_rank_fusion([["a", "b", "c"], ["b", "d", "a"]]) == ["b", "a", "d", "c"]
+    assert baselines.reciprocal_rank_fusion([["x", "y"], ["y", "x"]]) == ["x", "y"]  # a tie: first seen first
+    assert baselines.reciprocal_rank_fusion([["a", "b"]], k=1.0) == ["a", "b"]

@@ -323,3 +323,29 @@ def test_from_defaults_with_a_docstore_and_its_refusals(tiny_model):
         GeARRetriever.from_defaults(nodes=nodes(), docstore=store, model=tiny_model)
     with pytest.raises(ValueError, match="got none"):
         GeARRetriever.from_defaults(model=tiny_model)
+
+
+def test_hybrid_with_bm25_through_query_fusion(tiny_model):
+    """The documented hybrid recipe: LlamaIndex's QueryFusionRetriever merges GeAR and BM25 by reciprocal rank
+    (gear_core's benchmark measures the same merge), and the highlighter still annotates what it returns."""
+    bm25 = pytest.importorskip("llama_index.retrievers.bm25", reason="llama-index-retrievers-bm25 is not installed")
+    from llama_index.core.retrievers import QueryFusionRetriever
+
+    from gear_core.evaluation.baselines import reciprocal_rank_fusion
+
+    given = nodes()
+    gear = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2)
+    lexical = bm25.BM25Retriever.from_defaults(nodes=given, similarity_top_k=2)
+    hybrid = QueryFusionRetriever(
+        [gear, lexical], mode="reciprocal_rerank", num_queries=1, use_async=False, llm=MockLLM(), similarity_top_k=3
+    )
+    query = "At what degrees does water freeze?"
+    gear_ids = [r.node.node_id for r in gear.retrieve(query)]
+    bm25_ids = [r.node.node_id for r in lexical.retrieve(query)]
+    results = hybrid.retrieve(query)
+    assert [r.node.node_id for r in results] == reciprocal_rank_fusion([gear_ids, bm25_ids])[:3]
+    assert "water" in [r.node.node_id for r in results]  # BM25's first, whatever the tiny model ranks
+    engine = RetrieverQueryEngine.from_args(
+        hybrid, llm=MockLLM(), node_postprocessors=[GeARHighlighter(model=tiny_model)]
+    )
+    assert all(s.node.metadata[HIGHLIGHTS_KEY] for s in engine.query(query).source_nodes)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 # Optional packages, by the pyproject extra that installs them.
-EXTRAS = {"lightning": "train", "jsonargparse": "train", "datasets": "train", "bm25s": "eval", "Stemmer": "eval"}
+EXTRAS = {"lightning": "train", "jsonargparse": "train", "datasets": "train"}
 
 
 class CommandError(Exception):

@@ -32,8 +32,9 @@ class TokenWeight:
 
 
 def layer_scorings(model: GeARModel) -> list[SentenceScoring]:
-    """The configured scoring read at every fusion layer that has cross-attention (Figure 4's rows)."""
-    configured = SentenceScoring.from_config(model.config)
+    """The configured scoring read at every fusion layer that has cross-attention (Figure 4's rows), attention
+    alone: no lexical share, so each row measures that layer."""
+    configured = dataclasses.replace(SentenceScoring.from_config(model.config), lexical_weight=0.0)
     return [dataclasses.replace(configured, layer=layer) for layer in model.config.cross_attention_layer_indices]
 
 

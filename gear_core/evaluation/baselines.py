@@ -19,6 +19,7 @@ import numpy as np
 from gear_core.evaluation.metrics import ranking_from_scores
 from gear_core.evaluation.tasks import QuestionExample
 from gear_core.retrieval.index import DocumentIndex
+from gear_core.scoring import bm25_sentence_scores, bm25_tokenize
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -83,18 +84,6 @@ def dense_sentence_rankings(
     return rankings
 
 
-def _bm25_tokenize(texts: Sequence[str]) -> list[list[str]]:
-    import bm25s
-
-    try:
-        import Stemmer
-
-        stemmer = Stemmer.Stemmer("english")
-    except ImportError:  # PyStemmer is a dependency; without it BM25 still works, unstemmed
-        stemmer = None
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)
-
-
 def bm25_search(
     queries: Sequence[str], corpus_ids: Sequence[str], corpus_texts: Sequence[str], k: int
 ) -> list[list[str]]:
@@ -102,28 +91,30 @@ def bm25_search(
     import bm25s
 
     retriever = bm25s.BM25()
-    retriever.index(_bm25_tokenize(corpus_texts), show_progress=False)
+    retriever.index(bm25_tokenize(corpus_texts), show_progress=False)
     documents, _ = retriever.retrieve(
-        _bm25_tokenize(queries), k=min(k, len(corpus_texts)), show_progress=False, n_threads=1
+        bm25_tokenize(queries), k=min(k, len(corpus_texts)), show_progress=False, n_threads=1
     )
     return [[corpus_ids[int(i)] for i in row] for row in documents]
 
 
-def bm25_sentence_rankings(examples: Sequence[QuestionExample]) -> list[list[int]]:
-    """Each paragraph's sentences ranked by BM25, the paragraph's sentences being the corpus (statistics included)."""
-    import bm25s
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: float = 60.0) -> list[str]:
+    """Ids of several rankings merged by the sum of 1 / (k + rank), rank counted from 0: what LlamaIndex's
+    ``QueryFusionRetriever(mode="reciprocal_rerank")`` does with its retrievers' results (k = 60, Cormack et al.,
+    2009). Ties keep the order in which ids were first seen."""
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, id_ in enumerate(ranking):
+            fused[id_] = fused.get(id_, 0.0) + 1.0 / (k + rank)
+    return sorted(fused, key=lambda id_: -fused[id_])
 
-    retrievers: dict[str, bm25s.BM25] = {}
-    rankings = []
-    for example in examples:
-        if example.paragraph_id not in retrievers:
-            retriever = bm25s.BM25()
-            retriever.index(_bm25_tokenize([s.text for s in example.sentences]), show_progress=False)
-            retrievers[example.paragraph_id] = retriever
-        query = _bm25_tokenize([example.question])[0]
-        scores = retrievers[example.paragraph_id].get_scores(query) if query else np.zeros(len(example.sentences))
-        rankings.append(ranking_from_scores(np.asarray(scores, dtype=float).tolist()))
-    return rankings
+
+def bm25_sentence_rankings(examples: Sequence[QuestionExample]) -> list[list[int]]:
+    """Each paragraph's sentences ranked by BM25, the paragraph's sentences being the corpus (statistics included):
+    :func:`~gear_core.scoring.bm25_sentence_scores`, the lexical part of GeAR's ``ranking_lexical_weight``."""
+    return [
+        ranking_from_scores(bm25_sentence_scores(e.question, [s.text for s in e.sentences]).tolist()) for e in examples
+    ]
 
 
 def first_sentence_rankings(examples: Sequence[QuestionExample]) -> list[list[int]]:

@@ -23,7 +23,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +47,10 @@ from gear_core.evaluation.metrics import (
     retrieval_metrics,
     token_f1,
 )
-from gear_core.evaluation.ranking import gear_rankings
+from gear_core.evaluation.ranking import scoring_rankings
 from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples, sample_in_order
 from gear_core.evidence import DEFAULT_MIN_SUPPORT, ground_evidence
+from gear_core.scoring import SentenceScoring
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -65,6 +66,7 @@ PAPER = {
 }
 GLOBAL_METRICS = {"recall_ks": (1, 5, 20), "map_ks": (5,)}
 LOCAL_METRICS = {"recall_ks": (1, 3), "map_ks": (1, 3)}
+HYBRID_GLOBAL = "GeAR + BM25 (reciprocal rank fusion)"
 
 
 @dataclass
@@ -222,6 +224,11 @@ def _global(
                 model, queries, corpus_ids, corpus_texts, k, settings.batch_size, corpus_embeddings=vectors["GeAR"][:n]
             ),
         }
+        # What a LlamaIndex user gets from QueryFusionRetriever over GeAR and BM25 retrievers of top k each.
+        rankings[HYBRID_GLOBAL] = [
+            baselines.reciprocal_rank_fusion([gear, bm25])[:k]
+            for gear, bm25 in zip(rankings["GeAR"], rankings["BM25"], strict=True)
+        ]
         results[corpus_name] = {
             system: retrieval_metrics(ranking, golds, **GLOBAL_METRICS) for system, ranking in rankings.items()
         }
@@ -253,11 +260,18 @@ def local_retrieval_metrics(
             random_row[f"MAP@{k}"] = mean(
                 expected_random_average_precision_at_k(len(e.sentences), len(e.gold_sentences), k) for e in examples
             )
+    # "GeAR (cross-attention)" is always the attention alone (a stable key); a model that mixes BM25 in
+    # (ranking_lexical_weight) also gets its configured ranking, from the same pass.
+    configured = SentenceScoring.from_config(model.config)
+    systems = {"GeAR (cross-attention)": replace(configured, lexical_weight=0.0)}
+    if configured.lexical_weight:
+        systems[f"GeAR (cross-attention + BM25, weight {configured.lexical_weight:g})"] = configured
+    gear = scoring_rankings(model, examples, list(systems.values()), batch_size=min(16, batch_size))
     rankings = {
         "first sentence": baselines.first_sentence_rankings(examples),
         "BM25 (sentences)": baselines.bm25_sentence_rankings(examples),
         f"{baseline_name} (sentences)": baselines.dense_sentence_rankings(baseline, examples, batch_size),
-        "GeAR (cross-attention)": gear_rankings(model, examples, batch_size=min(16, batch_size)),
+        **dict(zip(systems, gear, strict=True)),
     }
     results = {"random (expected)": random_row}
     results.update({name: retrieval_metrics(r, golds, **LOCAL_METRICS) for name, r in rankings.items()})

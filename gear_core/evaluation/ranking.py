@@ -1,8 +1,9 @@
 """Local retrieval: rank a question's gold paragraph's sentences, and score every way of reading attention.
 
-``gear_rankings`` is what the evaluation reports; ``scoring_ablation`` reads the cross-attention of every fusion
-layer once per pair and pools it every way the config allows, so choosing the ranking layer and poolings on a
-validation slice costs one pass (benchmarks/sentence_ranking_ablation.py).
+``gear_rankings`` is what the evaluation reports (``scoring_rankings``: several scorings at once);
+``scoring_ablation`` reads the cross-attention of every fusion layer once per pair and pools it every way the
+config allows, so choosing the ranking layer and poolings on a validation slice costs one pass
+(benchmarks/sentence_ranking_ablation.py).
 """
 
 from __future__ import annotations
@@ -67,10 +68,17 @@ def scoring_ablation(
     return {s: retrieval_metrics(rankings[k], golds) for k, s in enumerate(scorings)}
 
 
-def gear_rankings(model: GeARModel, examples: Sequence[QuestionExample], batch_size: int = 16) -> list[list[int]]:
-    """Each example's sentence indices, best first, by the model's configured scoring."""
-    sentences, (scores,) = model.sentence_scores_batch(
-        [e.question for e in examples], [e.context for e in examples], batch_size=batch_size
+def scoring_rankings(
+    model: GeARModel, examples: Sequence[QuestionExample], scorings: Sequence[SentenceScoring], batch_size: int = 16
+) -> list[list[list[int]]]:
+    """Each scoring's rankings (sentence indices, best first, per example), from one fusion pass."""
+    sentences, scores = model.sentence_scores_batch(
+        [e.question for e in examples], [e.context for e in examples], scorings, batch_size=batch_size
     )
     _check_sentences(examples, sentences)
-    return [ranking_from_scores(fill_unscored(s).tolist()) for s in scores]
+    return [[ranking_from_scores(fill_unscored(s).tolist()) for s in per_scoring] for per_scoring in scores]
+
+
+def gear_rankings(model: GeARModel, examples: Sequence[QuestionExample], batch_size: int = 16) -> list[list[int]]:
+    """Each example's sentence indices, best first, by the model's configured scoring."""
+    return scoring_rankings(model, examples, [SentenceScoring.from_config(model.config)], batch_size)[0]
