@@ -195,14 +195,16 @@ def bm25_tokenize(texts: Sequence[str]) -> list[list[str]]:
 
 def bm25_sentence_scores(query: str, sentences: Sequence[str]) -> np.ndarray:
     """BM25 score of each sentence for ``query``, the document's own sentences being the corpus (its statistics
-    included), as bm25s computes it (Lucene's variant). A query of stop words alone scores every sentence 0."""
+    included), as bm25s computes it (Lucene's variant). A query, or a document, of stop words alone scores every
+    sentence 0."""
     import bm25s
 
     terms = bm25_tokenize([query])[0]
-    if not terms or not sentences:
+    corpus = bm25_tokenize(sentences) if terms and sentences else []
+    if not any(corpus):  # nothing to match: a stop-word query, or sentences of stop words and symbols alone
         return np.zeros(len(sentences))
     retriever = bm25s.BM25()
-    retriever.index(bm25_tokenize(sentences), show_progress=False)
+    retriever.index(corpus, show_progress=False)
     return np.asarray(retriever.get_scores(terms), dtype=np.float64)
 
 

@@ -249,6 +249,7 @@ def test_bm25_sentence_scores_hand_case():
     assert scores.argmax() == 0 and scores[2] == 0.0 and scores[1] > 0  # "boil" is stemmed; "water" in two
     assert np.all(bm25_sentence_scores("what is the", sentences) == 0)  # stop words only
     assert bm25_sentence_scores("water", []).shape == (0,)
+    assert np.all(bm25_sentence_scores("water", ["It is.", "The 😀."]) == 0)  # no term to index: no BM25 error
 
 
 def test_lexical_weight_mixes_bm25_into_the_ranking(tiny_model):
@@ -271,6 +272,8 @@ def test_lexical_weight_mixes_bm25_into_the_ranking(tiny_model):
         )[0]
         assert ranking_from_scores(lexical[p].tolist()) == bm25
     assert "Zebras" in sentences[1][int(np.argmax(lexical[1]))].text
+    _, (odd,) = tiny_model.sentence_scores_batch(["is it"], ["It is. Is it? The 😀."], scorings[1:2])
+    assert odd[0].sum() == pytest.approx(1.0)  # stop words and symbols alone: the attention decides
     settings = tiny_model.config.to_dict()
     mixed = GeARConfig(**{**settings, "ranking_lexical_weight": 0.5, "ranking_lexical_temperature": 2.0})
     assert SentenceScoring.from_config(mixed) == dataclasses.replace(
