@@ -218,6 +218,8 @@ def mix_lexical(
     BM25 is strong; BM25 alone misses paraphrase. Both become distributions first, so neither's scale (attention
     sums to about 1 per window, BM25 grows with rare terms) decides the mix. Unscored sentences (NaN) count as 0
     attention; a query with no lexical match gives a uniform lexical part, which leaves the attention order as is.
+    The softmax (not BM25 / its sum) won on validation, though across thousands of sentences it spreads a weak
+    single-term match thin.
     """
     if not 0 <= weight <= 1 or not temperature > 0:
         raise ValueError(f"need 0 <= weight <= 1 and temperature > 0, got weight={weight}, temperature={temperature}")
