@@ -57,13 +57,9 @@ def scoring_ablation(
 
         chunks = tqdm(chunks, desc="Ablation", unit="chunk")
     for start in chunks:
-        chunk = examples[start : start + chunk_size]
-        sentences, scores = model.sentence_scores_batch(
-            [e.question for e in chunk], [e.context for e in chunk], scorings, batch_size=batch_size
-        )
-        _check_sentences(chunk, sentences)
-        for k in range(len(scorings)):
-            rankings[k] += [ranking_from_scores(fill_unscored(s).tolist()) for s in scores[k]]
+        chunk_rankings = scoring_rankings(model, examples[start : start + chunk_size], scorings, batch_size)
+        for k, ranked in enumerate(chunk_rankings):
+            rankings[k] += ranked
     golds = [e.gold_sentences for e in examples]
     return {s: retrieval_metrics(rankings[k], golds) for k, s in enumerate(scorings)}
 
