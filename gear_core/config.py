@@ -46,6 +46,7 @@ _INT_FIELDS = (
     "max_document_length",
     "max_target_length",
     "generation_span_sentences",
+    "decoder_reader_layers",
 )
 _FLOAT_FIELDS = (
     "ranking_window_temperature",
@@ -119,6 +120,12 @@ class GeARConfig(PretrainedConfig):
         decoder_memory: what the decoder's cross-attention reads: the fused query states alone (``"query"``, the
             paper) or the fused query states followed by the document window's token states
             (``"query_and_document"``), so an answer's words can be read where they stand.
+        decoder_reader_layers: ``n > 0`` makes the document states the decoder reads (its memory and its copy
+            source) know the query: ``n`` reader layers (:class:`~gear_core.modeling.ReaderLayer`, started from the
+            encoder's last ``n``) in which the window's tokens attend to each other and then to the fused query
+            states, as a BERT reader's joint encoding lets each passage token see the question. 0 (the paper): the
+            document tower's states as they are, the same for every query. Needs ``"query_and_document"``
+            memory or ``decoder_copy``; ranking never reads it.
         decoder_copy: a pointer-generator output (See et al., 2017): each step mixes the vocabulary distribution
             with a copy distribution over the document window's tokens, by a learned gate
             (:func:`~gear_core.modeling.copy_mixture_log_probs`). Answers are mostly spans of the document.
@@ -176,6 +183,7 @@ class GeARConfig(PretrainedConfig):
         decoder_num_layers: int | None = None,
         decoder_init: Literal["random", "encoder"] = "random",
         decoder_memory: DecoderMemory = "query",
+        decoder_reader_layers: int = 0,
         decoder_copy: bool = False,
         decoder_copy_prior: bool = False,
         decoder_copy_spans: bool = False,
@@ -215,6 +223,7 @@ class GeARConfig(PretrainedConfig):
         self.decoder_num_layers = decoder_num_layers
         self.decoder_init = decoder_init
         self.decoder_memory = decoder_memory
+        self.decoder_reader_layers = decoder_reader_layers
         self.decoder_copy = decoder_copy
         self.decoder_copy_prior = decoder_copy_prior
         self.decoder_copy_spans = decoder_copy_spans
@@ -296,6 +305,13 @@ class GeARConfig(PretrainedConfig):
             value = getattr(self, name)
             if not 2 < value <= max_positions:
                 raise ValueError(f"{name}={value} must lie in (2, {max_positions}] for this encoder")
+        if not 0 <= self.decoder_reader_layers <= layers:
+            raise ValueError(f"decoder_reader_layers must lie in [0, {layers}], got {self.decoder_reader_layers}")
+        if self.decoder_reader_layers and self.decoder_memory == "query" and not self.decoder_copy:
+            raise ValueError(
+                "decoder_reader_layers changes the document states the decoder reads: it needs "
+                "decoder_memory='query_and_document' or decoder_copy"
+            )
         for name in ("decoder_copy_prior", "decoder_copy_spans"):
             if getattr(self, name) and not self.decoder_copy:
                 raise ValueError(f"{name} needs decoder_copy")

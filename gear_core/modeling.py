@@ -31,6 +31,7 @@ from torch import nn
 from transformers import AutoTokenizer, BertLMHeadModel, BertModel, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+from transformers.models.bert.modeling_bert import BertLayer
 from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
@@ -53,7 +54,6 @@ from gear_core.scoring import (
     fill_unscored,
     mix_lexical,
     pool_attention,
-    pool_sentences,
     window_sentence_scores,
 )
 from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
@@ -210,6 +210,49 @@ class CrossAttention(nn.Module):
         return self.LayerNorm(hidden_states + self.dropout(self.dense(context))), logits
 
 
+class ReaderLayer(nn.Module):
+    """One layer of the evidence reader (``decoder_reader_layers``): the fusion encoder's layer with the roles
+    swapped. The document window's tokens attend to each other (BERT self-attention), then to the fused query
+    states (:class:`CrossAttention`), then a feed-forward block, so each token the decoder reads or copies knows
+    the question."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.layer = BertLayer(config)
+        self.crossattention = CrossAttention(
+            config.hidden_size, config.num_attention_heads, config.attention_probs_dropout_prob, config.layer_norm_eps
+        )
+
+    def forward(
+        self, states: torch.Tensor, self_mask: torch.Tensor, query_states: torch.Tensor, query_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, Ld, hidden) document states -> the same, read against ``query_states``; masks are additive."""
+        states = self.layer.attention(states, self_mask)[0]
+        states, _ = self.crossattention(states, query_states, query_mask)
+        return self.layer.feed_forward_chunk(states)
+
+
+def reader_weights_from_encoder(
+    encoder_state: dict[str, torch.Tensor], reader_layers: int, encoder_layers: int, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """The reader's starting weights, from a BERT encoder's state dict (keys ``{prefix}encoder.layer.N...``):
+    reader layer i copies encoder layer ``encoder_layers - reader_layers + i`` (the top layers, which made the
+    states it reads), and its cross-attention copies that layer's self-attention, as the fusion encoder's blocks
+    start (``cross_attention_init="self_attention"``)."""
+    weights: dict[str, torch.Tensor] = {}
+    for i in range(reader_layers):
+        source = f"{prefix}encoder.layer.{encoder_layers - reader_layers + i}."
+        for key, value in encoder_state.items():
+            if key.startswith(source):
+                weights[f"reader.{i}.layer.{key[len(source) :]}"] = value.clone()
+        pieces = {"query": "attention.self.query", "key": "attention.self.key", "value": "attention.self.value"}
+        pieces |= {"dense": "attention.output.dense", "LayerNorm": "attention.output.LayerNorm"}
+        for name, origin in pieces.items():
+            for kind in ("weight", "bias"):
+                weights[f"reader.{i}.crossattention.{name}.{kind}"] = encoder_state[f"{source}{origin}.{kind}"].clone()
+    return weights
+
+
 class CopyHead(nn.Module):
     """The pointer of a pointer-generator decoder (See et al., 2017): for each decoder step, logits over the
     document window's tokens (where to copy from) and a gate logit (how much to copy rather than generate)."""
@@ -347,6 +390,10 @@ class GeARModel(PreTrainedModel):
             _attn_implementation="sdpa",
         )
         self.decoder = BertLMHeadModel(decoder_config)
+        self.reader = nn.ModuleList(ReaderLayer(encoder_config) for _ in range(config.decoder_reader_layers))
+        # How much of the reader's output the decoder reads (the rest: the tower's states). It starts at 0, so a
+        # reader added to a trained decoder changes nothing until training moves it.
+        self.reader_mix = nn.Parameter(torch.zeros(())) if config.decoder_reader_layers else None
         self.copy_head = (
             CopyHead(encoder_config.hidden_size, prior=config.decoder_copy_prior, spans=config.decoder_copy_spans)
             if config.decoder_copy
@@ -374,6 +421,8 @@ class GeARModel(PreTrainedModel):
         elif module is self:
             with torch.no_grad():
                 self.temperature.fill_(self.config.contrastive_temperature)
+                if self.reader_mix is not None:
+                    self.reader_mix.zero_()
 
     # ---- construction and persistence ----------------------------------------------------------------
 
@@ -413,6 +462,11 @@ class GeARModel(PreTrainedModel):
             missing, _ = model.decoder.bert.load_state_dict(state, strict=False)
             if any("crossattention" not in key for key in missing):
                 raise ValueError(f"the encoder's weights do not fit the decoder: missing {missing}")
+        if config.decoder_reader_layers:
+            model.load_state_dict(
+                reader_weights_from_encoder(state, config.decoder_reader_layers, config.num_encoder_layers),
+                strict=False,
+            )
         model.decoder.tie_weights()
         model.tie_weights()
         return model
@@ -485,6 +539,14 @@ class GeARModel(PreTrainedModel):
         if added:
             model.copy_head.apply(model._init_weights)
             weights.update({f"{added}{k}": v for k, v in model.copy_head.state_dict().items()})
+        # So does a reader (decoder_reader_layers), from the encoder's top layers as from_encoder starts it.
+        if config.decoder_reader_layers and not _saved_config(path).get("decoder_reader_layers"):
+            weights.update(
+                reader_weights_from_encoder(
+                    weights, config.decoder_reader_layers, config.num_encoder_layers, prefix="query_encoder."
+                )
+            )
+            weights["reader_mix"] = torch.zeros(())
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as error:
@@ -617,6 +679,26 @@ class GeARModel(PreTrainedModel):
     def decoder_inputs(self, targets: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenised targets for the decoder (see :func:`decoder_inputs`)."""
         return decoder_inputs(self._require_tokenizer(), targets, self.config.max_target_length)
+
+    def read_document(
+        self,
+        fused: torch.Tensor,
+        query_attention_mask: torch.Tensor,
+        document_states: torch.Tensor,
+        document_attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """The document states the decoder reads and copies from: the document tower's, or with
+        ``decoder_reader_layers`` those plus ``reader_mix`` times the reader's change to them (each token having
+        read the fused query states)."""
+        if not len(self.reader):
+            return document_states
+        states = document_states.to(fused.dtype)
+        self_mask = additive_mask(document_attention_mask, states.dtype)
+        query_mask = additive_mask(query_attention_mask, states.dtype)
+        read = states
+        for layer in self.reader:
+            read = layer(read, self_mask, fused, query_mask)
+        return states + self.reader_mix * (read - states)
 
     def decoder_memory(
         self,
@@ -842,9 +924,8 @@ class GeARModel(PreTrainedModel):
                 )
                 attention_loss = (1 - teacher_weight) * attention_loss + teacher_weight * distillation
         if run_decoder:
-            memory, memory_mask = self.decoder_memory(
-                fused, query_attention_mask, document_states, document_attention_mask
-            )
+            read = self.read_document(fused, query_attention_mask, document_states, document_attention_mask)
+            memory, memory_mask = self.decoder_memory(fused, query_attention_mask, read, document_attention_mask)
             decoder_states = self.decoder.bert(
                 input_ids=target_input_ids,
                 attention_mask=target_attention_mask,
@@ -857,7 +938,7 @@ class GeARModel(PreTrainedModel):
                 else target_input_ids.masked_fill(target_attention_mask == 0, IGNORE_INDEX)
             )
             positions = next_token_positions(labels)
-            source = self.copy_source(document_states, document_attention_mask, document_input_ids, token_attention)
+            source = self.copy_source(read, document_attention_mask, document_input_ids, token_attention)
             scores = self.decoder_scores(decoder_states, positions, source, target_input_ids)
             decoder_loss = lm_loss_at_positions(scores, labels)
         return decoder_loss, attention_loss
@@ -1146,45 +1227,32 @@ class GeARModel(PreTrainedModel):
         return texts
 
     def _evidence_windows(self, queries: list[str], documents: list[str]) -> dict[str, Any]:
-        """Each document's token window for the decoder, through the document tower: the only one, or for a long
-        document the window holding most of its best-ranked sentence (the first such window on a tie). A document
-        of at most ``_KEPT_WINDOWS`` windows reuses the ranking pass's states; a longer one encodes its window
-        again (one window of many). Tensors ``input_ids``, ``attention_mask`` and ``document_states``, and per
-        document ``offsets`` (the window's (start, end) characters per token) and ``sentences`` (a long document's,
-        from its ranking; None for the others, which nothing has split yet)."""
+        """Each document ranked for its query (the ranking :meth:`rank_sentences_batch` gives) and the token window
+        the decoder reads: the only one, or for a long document the window holding most of its best-ranked
+        sentence (the first such window on a tie). A document of at most ``_KEPT_WINDOWS`` windows reuses the
+        ranking pass's states; a longer one encodes its window again (one window of many). Tensors ``input_ids``,
+        ``attention_mask`` and ``document_states``, and per document ``offsets`` (the window's (start, end)
+        characters per token), ``sentences`` and ``scores`` (the ranking's)."""
         tokenizer = self._require_tokenizer()
-        windows = self._document_windows(documents)
-        by_document: dict[int, list[int]] = {}
-        for w, d in enumerate(windows["overflow_to_sample_mapping"]):
-            by_document.setdefault(d, []).append(w)
-        chosen = [
-            {"input_ids": windows["input_ids"][ws[0]], "offsets": windows["offset_mapping"][ws[0]], "states": None}
-            for _, ws in sorted(by_document.items())
-        ]
-        sentences: list[list[Sentence] | None] = [None] * len(documents)
-        long_documents = [d for d, ws in by_document.items() if len(ws) > 1]
-        if long_documents:
-            ranking = SentenceScoring.from_config(self.config)
-            long_sentences, (scores,), long_windows = self._sentence_scores(
-                [queries[d] for d in long_documents],
-                [documents[d] for d in long_documents],
-                [ranking],
-                len(documents),
-                keep_states=_KEPT_WINDOWS,
-            )
-            for j, d in enumerate(long_documents):
-                sentences[d] = long_sentences[j]
-                ranked = _ranked(long_sentences[j], fill_unscored(scores[j]), 1)
-                if not ranked or j not in long_windows:
-                    continue
-                sentence = ranked[0]
+        ranking = SentenceScoring.from_config(self.config)
+        sentences, (scores,), ranked_windows = self._sentence_scores(
+            queries, documents, [ranking], len(documents), keep_states=_KEPT_WINDOWS
+        )
+        scores = [fill_unscored(s) for s in scores]
+        chosen = []
+        for d, document in enumerate(documents):
+            if d not in ranked_windows:  # no sentence to rank: the document's first window, encoded below
+                first = self._document_windows([document])
+                chosen.append(
+                    {"input_ids": first["input_ids"][0], "offsets": first["offset_mapping"][0], "states": None}
+                )
+                continue
+            best = _ranked(sentences[d], scores[d], 1)[0]
 
-                def inside(window: dict[str, Any], sentence: ScoredSentence = sentence) -> int:
-                    return sum(
-                        sentence.start_char <= a and b <= sentence.end_char and a < b for a, b in window["offsets"]
-                    )
+            def inside(window: dict[str, Any], sentence: ScoredSentence = best) -> int:
+                return sum(sentence.start_char <= a and b <= sentence.end_char and a < b for a, b in window["offsets"])
 
-                chosen[d] = max(long_windows[j], key=inside)  # max keeps the first of equals
+            chosen.append(max(ranked_windows[d], key=inside))  # max keeps the first of equals
         with TOKENIZER_LOCK:
             padded = tokenizer.pad({"input_ids": [c["input_ids"] for c in chosen]}, return_tensors="pt")
         input_ids, attention_mask = padded["input_ids"].to(self.device), padded["attention_mask"].to(self.device)
@@ -1206,6 +1274,7 @@ class GeARModel(PreTrainedModel):
             "document_states": document_states,
             "offsets": [c["offsets"] for c in chosen],
             "sentences": sentences,
+            "scores": scores,
         }
 
     def _word_starts(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -1217,31 +1286,26 @@ class GeARModel(PreTrainedModel):
             self._continuation_ids = torch.tensor([p.startswith("##") for p in pieces], dtype=torch.bool)
         return ~self._continuation_ids.to(input_ids.device)[input_ids]
 
+    @staticmethod
     def _top_sentence_tokens(
-        self,
         sentences: list[list[Sentence]],
+        scores: list[np.ndarray],
         offsets: list[list[tuple[int, int]]],
-        token_attention: torch.Tensor,
+        width: int,
         top_n: int,
     ) -> torch.Tensor:
-        """(B, Ld) bool: the window tokens inside the window's ``top_n`` sentences by cross-attention (the
-        ranking's scores, from the fusion pass the decoder reads anyway)."""
-        scoring = SentenceScoring.from_config(self.config)
-        inside = torch.zeros_like(token_attention, dtype=torch.bool)
-        for row, (document_sentences, window) in enumerate(zip(sentences, offsets, strict=True)):
+        """(B, width) bool: the window tokens inside each document's ``top_n`` best-ranked sentences (``scores``,
+        the ranking's: the same order as :meth:`rank_sentences_batch`)."""
+        inside = torch.zeros(len(sentences), width, dtype=torch.bool)
+        for row, (document_sentences, document_scores, window) in enumerate(
+            zip(sentences, scores, offsets, strict=True)
+        ):
             if not document_sentences:
                 continue
+            best = np.argsort(-document_scores, kind="stable")[:top_n]  # _ranked's order
             spans = np.asarray(window).reshape(-1, 2)
-            # One token-to-sentence map serves the scores and the mask; [CLS] and [SEP] (empty spans) get -1.
+            # The collator's token-to-sentence rule; [CLS] and [SEP] (empty spans) get -1.
             token_sentence = token_sentence_index(spans[:, 0], spans[:, 1], document_sentences)
-            scores = pool_sentences(
-                token_attention[row, : len(spans)].float().cpu().numpy(),
-                token_sentence,
-                len(document_sentences),
-                scoring.sentence_pooling,
-            )
-            scored = np.flatnonzero(~np.isnan(scores))
-            best = scored[np.argsort(-scores[scored], kind="stable")[:top_n]]
             inside[row, : len(spans)] = torch.from_numpy(np.isin(token_sentence, best))
         return inside
 
@@ -1276,20 +1340,22 @@ class GeARModel(PreTrainedModel):
             token_attention = self.ranking_token_attention(
                 attention_logits[ranking_layer], query_inputs["input_ids"], query_inputs["attention_mask"]
             )
-        memory, memory_mask = self.decoder_memory(
+        read = self.read_document(
             fused, query_inputs["attention_mask"], document_states, document_inputs["attention_mask"]
         )
+        memory, memory_mask = self.decoder_memory(
+            fused, query_inputs["attention_mask"], read, document_inputs["attention_mask"]
+        )
         source = self.copy_source(
-            document_states, document_inputs["attention_mask"], document_inputs["input_ids"], token_attention
+            read, document_inputs["attention_mask"], document_inputs["input_ids"], token_attention
         )
         constraint = None
         if spans_only:
             quotable = self._content_mask(document_inputs["input_ids"], document_inputs["attention_mask"])
             if span_sentences:
-                sentences = [  # split only when needed, and a long document only once (its ranking did)
-                    split_sentences(d) if s is None else s for d, s in zip(documents, windows["sentences"], strict=True)
-                ]
-                quotable &= self._top_sentence_tokens(sentences, windows["offsets"], token_attention, span_sentences)
+                quotable &= self._top_sentence_tokens(
+                    windows["sentences"], windows["scores"], windows["offsets"], quotable.shape[1], span_sentences
+                ).to(quotable.device)
             constraint = SpanConstraint(
                 document_inputs["input_ids"], quotable, self._word_starts(document_inputs["input_ids"])
             )

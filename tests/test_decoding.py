@@ -112,3 +112,19 @@ def test_generation_options_default_to_the_config_and_are_checked(tiny_encoder_d
         model.generate("q", DOCUMENT, span_sentences=-1)
     with pytest.raises(ValueError, match="generation_span_sentences needs generation_spans_only"):
         tiny_gear(tiny_encoder_dir, generation_span_sentences=1)
+
+
+def test_the_quoted_sentence_is_the_rankings_best_with_the_lexical_share(tiny_encoder_dir):
+    # With the lexical weight 1 the ranking is BM25's alone, which a random model's attention does not follow: the
+    # quote must come from the sentence the ranking puts first, not from the attention's favourite.
+    document = (
+        "Zebras sleep standing up in the open savanna. Penguins huddle together through the polar winter. "
+        "Camels store fat in their humps for long desert walks. Owls hunt mice at night in quiet forests."
+    )
+    model = tiny_gear(tiny_encoder_dir, ranking_lexical_weight=1.0, generation_spans_only=True)
+    queries = ["where do zebras sleep?", "why do penguins huddle?", "what do camels store?", "when do owls hunt?"]
+    texts = model.generate_batch(queries, [document] * 4, span_sentences=1, max_new_tokens=6)
+    for query, text in zip(queries, texts, strict=True):
+        best = model.rank_sentences(query, document, top_n=1)[0]
+        assert query.split()[2].rstrip("?")[:4] in best.text.lower()  # BM25 found the animal's sentence
+        assert text and text in best.text

@@ -414,3 +414,45 @@ def test_batched_generation_returns_each_pairs_own_evidence_in_order(copying_mod
     one_by_one = [copying_model.generate(q, d, spans_only=True) for q, d in zip(queries, documents, strict=True)]
     assert len(set(one_by_one)) > 1  # distinct outputs, so a mix-up would show
     assert copying_model.generate_batch(queries, documents, batch_size=2, spans_only=True) == one_by_one
+
+
+def test_reader_layers_make_the_decoders_document_states_read_the_query(tiny_encoder_dir, tmp_path):
+    model = tiny_gear(tiny_encoder_dir, decoder_memory="query_and_document", decoder_reader_layers=1).eval()
+    top = model.query_encoder.encoder.layer[-1]
+    # Started from the encoder's top layer; its cross-attention from that layer's self-attention.
+    assert torch.equal(model.reader[0].layer.output.dense.weight, top.output.dense.weight)
+    assert torch.equal(model.reader[0].crossattention.key.weight, top.attention.self.key.weight)
+    document = model._tokenize(["The tower was finished in 1889 in Paris."], 48)
+    states = model.document_encoder_module(**document).last_hidden_state
+    inputs = model._tokenize(["when was it finished"], 16)
+    fused, _ = model.fuse(inputs["input_ids"], inputs["attention_mask"], states, document["attention_mask"])
+    # The mix starts at 0: a reader added to a trained decoder changes nothing before training.
+    assert model.reader_mix.item() == 0
+    assert torch.equal(model.read_document(fused, inputs["attention_mask"], states, document["attention_mask"]), states)
+    model.reader_mix.data.fill_(1.0)
+    read = []
+    for query in ("when was it finished", "where is the tower"):
+        inputs = model._tokenize([query], 16)
+        fused, _ = model.fuse(inputs["input_ids"], inputs["attention_mask"], states, document["attention_mask"])
+        read.append(model.read_document(fused, inputs["attention_mask"], states, document["attention_mask"]))
+    assert read[0].shape == states.shape and not torch.allclose(read[0], read[1])  # query-aware
+    plain = tiny_gear(tiny_encoder_dir, decoder_memory="query_and_document")
+    assert plain.read_document(fused, inputs["attention_mask"], states, document["attention_mask"]) is states
+    model.save_pretrained(tmp_path / "reader")
+    loaded = GeARModel.from_pretrained(tmp_path / "reader")
+    assert loaded.config.decoder_reader_layers == 1
+    assert torch.equal(loaded.reader[0].crossattention.value.weight, model.reader[0].crossattention.value.weight)
+    assert loaded.reader_mix.item() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"decoder_reader_layers": -1}, "decoder_reader_layers must lie in"),
+        ({"decoder_reader_layers": 9, "decoder_memory": "query_and_document"}, "decoder_reader_layers must lie in"),
+        ({"decoder_reader_layers": 1}, "needs decoder_memory='query_and_document' or decoder_copy"),
+    ],
+)
+def test_reader_layers_are_checked(tiny_encoder_dir, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_gear(tiny_encoder_dir, **overrides)

@@ -222,6 +222,17 @@ def test_export_int8_without_shared_embeddings(tiny_model, tmp_path):
     assert isinstance(auto, GeARModel) and torch.equal(auto.temperature, loaded.temperature)
 
 
+def test_a_reader_added_to_an_int8_folder_starts_from_the_encoders_top_layers(tiny_model, tmp_path):
+    # How the decoder stage adds a reader to the shipped model (config_overrides on an int8 folder).
+    out = _export_int8(tiny_model, tmp_path, max_shard_size="15MB")
+    loaded = GeARModel.from_pretrained(out, decoder_memory="query_and_document", decoder_reader_layers=1)
+    top = loaded.query_encoder.encoder.layer[-1]
+    assert torch.equal(loaded.reader[0].layer.intermediate.dense.weight, top.intermediate.dense.weight)
+    assert torch.equal(loaded.reader[0].crossattention.query.bias, top.attention.self.query.bias)
+    assert torch.equal(loaded.reader[0].crossattention.LayerNorm.weight, top.attention.output.LayerNorm.weight)
+    assert loaded.reader_mix.item() == 0  # the decoder reads what it read before, until training moves it
+
+
 def _largest_shard(folder: Path) -> Path:
     return max(folder.glob("*.safetensors"), key=lambda p: p.stat().st_size)
 

@@ -241,7 +241,7 @@ def test_ddp_ranks_share_one_queue(tiny_encoder_dir, tiny_squad):
     assert int(module.momentum.queue.num_filled) == 8
 
 
-@pytest.mark.parametrize("name", ["paper", "minilm", "minilm-cpu", "fusion-cpu", "gpu"])
+@pytest.mark.parametrize("name", ["paper", "minilm", "minilm-cpu", "fusion-cpu", "decoder-cpu", "reader-cpu", "gpu"])
 def test_shipped_configs_parse(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_training(["-c", name, "--print_config"])
@@ -254,7 +254,7 @@ def test_cross_attention_and_decoder_learn_at_their_own_rates(tiny_encoder_dir, 
     module, data = _module_and_data(
         tiny_encoder_dir,
         tiny_squad,
-        config_overrides={"share_decoder_embeddings": True},
+        config_overrides={"share_decoder_embeddings": True, "decoder_copy": True, "decoder_reader_layers": 1},
         cross_attention_lr_scale=10.0,
         decoder_lr_scale=3.0,
         weight_decay=0.05,
@@ -274,6 +274,9 @@ def test_cross_attention_and_decoder_learn_at_their_own_rates(tiny_encoder_dir, 
     assert model.decoder.bert.embeddings.word_embeddings.weight is shared_embeddings  # tied: one rate, the base
     expected = {id(p): 1e-2 for p in model.cross_attention.parameters()}
     expected |= {id(p): 3e-3 for p in model.decoder.parameters() if p is not shared_embeddings}
+    for part in (model.copy_head, model.reader):  # the decoder's own parts learn at its rate
+        expected |= {id(p): 3e-3 for p in part.parameters()}
+    expected[id(model.reader_mix)] = 3e-3
     for group in optimizer.param_groups:
         rates = {expected.get(id(p), 1e-3) for p in group["params"]}
         assert len(rates) == 1  # a group holds parameters of one rate only

@@ -41,8 +41,9 @@ class GeARLightningModule(L.LightningModule):
             cross-attention's target (with ``--data.sentence_teacher``; 0 = gold only).
         cross_attention_lr_scale: the fusion encoder's cross-attention blocks learn at ``learning_rate`` times
             this (they are new to the encoder; the schedule scales both rates alike).
-        decoder_lr_scale: the decoder (all but the word embeddings it shares with the encoder) learns at
-            ``learning_rate`` times this: its cross-attention is new, and its layers learn a new (causal) task.
+        decoder_lr_scale: the decoder (all but the word embeddings it shares with the encoder), its copy head and
+            its reader learn at ``learning_rate`` times this: its cross-attention is new, and its layers learn a
+            new (causal) task.
         soft_label_weight: final soft-label weight; ``None`` takes the model config's (0.4).
         soft_label_ramp_epochs: epochs over which the soft-label weight ramps up from 0.
         use_momentum: momentum encoder + queue (ALBEF); off means in-batch negatives and hard labels only.
@@ -52,8 +53,8 @@ class GeARLightningModule(L.LightningModule):
             losses) over a query-sized pass; with the towers frozen the contrastive loss is constant and skipped.
             Train the bi-encoder with ``"full"`` first (``lm_loss_weight: 0`` and no localization loss make it a
             bi-encoder step), then the fusion stage. ``"decoder"`` is the fusion stage with the cross-attention
-            frozen too: only the decoder (and its copy head) learns, from the LM loss, so sentence ranking stays
-            exactly as it was.
+            frozen too: only the decoder (its copy head and reader, when configured) learns, from the LM loss, so
+            sentence ranking stays exactly as it was.
         validate_generation: also generate an answer for each validation question whose triple is question-answer
             and log ``val/<set>/answer_f1`` and ``answer_em`` (SQuAD's metrics against the triple's target); they
             join ``val/score``.
@@ -186,6 +187,8 @@ class GeARLightningModule(L.LightningModule):
             "cross_attention.": hp.cross_attention_lr_scale,
             "decoder.": hp.decoder_lr_scale,
             "copy_head.": hp.decoder_lr_scale,
+            "reader.": hp.decoder_lr_scale,
+            "reader_mix": hp.decoder_lr_scale,
         }
         groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
         for name, parameter in self.model.named_parameters():
