@@ -122,8 +122,8 @@ class GeARConfig(PretrainedConfig):
             (``"query_and_document"``), so an answer's words can be read where they stand.
         decoder_reader_layers: ``n > 0`` makes the document states the decoder reads (its memory and its copy
             source) know the query: ``n`` reader layers (:class:`~gear_core.modeling.ReaderLayer`, started from the
-            encoder's last ``n``) in which the window's tokens attend to each other and then to the fused query
-            states, as a BERT reader's joint encoding lets each passage token see the question. 0 (the paper): the
+            encoder's last ``n``) in which the window's tokens attend to the fused query states and then to each
+            other, as a BERT reader's joint encoding lets each passage token see the question. 0 (the paper): the
             document tower's states as they are, the same for every query. Needs ``"query_and_document"``
             memory or ``decoder_copy``; ranking never reads it.
         decoder_copy: a pointer-generator output (See et al., 2017): each step mixes the vocabulary distribution

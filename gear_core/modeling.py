@@ -212,9 +212,9 @@ class CrossAttention(nn.Module):
 
 class ReaderLayer(nn.Module):
     """One layer of the evidence reader (``decoder_reader_layers``): the fusion encoder's layer with the roles
-    swapped. The document window's tokens attend to each other (BERT self-attention), then to the fused query
-    states (:class:`CrossAttention`), then a feed-forward block, so each token the decoder reads or copies knows
-    the question."""
+    swapped. The document window's tokens attend to the fused query states (:class:`CrossAttention`), then to
+    each other (BERT self-attention), then a feed-forward block, so each token the decoder reads or copies knows
+    the question, and what its neighbours made of it (where an answer starts and ends: even one layer does)."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -227,8 +227,8 @@ class ReaderLayer(nn.Module):
         self, states: torch.Tensor, self_mask: torch.Tensor, query_states: torch.Tensor, query_mask: torch.Tensor
     ) -> torch.Tensor:
         """(B, Ld, hidden) document states -> the same, read against ``query_states``; masks are additive."""
-        states = self.layer.attention(states, self_mask)[0]
         states, _ = self.crossattention(states, query_states, query_mask)
+        states = self.layer.attention(states, self_mask)[0]
         return self.layer.feed_forward_chunk(states)
 
 
