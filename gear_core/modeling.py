@@ -391,9 +391,10 @@ class GeARModel(PreTrainedModel):
         )
         self.decoder = BertLMHeadModel(decoder_config)
         self.reader = nn.ModuleList(ReaderLayer(encoder_config) for _ in range(config.decoder_reader_layers))
-        # How much of the reader's output the decoder reads (the rest: the tower's states). It starts at 0, so a
-        # reader added to a trained decoder changes nothing until training moves it.
-        self.reader_mix = nn.Parameter(torch.zeros(())) if config.decoder_reader_layers else None
+        # The reader's output enters through a zero-initialised projection added to the tower's states (as
+        # ControlNet adds a branch): a reader added to a trained decoder changes nothing at first, yet every
+        # weight gets a gradient from the first step (a zero scalar gate leaves the reader's gradients near 0).
+        self.reader_output = nn.Linear(encoder_config.hidden_size, encoder_config.hidden_size) if self.reader else None
         self.copy_head = (
             CopyHead(encoder_config.hidden_size, prior=config.decoder_copy_prior, spans=config.decoder_copy_spans)
             if config.decoder_copy
@@ -421,8 +422,9 @@ class GeARModel(PreTrainedModel):
         elif module is self:
             with torch.no_grad():
                 self.temperature.fill_(self.config.contrastive_temperature)
-                if self.reader_mix is not None:
-                    self.reader_mix.zero_()
+                if self.reader_output is not None:
+                    self.reader_output.weight.zero_()
+                    self.reader_output.bias.zero_()
 
     # ---- construction and persistence ----------------------------------------------------------------
 
@@ -546,7 +548,8 @@ class GeARModel(PreTrainedModel):
                     weights, config.decoder_reader_layers, config.num_encoder_layers, prefix="query_encoder."
                 )
             )
-            weights["reader_mix"] = torch.zeros(())
+            weights["reader_output.weight"] = torch.zeros_like(model.reader_output.weight)
+            weights["reader_output.bias"] = torch.zeros_like(model.reader_output.bias)
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as error:
@@ -688,8 +691,8 @@ class GeARModel(PreTrainedModel):
         document_attention_mask: torch.Tensor,
     ) -> torch.Tensor:
         """The document states the decoder reads and copies from: the document tower's, or with
-        ``decoder_reader_layers`` those plus ``reader_mix`` times the reader's change to them (each token having
-        read the fused query states)."""
+        ``decoder_reader_layers`` those plus the reader's output (each token having read the fused query states)
+        through ``reader_output``."""
         if not len(self.reader):
             return document_states
         states = document_states.to(fused.dtype)
@@ -698,7 +701,7 @@ class GeARModel(PreTrainedModel):
         read = states
         for layer in self.reader:
             read = layer(read, self_mask, fused, query_mask)
-        return states + self.reader_mix * (read - states)
+        return states + self.reader_output(read)
 
     def decoder_memory(
         self,

@@ -426,10 +426,10 @@ def test_reader_layers_make_the_decoders_document_states_read_the_query(tiny_enc
     states = model.document_encoder_module(**document).last_hidden_state
     inputs = model._tokenize(["when was it finished"], 16)
     fused, _ = model.fuse(inputs["input_ids"], inputs["attention_mask"], states, document["attention_mask"])
-    # The mix starts at 0: a reader added to a trained decoder changes nothing before training.
-    assert model.reader_mix.item() == 0
+    # The output projection starts at 0: a reader added to a trained decoder changes nothing before training.
+    assert not model.reader_output.weight.any() and not model.reader_output.bias.any()
     assert torch.equal(model.read_document(fused, inputs["attention_mask"], states, document["attention_mask"]), states)
-    model.reader_mix.data.fill_(1.0)
+    torch.nn.init.eye_(model.reader_output.weight.data)
     read = []
     for query in ("when was it finished", "where is the tower"):
         inputs = model._tokenize([query], 16)
@@ -442,7 +442,7 @@ def test_reader_layers_make_the_decoders_document_states_read_the_query(tiny_enc
     loaded = GeARModel.from_pretrained(tmp_path / "reader")
     assert loaded.config.decoder_reader_layers == 1
     assert torch.equal(loaded.reader[0].crossattention.value.weight, model.reader[0].crossattention.value.weight)
-    assert loaded.reader_mix.item() == 1.0
+    assert torch.equal(loaded.reader_output.weight, model.reader_output.weight)
 
 
 @pytest.mark.parametrize(

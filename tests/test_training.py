@@ -274,9 +274,8 @@ def test_cross_attention_and_decoder_learn_at_their_own_rates(tiny_encoder_dir, 
     assert model.decoder.bert.embeddings.word_embeddings.weight is shared_embeddings  # tied: one rate, the base
     expected = {id(p): 1e-2 for p in model.cross_attention.parameters()}
     expected |= {id(p): 3e-3 for p in model.decoder.parameters() if p is not shared_embeddings}
-    for part in (model.copy_head, model.reader):  # the decoder's own parts learn at its rate
+    for part in (model.copy_head, model.reader, model.reader_output):  # the decoder's own parts learn at its rate
         expected |= {id(p): 3e-3 for p in part.parameters()}
-    expected[id(model.reader_mix)] = 3e-3
     for group in optimizer.param_groups:
         rates = {expected.get(id(p), 1e-3) for p in group["params"]}
         assert len(rates) == 1  # a group holds parameters of one rate only

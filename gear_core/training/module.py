@@ -188,7 +188,7 @@ class GeARLightningModule(L.LightningModule):
             "decoder.": hp.decoder_lr_scale,
             "copy_head.": hp.decoder_lr_scale,
             "reader.": hp.decoder_lr_scale,
-            "reader_mix": hp.decoder_lr_scale,
+            "reader_output.": hp.decoder_lr_scale,
         }
         groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
         for name, parameter in self.model.named_parameters():
