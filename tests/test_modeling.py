@@ -339,7 +339,13 @@ def test_evidence_is_read_at_the_window_of_the_best_sentence(copying_model, monk
         assert torch.allclose(windows["document_states"][row, :length], states, atol=1e-5)
         assert windows["sentences"][row] == split_sentences(document)
     assert first_windows < len(queries)  # the choice is not simply the first window
-    assert windows["sentences"][len(queries)] is None  # a one-window document is split only if span rules need it
+    # Every pair is ranked once, a one-window document too: its quote stays in that ranking's best sentence.
+    assert windows["sentences"][len(queries)] == split_sentences("One short document.")
+    _, (scores,) = copying_model.sentence_scores_batch(
+        [*queries, "q"], [document] * len(queries) + ["One short document."]
+    )
+    for row, expected in enumerate(scores):
+        assert np.allclose(windows["scores"][row], expected)
     short = windows["input_ids"][len(queries)][: int(windows["attention_mask"][len(queries)].sum())]
     assert short.tolist() == copying_model.tokenizer("One short document.")["input_ids"]
 
