@@ -232,27 +232,6 @@ class ReaderLayer(nn.Module):
         return self.layer.feed_forward_chunk(states)
 
 
-def reader_weights_from_encoder(
-    encoder_state: dict[str, torch.Tensor], reader_layers: int, encoder_layers: int, prefix: str = ""
-) -> dict[str, torch.Tensor]:
-    """The reader's starting weights, from a BERT encoder's state dict (keys ``{prefix}encoder.layer.N...``):
-    reader layer i copies encoder layer ``encoder_layers - reader_layers + i`` (the top layers, which made the
-    states it reads), and its cross-attention copies that layer's self-attention, as the fusion encoder's blocks
-    start (``cross_attention_init="self_attention"``)."""
-    weights: dict[str, torch.Tensor] = {}
-    for i in range(reader_layers):
-        source = f"{prefix}encoder.layer.{encoder_layers - reader_layers + i}."
-        for key, value in encoder_state.items():
-            if key.startswith(source):
-                weights[f"reader.{i}.layer.{key[len(source) :]}"] = value.clone()
-        pieces = {"query": "attention.self.query", "key": "attention.self.key", "value": "attention.self.value"}
-        pieces |= {"dense": "attention.output.dense", "LayerNorm": "attention.output.LayerNorm"}
-        for name, origin in pieces.items():
-            for kind in ("weight", "bias"):
-                weights[f"reader.{i}.crossattention.{name}.{kind}"] = encoder_state[f"{source}{origin}.{kind}"].clone()
-    return weights
-
-
 class CopyHead(nn.Module):
     """The pointer of a pointer-generator decoder (See et al., 2017): for each decoder step, logits over the
     document window's tokens (where to copy from) and a gate logit (how much to copy rather than generate)."""
@@ -465,13 +444,19 @@ class GeARModel(PreTrainedModel):
             if any("crossattention" not in key for key in missing):
                 raise ValueError(f"the encoder's weights do not fit the decoder: missing {missing}")
         if config.decoder_reader_layers:
-            model.load_state_dict(
-                reader_weights_from_encoder(state, config.decoder_reader_layers, config.num_encoder_layers),
-                strict=False,
-            )
+            model._start_reader()
         model.decoder.tie_weights()
         model.tie_weights()
         return model
+
+    def _start_reader(self) -> None:
+        """Reader layer i starts as encoder layer ``L - n + i`` (the top layers, which made the states it reads),
+        its cross-attention as that layer's self-attention (as the fusion encoder's blocks start)."""
+        top = self.config.num_encoder_layers - len(self.reader)
+        with torch.no_grad():
+            for i, reader_layer in enumerate(self.reader):
+                reader_layer.layer.load_state_dict(self.query_encoder.encoder.layer[top + i].state_dict())
+                self._copy_self_attention(top + i, reader_layer.crossattention)
 
     def _copy_self_attention(self, layer_index: int, block: CrossAttention) -> None:
         attention = self.query_encoder.encoder.layer[layer_index].attention
@@ -541,19 +526,19 @@ class GeARModel(PreTrainedModel):
         if added:
             model.copy_head.apply(model._init_weights)
             weights.update({f"{added}{k}": v for k, v in model.copy_head.state_dict().items()})
-        # So does a reader (decoder_reader_layers), from the encoder's top layers as from_encoder starts it.
-        if config.decoder_reader_layers and not _saved_config(path).get("decoder_reader_layers"):
-            weights.update(
-                reader_weights_from_encoder(
-                    weights, config.decoder_reader_layers, config.num_encoder_layers, prefix="query_encoder."
-                )
-            )
+        # So does a reader (decoder_reader_layers): its layers from the encoder's top ones once those are loaded
+        # (below, as from_encoder starts them), its output projection at 0.
+        start_reader = bool(config.decoder_reader_layers) and not _saved_config(path).get("decoder_reader_layers")
+        if start_reader:
+            weights.update({f"reader.{k}": v for k, v in model.reader.state_dict().items()})
             weights["reader_output.weight"] = torch.zeros_like(model.reader_output.weight)
             weights["reader_output.bias"] = torch.zeros_like(model.reader_output.bias)
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as error:
             raise CheckpointError(f"the weights in {path} do not fit its config.json: {error}") from None
+        if start_reader:
+            model._start_reader()
         if dtype not in (None, "auto", torch.float32):
             model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         model.eval()
@@ -1305,7 +1290,7 @@ class GeARModel(PreTrainedModel):
         ):
             if not document_sentences:
                 continue
-            best = np.argsort(-document_scores, kind="stable")[:top_n]  # _ranked's order
+            best = _ranking_order(document_scores, top_n)
             spans = np.asarray(window).reshape(-1, 2)
             # The collator's token-to-sentence rule; [CLS] and [SEP] (empty spans) get -1.
             token_sentence = token_sentence_index(spans[:, 0], spans[:, 1], document_sentences)
@@ -1475,10 +1460,14 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     return texts
 
 
-def _ranked(sentences: list[Sentence], scores: np.ndarray, top_n: int | None) -> list[ScoredSentence]:
+def _ranking_order(scores: np.ndarray, top_n: int | None) -> np.ndarray:
+    """Sentence indices best first (ties keep document order), at most ``top_n``: every ranking's one order."""
     order = np.argsort(-scores, kind="stable")
-    if top_n is not None:
-        order = order[:top_n]
+    return order if top_n is None else order[:top_n]
+
+
+def _ranked(sentences: list[Sentence], scores: np.ndarray, top_n: int | None) -> list[ScoredSentence]:
+    order = _ranking_order(scores, top_n)
     return [
         ScoredSentence(sentences[i].text, sentences[i].start_char, sentences[i].end_char, float(scores[i]))
         for i in order
