@@ -250,13 +250,15 @@ def test_shipped_configs_parse(name, capsys):
     assert printed["model"]["model_name_or_path"] and printed["data"]["squad_path"]
 
 
-def test_cross_attention_and_decoder_learn_at_their_own_rates(tiny_encoder_dir, tiny_squad):
+@pytest.mark.parametrize("reader_lr_scale", [None, 7.0])
+def test_cross_attention_and_decoder_learn_at_their_own_rates(tiny_encoder_dir, tiny_squad, reader_lr_scale):
     module, data = _module_and_data(
         tiny_encoder_dir,
         tiny_squad,
         config_overrides={"share_decoder_embeddings": True, "decoder_copy": True, "decoder_reader_layers": 1},
         cross_attention_lr_scale=10.0,
         decoder_lr_scale=3.0,
+        reader_lr_scale=reader_lr_scale,
         weight_decay=0.05,
     )
     trainer = L.Trainer(
@@ -274,8 +276,10 @@ def test_cross_attention_and_decoder_learn_at_their_own_rates(tiny_encoder_dir, 
     assert model.decoder.bert.embeddings.word_embeddings.weight is shared_embeddings  # tied: one rate, the base
     expected = {id(p): 1e-2 for p in model.cross_attention.parameters()}
     expected |= {id(p): 3e-3 for p in model.decoder.parameters() if p is not shared_embeddings}
-    for part in (model.copy_head, model.reader, model.reader_output):  # the decoder's own parts learn at its rate
-        expected |= {id(p): 3e-3 for p in part.parameters()}
+    expected |= {id(p): 3e-3 for p in model.copy_head.parameters()}
+    reader_rate = 3e-3 if reader_lr_scale is None else 7e-3  # None: the decoder's
+    for part in (model.reader, model.reader_output):
+        expected |= {id(p): reader_rate for p in part.parameters()}
     for group in optimizer.param_groups:
         rates = {expected.get(id(p), 1e-3) for p in group["params"]}
         assert len(rates) == 1  # a group holds parameters of one rate only

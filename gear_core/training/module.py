@@ -41,9 +41,13 @@ class GeARLightningModule(L.LightningModule):
             cross-attention's target (with ``--data.sentence_teacher``; 0 = gold only).
         cross_attention_lr_scale: the fusion encoder's cross-attention blocks learn at ``learning_rate`` times
             this (they are new to the encoder; the schedule scales both rates alike).
-        decoder_lr_scale: the decoder (all but the word embeddings it shares with the encoder), its copy head and
-            its reader learn at ``learning_rate`` times this: its cross-attention is new, and its layers learn a
-            new (causal) task.
+        decoder_lr_scale: the decoder (all but the word embeddings it shares with the encoder) and its copy head
+            learn at ``learning_rate`` times this: its cross-attention is new, and its layers learn a new (causal)
+            task.
+        reader_lr_scale: the reader (``decoder_reader_layers``) and its output projection learn at
+            ``learning_rate`` times this; ``None`` takes ``decoder_lr_scale``. A reader added to a trained decoder
+            is new while the decoder is not: at the decoder's rate it stays near its zero start, and raising the
+            decoder's rate to match disturbs what the decoder already does.
         soft_label_weight: final soft-label weight; ``None`` takes the model config's (0.4).
         soft_label_ramp_epochs: epochs over which the soft-label weight ramps up from 0.
         use_momentum: momentum encoder + queue (ALBEF); off means in-batch negatives and hard labels only.
@@ -80,6 +84,7 @@ class GeARLightningModule(L.LightningModule):
         teacher_weight: float = 0.0,
         cross_attention_lr_scale: float = 1.0,
         decoder_lr_scale: float = 1.0,
+        reader_lr_scale: float | None = None,
         soft_label_weight: float | None = None,
         soft_label_ramp_epochs: float = 2.0,
         use_momentum: bool = True,
@@ -183,12 +188,13 @@ class GeARLightningModule(L.LightningModule):
         hp = self.hparams
         # (learning-rate scale, decayed?) -> parameters; biases and norms are not decayed. Tied weights are
         # listed once, under their first name (the query encoder's embeddings), so they keep the base rate.
+        reader_scale = hp.decoder_lr_scale if hp.reader_lr_scale is None else hp.reader_lr_scale
         scales = {
             "cross_attention.": hp.cross_attention_lr_scale,
             "decoder.": hp.decoder_lr_scale,
             "copy_head.": hp.decoder_lr_scale,
-            "reader.": hp.decoder_lr_scale,
-            "reader_output.": hp.decoder_lr_scale,
+            "reader.": reader_scale,
+            "reader_output.": reader_scale,
         }
         groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
         for name, parameter in self.model.named_parameters():
