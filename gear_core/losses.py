@@ -114,7 +114,12 @@ def lm_loss_at_positions(scores: torch.Tensor, labels: torch.Tensor, ignore_inde
 
 
 def localization_loss(
-    token_attention: torch.Tensor, gold_mask: torch.Tensor, candidate_mask: torch.Tensor, eps: float = 1e-6
+    token_attention: torch.Tensor,
+    gold_mask: torch.Tensor,
+    candidate_mask: torch.Tensor,
+    eps: float = 1e-6,
+    prior_gold_share: torch.Tensor | None = None,
+    prior_weight: float = 0.0,
 ) -> torch.Tensor:
     """``-log`` of the share of attention that gold-sentence tokens receive among all sentence tokens.
 
@@ -123,18 +128,30 @@ def localization_loss(
             query tokens exactly as sentence ranking pools it).
         gold_mask: (B, Ld) tokens inside a gold sentence.
         candidate_mask: (B, Ld) tokens inside any sentence (real, not special); a superset of ``gold_mask``.
+        prior_gold_share: (B,) the share a fixed second ranker (BM25, mixed in at serving by
+            ``ranking_lexical_weight``) gives the gold sentences; with it the loss is
+            ``-log((1 - prior_weight) * attention_share + prior_weight * prior_gold_share)``.
+        prior_weight: that ranker's weight in the mix, in [0, 1].
 
     With sum pooling a sentence's score is its attention mass, so this is the cross-entropy of picking a gold
-    sentence. Rows without gold tokens (e.g. the gold sentence was truncated away) are skipped; 0 (with
+    sentence. With a prior it is the cross-entropy of the mixture serving ranks by: where BM25 already finds the
+    gold sentence the gradient fades, so the attention learns what BM25 misses (paraphrase) rather than what it
+    already gets right. Rows without gold tokens (e.g. the gold sentence was truncated away) are skipped; 0 (with
     gradient) when no row has one.
     """
+    if not 0 <= prior_weight <= 1:
+        raise ValueError(f"prior_weight must lie in [0, 1], got {prior_weight}")
     attention = token_attention.float()
     gold = (attention * gold_mask).sum(dim=1)
     total = (attention * candidate_mask).sum(dim=1)
     rows = gold_mask.any(dim=1)
     if not rows.any():
         return attention.sum() * 0.0
-    return -(torch.log(gold[rows] + eps) - torch.log(total[rows] + eps)).mean()
+    if prior_gold_share is None or prior_weight == 0:
+        return -(torch.log(gold[rows] + eps) - torch.log(total[rows] + eps)).mean()
+    share = gold[rows] / (total[rows] + eps)
+    mixed = (1 - prior_weight) * share + prior_weight * prior_gold_share[rows].to(share.dtype)
+    return -torch.log(mixed + eps).mean()
 
 
 def sentence_distillation_loss(

@@ -763,6 +763,7 @@ class GeARModel(PreTrainedModel):
         document_token_sentence: torch.Tensor | None = None,
         teacher_sentence_probs: torch.Tensor | None = None,
         teacher_weight: float = 0.0,
+        lexical_gold_share: torch.Tensor | None = None,
         **unused: Any,
     ) -> GeAROutput:
         """Training forward: ``loss = contrastive_loss + lm_loss_weight * lm_loss
@@ -824,6 +825,7 @@ class GeARModel(PreTrainedModel):
             teacher_sentence_probs,
             teacher_weight,
             document_input_ids=document_input_ids,
+            lexical_gold_share=lexical_gold_share,
         )
         alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
         loss = cl_loss
@@ -868,6 +870,7 @@ class GeARModel(PreTrainedModel):
         teacher_sentence_probs: torch.Tensor | None = None,
         teacher_weight: float = 0.0,
         document_input_ids: torch.Tensor | None = None,
+        lexical_gold_share: torch.Tensor | None = None,
         **unused: Any,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The losses that read the document's token states: ``(lm_loss, localization_loss)``, each None when off.
@@ -877,8 +880,10 @@ class GeARModel(PreTrainedModel):
         loss's cost (the decoder does not run; fusion stops at the ranking layer). With ``teacher_weight`` w > 0
         the localization loss is ``(1 - w) * gold + w * teacher``: the teacher term
         (:func:`~gear_core.losses.sentence_distillation_loss`) needs ``document_token_sentence`` and
-        ``teacher_sentence_probs`` (:mod:`gear_core.training.teacher`). A copying decoder (``decoder_copy``)
-        needs ``document_input_ids``, the window's token ids.
+        ``teacher_sentence_probs`` (:mod:`gear_core.training.teacher`). With ``lexical_gold_share`` (B,; BM25's
+        share of the gold sentences, from the training collator) the gold term trains the mixture serving ranks
+        by, BM25 at ``ranking_lexical_weight`` (:func:`~gear_core.losses.localization_loss`). A copying decoder
+        (``decoder_copy``) needs ``document_input_ids``, the window's token ids.
         """
         if not 0 <= teacher_weight <= 1:
             raise ValueError(f"teacher_weight must lie in [0, 1], got {teacher_weight}")
@@ -905,7 +910,13 @@ class GeARModel(PreTrainedModel):
                 attention_logits[ranking.layer], query_input_ids, query_attention_mask
             )
         if localize:
-            attention_loss = localization_loss(token_attention, document_gold_mask, document_candidate_mask)
+            attention_loss = localization_loss(
+                token_attention,
+                document_gold_mask,
+                document_candidate_mask,
+                prior_gold_share=lexical_gold_share,
+                prior_weight=self.config.ranking_lexical_weight if lexical_gold_share is not None else 0.0,
+            )
             if teacher_weight > 0:
                 distillation = sentence_distillation_loss(
                     token_attention, document_token_sentence, teacher_sentence_probs

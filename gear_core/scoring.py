@@ -226,7 +226,13 @@ def mix_lexical(
     attention = np.clip(np.nan_to_num(np.asarray(attention_scores, dtype=np.float64), nan=0.0), 0.0, None)
     total = attention.sum()
     attention = attention / total if total > 0 else attention
+    return (1 - weight) * attention + weight * lexical_distribution(lexical_scores, temperature)
+
+
+def lexical_distribution(lexical_scores: np.ndarray, temperature: float) -> np.ndarray:
+    """The lexical part of :func:`mix_lexical`: a softmax of BM25 scores at ``temperature`` (uniform when all tie)."""
     logits = np.asarray(lexical_scores, dtype=np.float64) / temperature
-    lexical = np.exp(logits - logits.max()) if len(logits) else logits
-    lexical = lexical / lexical.sum() if len(logits) else lexical
-    return (1 - weight) * attention + weight * lexical
+    if not len(logits):
+        return logits
+    lexical = np.exp(logits - logits.max())
+    return lexical / lexical.sum()

@@ -10,6 +10,7 @@ import torch
 from conftest import TINY_OVERRIDES
 
 from gear_core.data.triples import Triple
+from gear_core.scoring import bm25_sentence_scores, lexical_distribution
 from gear_core.training import GeARDataModule, GeARLightningModule, TripleCollator
 from gear_core.training.collator import CachedStateCollator, crop_to_window
 from gear_core.training.document_states import DocumentStateCache, model_fingerprint, state_key
@@ -96,6 +97,41 @@ def test_a_long_document_is_cut_to_a_window_around_its_gold_sentence(tiny_model)
     assert crop_to_window(short, tiny_model.tokenizer, 48) is short
 
 
+def test_batches_carry_bm25s_share_of_the_gold_sentence(tiny_model, tmp_path):
+    cache = DocumentStateCache.build(tiny_model, [t.document for t in TRIPLES], tmp_path, show_progress=False)
+    cached = CachedStateCollator(tiny_model.tokenizer, cache, 16, 12, lexical_temperature=1.0)(TRIPLES)
+    plain = TripleCollator(tiny_model.tokenizer, 16, 64, 12, lexical_temperature=1.0)(TRIPLES)
+    assert "lexical_gold_share" not in TripleCollator(tiny_model.tokenizer, 16, 64, 12)(TRIPLES)
+    assert torch.allclose(cached["lexical_gold_share"], plain["lexical_gold_share"])
+    sentences = ["Paris is in France.", "The Seine flows through it."]
+    expected = lexical_distribution(bm25_sentence_scores("what river", sentences), 1.0)[1]
+    assert plain["lexical_gold_share"][1].item() == pytest.approx(expected)
+    assert plain["lexical_gold_share"][1].item() == pytest.approx(0.5)  # no query word in either: a tie
+    assert plain["lexical_gold_share"][0].item() > 0.5  # "paris" is in the gold sentence only
+    assert plain["lexical_gold_share"][2].item() == pytest.approx(1.0)  # a one-sentence document
+    # The loss reads it: with BM25 mixed in the gold term is the mixture's cross-entropy, so it changes.
+    args = [
+        cached[k] for k in ("query_input_ids", "query_attention_mask", "document_states", "document_attention_mask")
+    ]
+    _, alone = tiny_model.fusion_losses(
+        *args,
+        document_gold_mask=cached["document_gold_mask"],
+        document_candidate_mask=cached["document_candidate_mask"],
+        localization_loss_weight=1.0,
+        lm_loss_weight=0.0,
+    )
+    tiny_model.config.ranking_lexical_weight = 0.5
+    _, mixed = tiny_model.fusion_losses(
+        *args,
+        document_gold_mask=cached["document_gold_mask"],
+        document_candidate_mask=cached["document_candidate_mask"],
+        localization_loss_weight=1.0,
+        lm_loss_weight=0.0,
+        lexical_gold_share=cached["lexical_gold_share"],
+    )
+    assert mixed.item() != pytest.approx(alone.item())
+
+
 def fit_three_steps(module, squad, split, tmp_path):
     """Three cached-state steps on the tiny SQuAD and one validation: ``(trainer, data, names of changed weights)``."""
     data = GeARDataModule(
@@ -142,6 +178,26 @@ def test_the_fusion_stage_trains_cross_attention_and_decoder_only(tiny_encoder_d
     assert not any(n.startswith(("query_encoder.", "document_encoder.")) for n in changed)
     folders = list((tmp_path / "states").iterdir())
     assert len(folders) == 1 and (folders[0] / "cache.json").is_file()
+
+
+def test_the_fusion_stage_can_train_the_mixture_with_bm25(tiny_encoder_dir, tiny_squad, tmp_path):
+    with pytest.raises(ValueError, match="ranking_lexical_weight"):
+        GeARLightningModule(tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), lexical_localization=True)
+    squad, split = tiny_squad
+    module = GeARLightningModule(
+        tiny_encoder_dir,
+        config_overrides={**TINY_OVERRIDES, "ranking_lexical_weight": 0.5, "ranking_lexical_temperature": 2.0},
+        learning_rate=1e-3,
+        warmup_steps=1,
+        lm_loss_weight=0.0,
+        localization_loss_weight=1.0,
+        lexical_localization=True,
+        stage="fusion",
+    )
+    trainer, data, changed = fit_three_steps(module, squad, split, tmp_path)
+    assert data.collator.lexical_temperature == 2.0
+    assert math.isfinite(float(trainer.callback_metrics["train/localization_loss"]))
+    assert any(n.startswith("cross_attention.") for n in changed)
 
 
 def test_an_unknown_stage_is_refused(tiny_encoder_dir):

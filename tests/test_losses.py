@@ -101,6 +101,27 @@ def test_localization_loss_hand_case():
     assert loss.item() == pytest.approx(-math.log(0.5 / 0.9))  # the row without gold tokens is skipped
 
 
+def test_localization_loss_with_a_prior_is_the_mixture_cross_entropy():
+    # Attention gives the gold sentence 0.2 of the sentence mass; BM25 gives it 0.8; mixed half and half: 0.5.
+    attention = torch.tensor([[0.1, 0.2, 0.8]], requires_grad=True)
+    candidates = torch.tensor([[False, True, True]])
+    gold = torch.tensor([[False, True, False]])
+    loss = localization_loss(
+        attention, gold, candidates, eps=0.0, prior_gold_share=torch.tensor([0.8]), prior_weight=0.5
+    )
+    assert loss.item() == pytest.approx(math.log(2.0))
+    # Weight 0 is the plain loss; a prior that already finds the gold sentence leaves the attention less to learn.
+    plain = localization_loss(
+        attention, gold, candidates, eps=0.0, prior_gold_share=torch.tensor([0.8]), prior_weight=0.0
+    )
+    assert plain.item() == pytest.approx(-math.log(0.2))
+    (grad_plain,) = torch.autograd.grad(plain, attention)
+    (grad_mixed,) = torch.autograd.grad(loss, attention)
+    assert grad_mixed.abs().sum() < grad_plain.abs().sum()
+    with pytest.raises(ValueError, match="prior_weight"):
+        localization_loss(attention, gold, candidates, prior_gold_share=torch.tensor([0.8]), prior_weight=1.5)
+
+
 def test_localization_loss_without_gold_is_zero_with_gradient():
     attention = torch.full((2, 3), 1 / 3, requires_grad=True)
     mask = torch.zeros(2, 3, dtype=torch.bool)

@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizerBase
 
 from gear_core.data.triples import Triple
 from gear_core.modeling import decoder_inputs
+from gear_core.scoring import bm25_sentence_scores, lexical_distribution
 from gear_core.text import Sentence, split_sentences, token_sentence_index
 from gear_core.training.document_states import DocumentStateCache, state_key
 from gear_core.training.teacher import SentenceTeacher
@@ -24,7 +25,8 @@ def document_key(document_id: str) -> int:
 
 class TripleCollator:
     """Tokenises queries, documents and targets of a list of triples into one training batch (with a ``teacher``,
-    also its soft sentence targets: :func:`teacher_targets`)."""
+    also its soft sentence targets: :func:`teacher_targets`; with a ``lexical_temperature``, BM25's share of the
+    gold sentences: :func:`lexical_gold_shares`)."""
 
     def __init__(
         self,
@@ -33,8 +35,9 @@ class TripleCollator:
         max_document_length: int = 512,
         max_target_length: int = 64,
         teacher: SentenceTeacher | None = None,
+        lexical_temperature: float | None = None,
     ) -> None:
-        self.tokenizer, self.teacher = tokenizer, teacher
+        self.tokenizer, self.teacher, self.lexical_temperature = tokenizer, teacher, lexical_temperature
         self.max_query_length = max_query_length
         self.max_document_length = max_document_length
         self.max_target_length = max_target_length
@@ -76,6 +79,10 @@ class TripleCollator:
             batch.update(
                 teacher_targets(self.teacher, triples, [o.numpy() for o in documents["offset_mapping"]], length)
             )
+        if self.lexical_temperature is not None:
+            batch["lexical_gold_share"] = lexical_gold_shares(
+                triples, [o.numpy() for o in documents["offset_mapping"]], gold, self.lexical_temperature
+            )
         return batch
 
 
@@ -92,7 +99,8 @@ class CachedStateCollator:
     the window's token ids, and the gold / candidate token masks built by the rule :class:`TripleCollator` uses.
     With a ``teacher`` it also has ``document_token_sentence`` (B, Ld; each token's sentence, -1 outside any, by
     ``token_sentence_index``) and ``teacher_sentence_probs`` (B, S): the teacher's soft target over the sentences
-    the window holds.
+    the window holds. With a ``lexical_temperature`` it has ``lexical_gold_share`` (B,):
+    :func:`lexical_gold_shares`.
     """
 
     def __init__(
@@ -102,8 +110,10 @@ class CachedStateCollator:
         max_query_length: int = 64,
         max_target_length: int = 64,
         teacher: SentenceTeacher | None = None,
+        lexical_temperature: float | None = None,
     ) -> None:
         self.tokenizer, self.cache, self.teacher = tokenizer, cache, teacher
+        self.lexical_temperature = lexical_temperature
         self.max_query_length, self.max_target_length = max_query_length, max_target_length
 
     def __call__(self, triples: Sequence[Triple]) -> dict[str, torch.Tensor]:
@@ -150,6 +160,10 @@ class CachedStateCollator:
         }
         if self.teacher is not None:
             batch.update(teacher_targets(self.teacher, triples, [offsets for _, offsets in cached], length))
+        if self.lexical_temperature is not None:
+            batch["lexical_gold_share"] = lexical_gold_shares(
+                triples, [offsets for _, offsets in cached], gold, self.lexical_temperature
+            )
         return batch
 
 
@@ -174,6 +188,27 @@ def teacher_targets(
     for row, probs in enumerate(rows):
         targets[row, : len(probs)] = torch.from_numpy(probs)
     return {"document_token_sentence": token_sentence, "teacher_sentence_probs": targets}
+
+
+def lexical_gold_shares(
+    triples: Sequence[Triple], offsets: Sequence[np.ndarray], gold_mask: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """(B,) the share of BM25's distribution over the sentences each window holds (what serving mixes in:
+    :func:`~gear_core.scoring.lexical_distribution` at ``temperature``) that falls on the window's gold sentences,
+    the sentences holding a token of ``gold_mask`` (B, Ld). 0 for a window without gold tokens."""
+    shares = torch.zeros(len(triples))
+    for row, (triple, window_offsets) in enumerate(zip(triples, offsets, strict=True)):
+        sentences = split_sentences(triple.document)
+        window_offsets = np.asarray(window_offsets)
+        index = token_sentence_index(window_offsets[:, 0], window_offsets[:, 1], sentences)
+        seen = np.unique(index[index >= 0])
+        gold = np.unique(index[(index >= 0) & gold_mask[row, : len(index)].numpy()])
+        if not len(gold):
+            continue
+        scores = bm25_sentence_scores(triple.query, [sentences[i].text for i in seen])
+        lexical = lexical_distribution(scores, temperature)
+        shares[row] = float(lexical[np.isin(seen, gold)].sum())
+    return shares
 
 
 def document_token_starts(tokenizer: PreTrainedTokenizerBase, documents: Sequence[str]) -> list[np.ndarray]:

@@ -251,10 +251,13 @@ class GeARDataModule(L.LightningDataModule):
         cap = self.hparams.validation_max_questions
         return rng.sample(triples, cap) if cap is not None and len(triples) > cap else triples
 
-    def use_model(self, model: GeARModel, cached_document_states: bool = False) -> None:
+    def use_model(
+        self, model: GeARModel, cached_document_states: bool = False, lexical_temperature: float | None = None
+    ) -> None:
         """Tokenise with the model's tokenizer and token limits; cut long documents to windows around their gold
         sentence. With ``cached_document_states`` (the fusion stage), the frozen document tower's token states
-        are computed once (or found in ``document_states_dir``) and batches carry them instead of token ids."""
+        are computed once (or found in ``document_states_dir``) and batches carry them instead of token ids.
+        With ``lexical_temperature``, batches carry BM25's share of the gold sentences (``lexical_gold_share``)."""
         config = model.config
         tokenizer = model.tokenizer
         documents = list({t.document for t in self.train_triples})
@@ -273,13 +276,18 @@ class GeARDataModule(L.LightningDataModule):
             )
         if not cached_document_states:
             self.collator = TripleCollator(
-                model.tokenizer, config.max_query_length, config.max_document_length, config.max_target_length, teacher
+                model.tokenizer,
+                config.max_query_length,
+                config.max_document_length,
+                config.max_target_length,
+                teacher,
+                lexical_temperature,
             )
             return
         folder = Path(self.hparams.document_states_dir) / model_fingerprint(model)
         cache = DocumentStateCache.build(model, (t.document for t in self.train_triples), folder)
         self.collator = CachedStateCollator(
-            model.tokenizer, cache, config.max_query_length, config.max_target_length, teacher
+            model.tokenizer, cache, config.max_query_length, config.max_target_length, teacher, lexical_temperature
         )
 
     def _collator(self) -> TripleCollator | CachedStateCollator:

@@ -39,6 +39,10 @@ class GeARLightningModule(L.LightningModule):
             the model config's value (0, the paper's recipe).
         teacher_weight: w in ``localization = (1 - w) * gold + w * teacher``, the sentence teacher's share of the
             cross-attention's target (with ``--data.sentence_teacher``; 0 = gold only).
+        lexical_localization: the gold term of the localization loss trains the ranking serving uses, the attention
+            mixed with BM25 at the model's ``ranking_lexical_weight`` and ``ranking_lexical_temperature``, rather
+            than the attention alone (:func:`~gear_core.losses.localization_loss`): what BM25 already ranks first
+            adds little gradient. Needs ``ranking_lexical_weight > 0``.
         cross_attention_lr_scale: the fusion encoder's cross-attention blocks learn at ``learning_rate`` times
             this (they are new to the encoder; the schedule scales both rates alike).
         decoder_lr_scale: the decoder (all but the word embeddings it shares with the encoder) and its copy head
@@ -82,6 +86,7 @@ class GeARLightningModule(L.LightningModule):
         lm_loss_weight: float | None = None,
         localization_loss_weight: float | None = None,
         teacher_weight: float = 0.0,
+        lexical_localization: bool = False,
         cross_attention_lr_scale: float = 1.0,
         decoder_lr_scale: float = 1.0,
         reader_lr_scale: float | None = None,
@@ -99,6 +104,8 @@ class GeARLightningModule(L.LightningModule):
             raise ValueError(f"stage must be 'full', 'fusion' or 'decoder', got {stage!r}")
         # A loaded model comes in eval mode, and Lightning keeps submodule modes: dropout would stay off.
         self.model = load_or_build_model(model_name_or_path, config_overrides).train()
+        if lexical_localization and not self.model.config.ranking_lexical_weight > 0:
+            raise ValueError("lexical_localization needs a model with ranking_lexical_weight > 0 (config_overrides)")
         if stage in ("fusion", "decoder"):  # frozen towers (the fusion encoder still runs the query tower's layers)
             frozen = [self.model.query_encoder, self.model.document_encoder, self.model.temperature]
             if stage == "decoder":
@@ -113,7 +120,13 @@ class GeARLightningModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "use_model"):
-            datamodule.use_model(self.model, cached_document_states=self.hparams.stage in ("fusion", "decoder"))
+            datamodule.use_model(
+                self.model,
+                cached_document_states=self.hparams.stage in ("fusion", "decoder"),
+                lexical_temperature=(
+                    self.model.config.ranking_lexical_temperature if self.hparams.lexical_localization else None
+                ),
+            )
 
     # ---- training ----------------------------------------------------------------------------------------
 
