@@ -62,7 +62,7 @@ def main() -> None:
     parser = validation_parser(__doc__)
     parser.add_argument("--decoding", action="append", default=[], help="NAME=JSON of generate_batch options")
     parser.add_argument("--cost-pairs", type=int, default=64)
-    parser.add_argument("--cost-rounds", type=int, default=5)
+    parser.add_argument("--cost-rounds", type=int, default=5, help="0 skips the cost measurement")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/evidence_generation.md")
@@ -87,7 +87,7 @@ def main() -> None:
                         f"- {label}, {decoding}, {name}: {e.question} -> `{o}` (gold: {e.answers[0]})"
                         for e, o in list(zip(examples, outputs, strict=True))[:3]
                     ]
-            if "squad" in sets:
+            if "squad" in sets and args.cost_rounds > 0:
                 pairs = [(e.question, e.context) for e in sets["squad"][: args.cost_pairs]]
                 ms, ratio = cost_ratio(model, pairs, args.batch_size, args.cost_rounds, options)
                 rows.append((label, memory, decoding, "cost", {"ms/pair": ms, "x bi-encoder": ratio}))
@@ -96,7 +96,8 @@ def main() -> None:
         "",
         f"Command: `python benchmarks/evidence_generation.py {' '.join('--model ' + m for m in args.model)} "
         + "".join(f"--decoding {name}='{json.dumps(options)}' " for name, options in decodings)
-        + f"--questions {args.questions} --long-questions {args.long_questions} --cost-pairs {args.cost_pairs}"
+        + f"--questions {args.questions} --long-questions {args.long_questions} --cost-pairs {args.cost_pairs} "
+        + f"--cost-rounds {args.cost_rounds}"
         + ("" if len(sets) == 4 else f" --sets {' '.join(sets)}")
         + "`; "
         f"torch {torch.__version__}, {args.threads} threads. Questions: "
@@ -110,19 +111,20 @@ def main() -> None:
         if name != "cost":
             values = " | ".join(f"{metrics[m]:.1f}" for m in METRICS)
             lines.append(f"| {label} | {memory} | {decoding} | {name} | {values} |")
-    lines += [
-        "",
-        f"Cost on the CPU ({args.cost_pairs} SQuAD pairs, batches of {args.batch_size}, median of "
-        f"{args.cost_rounds} interleaved rounds):",
-        "",
-        "| model | decoding | ms / pair generating | generation / bi-encoder |",
-        "| --- | --- | ---: | ---: |",
-    ]
-    lines += [
-        f"| {label} | {decoding} | {m['ms/pair']:.1f} | {m['x bi-encoder']:.2f}x |"
-        for label, _, decoding, n, m in rows
-        if n == "cost"
-    ]
+    if args.cost_rounds > 0:
+        lines += [
+            "",
+            f"Cost on the CPU ({args.cost_pairs} SQuAD pairs, batches of {args.batch_size}, median of "
+            f"{args.cost_rounds} interleaved rounds):",
+            "",
+            "| model | decoding | ms / pair generating | generation / bi-encoder |",
+            "| --- | --- | ---: | ---: |",
+        ]
+        lines += [
+            f"| {label} | {decoding} | {m['ms/pair']:.1f} | {m['x bi-encoder']:.2f}x |"
+            for label, _, decoding, n, m in rows
+            if n == "cost"
+        ]
     lines += ["", "Examples:", "", *examples_shown, "", f"Wall time: {time.perf_counter() - start:.0f} s.", ""]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
