@@ -915,7 +915,7 @@ class GeARModel(PreTrainedModel):
                 document_gold_mask,
                 document_candidate_mask,
                 prior_gold_share=lexical_gold_share,
-                prior_weight=self.config.ranking_lexical_weight if lexical_gold_share is not None else 0.0,
+                prior_weight=self.config.ranking_lexical_weight,
             )
             if teacher_weight > 0:
                 distillation = sentence_distillation_loss(

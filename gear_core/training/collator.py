@@ -167,6 +167,15 @@ class CachedStateCollator:
         return batch
 
 
+def window_sentences(triple: Triple, offsets: np.ndarray) -> tuple[list[Sentence], np.ndarray, np.ndarray]:
+    """The document's sentences, each window token's sentence (``token_sentence_index``, -1 outside any) and the
+    sentences the window holds, in order (a window may stop inside a sentence longer than itself)."""
+    sentences = split_sentences(triple.document)
+    offsets = np.asarray(offsets)
+    index = token_sentence_index(offsets[:, 0], offsets[:, 1], sentences)
+    return sentences, index, np.unique(index[index >= 0])
+
+
 def teacher_targets(
     teacher: SentenceTeacher, triples: Sequence[Triple], offsets: Sequence[np.ndarray], length: int
 ) -> dict[str, torch.Tensor]:
@@ -175,11 +184,8 @@ def teacher_targets(
     token_sentence = torch.full((len(triples), length), -1, dtype=torch.long)
     rows = []
     for row, (triple, window_offsets) in enumerate(zip(triples, offsets, strict=True)):
-        sentences = split_sentences(triple.document)
-        window_offsets = np.asarray(window_offsets)
-        index = token_sentence_index(window_offsets[:, 0], window_offsets[:, 1], sentences)
+        sentences, index, seen = window_sentences(triple, window_offsets)
         token_sentence[row, : len(index)] = torch.from_numpy(index)
-        seen = np.unique(index[index >= 0])  # a window may stop inside a sentence longer than itself
         probs = np.zeros(len(sentences), dtype=np.float32)
         if len(seen):
             probs[seen] = teacher.distribution(triple.query, [sentences[i].text for i in seen])
@@ -198,10 +204,7 @@ def lexical_gold_shares(
     the sentences holding a token of ``gold_mask`` (B, Ld). 0 for a window without gold tokens."""
     shares = torch.zeros(len(triples))
     for row, (triple, window_offsets) in enumerate(zip(triples, offsets, strict=True)):
-        sentences = split_sentences(triple.document)
-        window_offsets = np.asarray(window_offsets)
-        index = token_sentence_index(window_offsets[:, 0], window_offsets[:, 1], sentences)
-        seen = np.unique(index[index >= 0])
+        sentences, index, seen = window_sentences(triple, window_offsets)
         gold = np.unique(index[(index >= 0) & gold_mask[row, : len(index)].numpy()])
         if not len(gold):
             continue
