@@ -4,6 +4,9 @@ A decoder can write words the document does not contain. ``ground_evidence`` fin
 whose words best match the evidence (token F1 under SQuAD's normalisation: case folded, punctuation and the
 articles a/an/the dropped) and calls the evidence grounded when that F1 reaches ``min_support``. The span is a
 run of whole words of the document, so ``document[start_char:end_char]`` is what a citation can point at.
+
+Evidence decoded as a quote (``GeARConfig.generation_spans_only``) needs no search: ``quoted_evidence`` keeps the
+characters the decoder copied it from, which a search could confuse with an earlier occurrence of the same words.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ class GroundedEvidence:
     grounded: bool
 
 
+def check_min_support(min_support: float) -> None:
+    """``min_support`` is a support threshold: a number in [0, 1]."""
+    if not 0 <= min_support <= 1:
+        raise ValueError(f"min_support must lie in [0, 1], got {min_support}")
+
+
 def _words(text: str) -> list[tuple[str, int, int]]:
     """(normalised word, start, end) for each word of ``text`` that SQuAD's normalisation keeps."""
     return [
@@ -53,8 +62,7 @@ def ground_evidence(text: str, document: str, min_support: float = DEFAULT_MIN_S
     for name, value in (("text", text), ("document", document)):
         if not isinstance(value, str):
             raise TypeError(f"{name} must be a str, got {type(value).__name__}")
-    if not 0 <= min_support <= 1:
-        raise ValueError(f"min_support must lie in [0, 1], got {min_support}")
+    check_min_support(min_support)
     wanted = Counter(word for word, _, _ in _words(text))
     size = sum(wanted.values())
     document_words = _words(document)
@@ -79,3 +87,18 @@ def ground_evidence(text: str, document: str, min_support: float = DEFAULT_MIN_S
     f1, _, start_index, end_index = best
     start, end = document_words[-start_index][1], document_words[end_index][2]
     return GroundedEvidence(text, start, end, f1, f1 >= min_support)
+
+
+def quoted_evidence(
+    text: str, start_char: int, end_char: int, document: str, min_support: float = DEFAULT_MIN_SUPPORT
+) -> GroundedEvidence:
+    """Evidence that is ``document[start_char:end_char]`` itself, grounded where it was quoted from.
+
+    Its support is 1 (the span is the evidence), or 0 when it holds no word that counts (only punctuation or
+    articles), as :func:`ground_evidence` would score it.
+    """
+    check_min_support(min_support)
+    if not 0 <= start_char <= end_char <= len(document) or document[start_char:end_char] != text:
+        raise ValueError(f"text is not document[{start_char}:{end_char}]")
+    support = 1.0 if _words(text) else 0.0
+    return GroundedEvidence(text, start_char, end_char, support, support >= min_support)

@@ -37,6 +37,13 @@ from transformers.utils import logging as hf_logging
 
 from gear_core.config import GeARConfig
 from gear_core.decoding import SpanConstraint, is_question, penalize_query_tokens
+from gear_core.evidence import (
+    DEFAULT_MIN_SUPPORT,
+    GroundedEvidence,
+    check_min_support,
+    ground_evidence,
+    quoted_evidence,
+)
 from gear_core.files import CorruptFileError, verify_checksums, write_checksums
 from gear_core.losses import (
     IGNORE_INDEX,
@@ -1159,7 +1166,6 @@ class GeARModel(PreTrainedModel):
         """The document's sentences that answer the query, best first (at most ``top_n``; all if None)."""
         return self.rank_sentences_batch([query], [document], top_n=top_n)[0]
 
-    @torch.no_grad()
     def generate_batch(
         self,
         queries: Sequence[str],
@@ -1171,14 +1177,44 @@ class GeARModel(PreTrainedModel):
         span_sentences: int | None = None,
         query_penalty: float | None = None,
     ) -> list[str]:
-        """Generated evidence / answer for each (query, document) pair, ``batch_size`` pairs at a time.
+        """Generated evidence / answer for each (query, document) pair, ``batch_size`` pairs at a time: the texts
+        of :meth:`generate_evidence_batch` (which says where in the document each one stands)."""
+        evidence = self.generate_evidence_batch(
+            queries,
+            documents,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            spans_only=spans_only,
+            span_sentences=span_sentences,
+            query_penalty=query_penalty,
+        )
+        return [e.text for e in evidence]
 
-        Greedy decoding with a key/value cache. A document longer than the window is read at the window that
-        holds its best-ranked sentence. ``max_new_tokens`` defaults to ``max_target_length``; 0 gives "".
-        ``no_repeat_ngram_size`` n > 0 forbids repeating any n tokens (a copying decoder can otherwise loop on a
-        word piece until the length limit); 0 turns it off. ``spans_only``, ``span_sentences`` and
-        ``query_penalty`` default to the config's ``generation_*`` fields (see :class:`GeARConfig`): with
-        ``spans_only`` each output is a span of its document, as the document writes it.
+    @torch.no_grad()
+    def generate_evidence_batch(
+        self,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        max_new_tokens: int | None = None,
+        batch_size: int = 16,
+        no_repeat_ngram_size: int = 2,
+        spans_only: bool | None = None,
+        span_sentences: int | None = None,
+        query_penalty: float | None = None,
+        min_support: float = DEFAULT_MIN_SUPPORT,
+    ) -> list[GroundedEvidence]:
+        """Generated evidence / answer for each (query, document) pair, grounded to its document.
+
+        Greedy decoding with a key/value cache, ``batch_size`` pairs at a time. A document longer than the window
+        is read at the window that holds its best-ranked sentence. ``max_new_tokens`` defaults to
+        ``max_target_length``; 0 gives "". ``no_repeat_ngram_size`` n > 0 forbids repeating any n tokens (a
+        copying decoder can otherwise loop on a word piece until the length limit); 0 turns it off.
+        ``spans_only``, ``span_sentences`` and ``query_penalty`` default to the config's ``generation_*`` fields
+        (see :class:`GeARConfig`): with ``spans_only`` each output is a span of its document, as the document
+        writes it, and keeps the characters it was quoted from (:func:`~gear_core.evidence.quoted_evidence`);
+        free text is aligned to the span that best supports it (:func:`~gear_core.evidence.ground_evidence`).
+        Either is ``grounded`` when its support reaches ``min_support``.
         """
         queries, documents = _check_texts(queries), _check_texts(documents)
         if len(queries) != len(documents):
@@ -1204,9 +1240,10 @@ class GeARModel(PreTrainedModel):
         query_penalty = self.config.generation_query_penalty if query_penalty is None else float(query_penalty)
         if span_sentences and not spans_only:
             raise ValueError("span_sentences keeps spans inside the best sentences: it needs spans_only")
+        check_min_support(min_support)
         was_training = self.training
         self.eval()
-        texts = [""] * len(queries)
+        evidence: list[GroundedEvidence] = [GroundedEvidence("", None, None, 0.0, False)] * len(queries)
         # Longest documents first, so a batch holds similar lengths and little padding (as encoding does).
         order = sorted(range(len(documents)), key=lambda i: -len(documents[i]))
         for start in range(0, len(order), batch_size):
@@ -1220,10 +1257,14 @@ class GeARModel(PreTrainedModel):
                 span_sentences=span_sentences,
                 query_penalty=query_penalty,
             )
-            for i, text in zip(chunk, outputs, strict=True):
-                texts[i] = text
+            for i, (text, span) in zip(chunk, outputs, strict=True):
+                evidence[i] = (
+                    ground_evidence(text, documents[i], min_support)
+                    if span is None
+                    else quoted_evidence(text, *span, documents[i], min_support)
+                )
         self.train(was_training)
-        return texts
+        return evidence
 
     def _evidence_windows(self, queries: list[str], documents: list[str]) -> dict[str, Any]:
         """Each document ranked for its query (the ranking :meth:`rank_sentences_batch` gives) and the token window
@@ -1318,10 +1359,11 @@ class GeARModel(PreTrainedModel):
         spans_only: bool,
         span_sentences: int,
         query_penalty: float,
-    ) -> list[str]:
+    ) -> list[tuple[str, tuple[int, int] | None]]:
+        """(text, its (start, end) characters in the document when quoted, else None) per pair."""
         tokenizer = self._require_tokenizer()
         if steps == 0:
-            return ["" for _ in queries]
+            return [("", None) for _ in queries]
         query_inputs = self._tokenize(queries, self.config.max_query_length)
         windows = self._evidence_windows(queries, documents)
         document_inputs = {k: windows[k] for k in ("input_ids", "attention_mask")}
@@ -1411,7 +1453,7 @@ class GeARModel(PreTrainedModel):
             if constraint is not None and constraint.ends is not None:
                 for i, row in enumerate(rows):
                     span_ends[row] = constraint.ends[i]
-        texts = []
+        texts: list[tuple[str, tuple[int, int] | None]] = []
         for d, (document, ids) in enumerate(zip(documents, outputs, strict=True)):
             length = len(ids) - (1 if ids and ids[-1] == end_id else 0)
             ends = span_ends[d]
@@ -1419,10 +1461,11 @@ class GeARModel(PreTrainedModel):
                 # Quote the document itself (its case, its spacing) rather than the uncased word pieces.
                 end = int(ends.nonzero()[0, 0])
                 offsets = windows["offsets"][d]
-                texts.append(document[offsets[end - length + 1][0] : offsets[end][1]])
+                span = (int(offsets[end - length + 1][0]), int(offsets[end][1]))
+                texts.append((document[span[0] : span[1]], span))
             else:
                 with TOKENIZER_LOCK:
-                    texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+                    texts.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), None))
         return texts
 
     def generate(self, query: str, document: str, max_new_tokens: int | None = None, **options: Any) -> str:

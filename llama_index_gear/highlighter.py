@@ -2,7 +2,7 @@
 
 Works after any retriever. For every (query, node) pair it asks GeAR's fusion encoder which sentences the query
 attends to (``GeARModel.rank_sentences_batch``, one batched call for all nodes) and, optionally, has the decoder
-write evidence (``GeARModel.generate_batch``). What it writes on each text node (the contract in DESIGN.md):
+write evidence (``GeARModel.generate_evidence_batch``). What it writes on each text node (the contract in DESIGN.md):
 
 - ``metadata["gear_highlights"]``: ``[{"text", "start_char_idx", "end_char_idx", "score"}, ...]`` best first, with
   ``node.get_content()[start_char_idx:end_char_idx] == text``; plus ``"doc_start_char_idx"`` /
@@ -10,9 +10,10 @@ write evidence (``GeARModel.generate_batch``). What it writes on each text node 
   ``start_char_idx``) and its text is a verbatim slice of the document.
 - ``metadata["gear_evidence"]``, with ``generate_evidence=True``: ``{"text", "grounded", "support",
   "start_char_idx", "end_char_idx"}`` (plus ``"doc_start_char_idx"`` / ``"doc_end_char_idx"`` as for highlights):
-  the decoder's text and the span of the node's text that best supports it (token F1 ``support``, 0 to 1;
-  ``grounded`` from ``min_evidence_support``; :func:`gear_core.evidence.ground_evidence`). Offsets are None when
-  no word of the evidence occurs in the text, or in prune mode when its span was pruned away.
+  the decoder's text and its span in the node's text: where it was quoted from when the decoder quotes (support
+  1), else the span that best supports it (token F1 ``support``, 0 to 1; :func:`gear_core.evidence.ground_evidence`);
+  ``grounded`` from ``min_evidence_support``. Offsets are None when no word of the evidence occurs in the text, or
+  in prune mode when its span was pruned away.
 - ``metadata["gear_pruned"]`` in prune mode: ``{"original_length": n, "kept_spans": [[start, end], ...]}``, the
   parts of the original text that were kept, in original-text offsets.
 
@@ -39,7 +40,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, ImageNode, Node, NodeWithScore, QueryBundle, TextNode
 
 from gear_core import GeARModel, ScoredSentence
-from gear_core.evidence import DEFAULT_MIN_SUPPORT, GroundedEvidence, ground_evidence
+from gear_core.evidence import DEFAULT_MIN_SUPPORT, GroundedEvidence
 from llama_index_gear._model import load_model
 
 dispatcher = get_dispatcher(__name__)
@@ -135,18 +136,17 @@ class GeARHighlighter(BaseNodePostprocessor):
         ranked = self._model.rank_sentences_batch(
             [query] * len(pair_texts), pair_texts, top_n=None, batch_size=self.batch_size
         )
-        evidence: list[str | None] = [None] * len(pair_texts)
+        grounded: list[GroundedEvidence | None] = [None] * len(pair_texts)
         if self.generate_evidence and pair_texts:
-            evidence = self._model.generate_batch(
-                [query] * len(pair_texts),
-                pair_texts,
-                max_new_tokens=self.max_new_tokens,
-                batch_size=self.batch_size,
+            grounded = list(
+                self._model.generate_evidence_batch(
+                    [query] * len(pair_texts),
+                    pair_texts,
+                    max_new_tokens=self.max_new_tokens,
+                    batch_size=self.batch_size,
+                    min_support=self.min_evidence_support,
+                )
             )
-        grounded = [
-            None if e is None else ground_evidence(e, t, self.min_evidence_support)
-            for e, t in zip(evidence, pair_texts, strict=True)
-        ]
         found = dict(zip(ranked_positions, zip(ranked, grounded, strict=True), strict=True))
 
         results, num_highlights, num_dropped = [], 0, 0
@@ -167,7 +167,7 @@ class GeARHighlighter(BaseNodePostprocessor):
                 num_skipped=texts.count(None),
                 num_dropped=num_dropped,
                 num_highlights=num_highlights,
-                num_evidence=sum(e is not None for e in evidence),
+                num_evidence=sum(e is not None for e in grounded),
             )
         )
         return results

@@ -157,3 +157,15 @@ def ticks_while(awaitable: Awaitable[object]) -> int:
         return ticks
 
     return asyncio.run(run())
+
+
+def stub_evidence(monkeypatch, model, outputs) -> None:
+    """Make ``model``'s decoder write known text: ``outputs(queries, documents, **options)`` gives the texts, which
+    ``generate_evidence_batch`` grounds as free text (``ground_evidence``) and ``generate_batch`` returns."""
+    from gear_core.evidence import DEFAULT_MIN_SUPPORT, ground_evidence
+
+    def generate_evidence_batch(queries, documents, min_support=DEFAULT_MIN_SUPPORT, **options):
+        texts = outputs(queries, documents, **options)
+        return [ground_evidence(t, d, min_support) for t, d in zip(texts, documents, strict=True)]
+
+    monkeypatch.setattr(model, "generate_evidence_batch", generate_evidence_batch)

@@ -5,6 +5,7 @@ import torch
 from conftest import tiny_gear
 
 from gear_core.decoding import SpanConstraint, is_question, penalize_query_tokens
+from gear_core.evidence import ground_evidence
 from gear_core.text import split_sentences
 
 END = 102
@@ -128,3 +129,30 @@ def test_the_quoted_sentence_is_the_rankings_best_with_the_lexical_share(tiny_en
         best = model.rank_sentences(query, document, top_n=1)[0]
         assert query.split()[2].rstrip("?")[:4] in best.text.lower()  # BM25 found the animal's sentence
         assert text and text in best.text
+
+
+def test_a_quote_is_grounded_where_it_was_copied_from(tiny_model):
+    # The same sentence three times: a search for the quoted words finds the first copy, but the decoder quotes
+    # from the sentence the ranking puts first, and the evidence must point there (a citation of that sentence).
+    document = "The bell rang at noon. The bell rang at noon. The bell rang at noon."
+    queries = ["when did the bell ring?", "what rang", "bell noon", "rang at noon?"]
+    evidence = tiny_model.generate_evidence_batch(
+        queries, [document] * 4, spans_only=True, span_sentences=1, max_new_tokens=4
+    )
+    best = [tiny_model.rank_sentences(q, document, top_n=1)[0] for q in queries]
+    assert any(b.start_char > 0 for b in best)  # some query's best copy is not the first: the case that matters
+    for found, sentence in zip(evidence, best, strict=True):
+        assert found.text and document[found.start_char : found.end_char] == found.text
+        assert sentence.start_char <= found.start_char and found.end_char <= sentence.end_char
+        assert found.grounded and found.support == 1.0
+    texts = tiny_model.generate_batch(queries, [document] * 4, spans_only=True, span_sentences=1, max_new_tokens=4)
+    assert texts == [e.text for e in evidence]
+
+
+def test_free_text_is_grounded_by_search(tiny_model):
+    queries = ["when was it finished", "tower height"]
+    evidence = tiny_model.generate_evidence_batch(queries, [DOCUMENT] * 2, spans_only=False, max_new_tokens=6)
+    for found in evidence:
+        assert found == ground_evidence(found.text, DOCUMENT)
+    with pytest.raises(ValueError, match="min_support"):
+        tiny_model.generate_evidence_batch(queries, [DOCUMENT] * 2, min_support=2)

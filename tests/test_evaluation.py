@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import stub_evidence
 
 from gear_core import GeARConfig, GeARModel
 from gear_core.cli import main
@@ -21,6 +22,7 @@ from gear_core.evaluation.benchmark import EvaluationSettings, evaluate, generat
 from gear_core.evaluation.metrics import ranking_from_scores, retrieval_metrics
 from gear_core.evaluation.ranking import all_scorings, gear_rankings, scoring_ablation
 from gear_core.evaluation.tasks import QuestionExample, question_examples
+from gear_core.evidence import ground_evidence
 from gear_core.scoring import SentenceScoring, WindowScores
 from gear_core.text import split_sentences
 
@@ -338,9 +340,10 @@ def test_generation_metrics_hand_case():
     examples = [example("capital?", "Paris"), example("finished?", "1889"), example("tower?", "Eiffel Tower")]
 
     class Stub:
-        def generate_batch(self, queries, documents, batch_size=16):
+        def generate_evidence_batch(self, queries, documents, batch_size=16):
             # exact; wrong but grounded on the other sentence; half right ("the" is dropped): F1 2*1/(2+1)
-            return ["Paris", "France", "the Tower"][: len(queries)]
+            texts = ["Paris", "France", "the Tower"][: len(queries)]
+            return [ground_evidence(t, d) for t, d in zip(texts, documents, strict=True)]
 
     metrics, outputs = generation_metrics(Stub(), examples)
     assert outputs == ["Paris", "France", "the Tower"]
@@ -366,7 +369,7 @@ def test_evaluate_reports_hand_computed_metrics_of_a_stubbed_model(
 
     outputs = ["100 degrees", "zero", "degrees", "0 degrees"]  # questions in file order
     monkeypatch.setattr(tiny_model, "sentence_scores_batch", boils_first)
-    monkeypatch.setattr(tiny_model, "generate_batch", lambda queries, documents, **_: outputs[: len(queries)])
+    stub_evidence(monkeypatch, tiny_model, lambda queries, documents, **_: outputs[: len(queries)])
     squad, split, _ = eval_data
     settings = EvaluationSettings(
         squad, split, None, tasks=("local", "generation"), baseline_encoder=tiny_encoder_dir, show_progress=False
@@ -395,7 +398,7 @@ def test_evaluate_reports_free_decoding_beside_a_models_decoding_rules(
         calls.append(options)
         return ["degrees" if options.get("spans_only") is False else "zero"] * len(queries)
 
-    monkeypatch.setattr(tiny_model, "generate_batch", stub)
+    stub_evidence(monkeypatch, tiny_model, stub)
     squad, split, _ = eval_data
     settings = EvaluationSettings(
         squad, split, None, tasks=("generation",), baseline_encoder=tiny_encoder_dir, show_progress=False

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gear_core.evidence import GroundedEvidence, ground_evidence
+from gear_core.evidence import GroundedEvidence, ground_evidence, quoted_evidence
 
 
 def test_a_verbatim_answer_is_grounded_at_its_span():
@@ -58,3 +58,16 @@ def test_offsets_are_exact_on_unicode_text():
 def test_bad_min_support_is_refused():
     with pytest.raises(ValueError, match="min_support"):
         ground_evidence("a", "b", min_support=1.5)
+
+
+def test_a_quote_keeps_its_own_span():
+    document = "Paris, then Paris again."
+    # ground_evidence would give the first "Paris"; the quote copied from the second keeps its place.
+    assert quoted_evidence("Paris", 12, 17, document) == GroundedEvidence("Paris", 12, 17, 1.0, True)
+    assert quoted_evidence(",", 5, 6, document) == GroundedEvidence(",", 5, 6, 0.0, False)  # no word: no support
+    with pytest.raises(ValueError, match="not document"):
+        quoted_evidence("Paris", 0, 4, document)
+    with pytest.raises(ValueError, match="not document"):
+        quoted_evidence("", 30, 30, document)
+    with pytest.raises(ValueError, match="min_support"):
+        quoted_evidence("Paris", 12, 17, document, min_support=-0.1)

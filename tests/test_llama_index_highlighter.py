@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from conftest import ticks_while
+from conftest import stub_evidence, ticks_while
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.bridge.pydantic import Field
@@ -147,7 +147,7 @@ def test_evidence_is_grounded_to_a_span_in_node_document_and_pruned_text(tiny_mo
     mode the pruned text (or is None when its sentence was pruned away)."""
     outputs = {"supported": "the Mona Lisa", "unsupported": "zebra crossing"}
     answer = {"value": outputs["supported"]}
-    monkeypatch.setattr(tiny_model, "generate_batch", lambda queries, texts, **kwargs: [answer["value"]] * len(texts))
+    stub_evidence(monkeypatch, tiny_model, lambda queries, texts, **kwargs: [answer["value"]] * len(texts))
     document = Document(text="Intro sentence here. " + PARIS)
     [node] = SentenceSplitter(chunk_size=200, chunk_overlap=0).get_nodes_from_documents([document])
     highlighter = GeARHighlighter(model=tiny_model, top_n=100, generate_evidence=True)

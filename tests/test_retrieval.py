@@ -11,6 +11,7 @@ import faiss
 import numpy as np
 import pytest
 import torch
+from conftest import stub_evidence
 
 from gear_core import split_sentences
 from gear_core.evidence import GroundedEvidence
@@ -367,9 +368,7 @@ def test_a_version_1_index_still_loads_and_a_save_replaces_its_files(tmp_path):
 def test_search_grounds_the_decoder_output_in_each_hit(tiny_model, monkeypatch):
     """With a decoder whose output is known, each hit's evidence is that text with its exact span and support."""
     searcher = GeARSearcher.from_documents(tiny_model, DOCUMENTS, ids=["paris", "jupiter", "hamlet", "water"])
-    monkeypatch.setattr(
-        tiny_model, "generate_batch", lambda queries, documents, **_: ["dozens of moons" for _ in documents]
-    )
+    stub_evidence(monkeypatch, tiny_model, lambda queries, documents, **_: ["dozens of moons" for _ in documents])
     results = {r.id: r.evidence for r in searcher.search("moons?", k=4, rank_sentences=False, generate=True)}
     jupiter = results["jupiter"]
     assert (jupiter.text, jupiter.support, jupiter.grounded) == ("dozens of moons", 1.0, True)

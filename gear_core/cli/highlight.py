@@ -25,9 +25,7 @@ def run(args: argparse.Namespace) -> int:
     for rank, sentence in enumerate(model.rank_sentences(args.query, document, top_n=args.top_n), start=1):
         print(f"{rank}. [{sentence.score:.3f}] ({sentence.start_char}:{sentence.end_char}) {sentence.text}")
     if args.generate:
-        from gear_core.evidence import ground_evidence
-
-        evidence = ground_evidence(model.generate(args.query, document), document)
+        (evidence,) = model.generate_evidence_batch([args.query], [document])
         where = f"({evidence.start_char}:{evidence.end_char}) " if evidence.grounded else "(ungrounded) "
         print(f"evidence: [{evidence.support:.2f}] {where}{evidence.text}")
     return 0

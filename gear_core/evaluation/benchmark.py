@@ -49,7 +49,7 @@ from gear_core.evaluation.metrics import (
 )
 from gear_core.evaluation.ranking import scoring_rankings
 from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples, sample_in_order
-from gear_core.evidence import DEFAULT_MIN_SUPPORT, ground_evidence
+from gear_core.evidence import DEFAULT_MIN_SUPPORT
 from gear_core.scoring import SentenceScoring
 
 if TYPE_CHECKING:
@@ -286,12 +286,13 @@ def generation_metrics(
     model: GeARModel, examples: Sequence[QuestionExample], batch_size: int = 16, **options: Any
 ) -> tuple[dict[str, float], list[str]]:
     """Generated answers (question + gold context) scored as SQuAD does (EM, F1 against ``answers``, 0-100), and
-    how often they are grounded (:func:`~gear_core.evidence.ground_evidence`), and grounded on a gold sentence.
-    ``options`` go to ``generate_batch`` (decoding settings). Returns the metrics and the outputs."""
-    outputs = model.generate_batch(
+    how often they are grounded (``GeARModel.generate_evidence_batch``: where a quote was copied from, else
+    :func:`~gear_core.evidence.ground_evidence`), and grounded on a gold sentence. ``options`` go to
+    ``generate_evidence_batch`` (decoding settings). Returns the metrics and the outputs."""
+    grounded = model.generate_evidence_batch(
         [e.question for e in examples], [e.context for e in examples], batch_size=batch_size, **options
     )
-    grounded = [ground_evidence(o, e.context) for o, e in zip(outputs, examples, strict=True)]
+    outputs = [g.text for g in grounded]
     on_gold = [
         g.grounded
         and any(
@@ -467,9 +468,9 @@ def format_markdown(report: EvaluationReport) -> str:
             "",
             "## Generation (question + gold paragraph -> answer; SQuAD EM / F1)",
             "",
-            "Grounded: the paragraph span that best supports the output has token F1 >= "
-            f"{DEFAULT_MIN_SUPPORT} with it (`gear_core.evidence.ground_evidence`); on the gold sentence: that span "
-            "also overlaps a sentence holding an answer.",
+            "Grounded: the paragraph span a quote was copied from, or for free text the span that best supports "
+            f"it, has token F1 >= {DEFAULT_MIN_SUPPORT} with the output (`GeARModel.generate_evidence_batch`); on "
+            "the gold sentence: that span also overlaps a sentence holding an answer.",
             "",
             _table(["system", "EM", "F1", *grounding], rows),
         ]

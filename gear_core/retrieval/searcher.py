@@ -3,8 +3,8 @@
 1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors.
 2. Local retrieval: each hit's sentences ranked by the fusion encoder's cross-attention
    (``GeARModel.rank_sentences_batch``), with character spans into the hit's text.
-3. Optionally, the decoder's generated evidence for each hit (``GeARModel.generate_batch``), grounded to the
-   span of the hit's text that supports it (:func:`~gear_core.evidence.ground_evidence`).
+3. Optionally, the decoder's generated evidence for each hit (``GeARModel.generate_evidence_batch``), grounded to
+   the span of the hit's text it was quoted from or that best supports it (:mod:`gear_core.evidence`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gear_core.evidence import GroundedEvidence, ground_evidence
+from gear_core.evidence import GroundedEvidence
 from gear_core.modeling import check_batch_size
 from gear_core.retrieval.index import DocumentIndex, Hit, IndexType, check_model, model_identity
 from gear_core.text import ScoredSentence
@@ -153,11 +153,11 @@ class GeARSearcher:
             for (_, result), sentences in zip(pairs, ranked, strict=True):
                 result.sentences = sentences
         if generate:
-            texts = self.model.generate_batch(
+            evidence = self.model.generate_evidence_batch(
                 pair_queries, pair_texts, max_new_tokens=max_new_tokens, batch_size=self.batch_size
             )
-            for (_, result), evidence in zip(pairs, texts, strict=True):
-                result.evidence = ground_evidence(evidence, result.text)
+            for (_, result), grounded in zip(pairs, evidence, strict=True):
+                result.evidence = grounded
         return results
 
     def save(self, folder: str | os.PathLike) -> Path:
