@@ -53,6 +53,7 @@ _FLOAT_FIELDS = (
     "ranking_lexical_weight",
     "ranking_lexical_temperature",
     "generation_query_penalty",
+    "generation_decoder_vote",
     "contrastive_temperature",
     "momentum",
     "soft_label_weight",
@@ -140,6 +141,10 @@ class GeARConfig(PretrainedConfig):
             (:class:`~gear_core.decoding.SpanConstraint`). ``False`` (the paper) decodes freely.
         generation_span_sentences: with ``generation_spans_only``, ``n > 0`` keeps the span inside the window's
             ``n`` best-ranked sentences (the ranking's scores, from the same fusion pass); 0: anywhere.
+        generation_decoder_vote: with ``generation_span_sentences`` n > 1, ``w > 0`` quotes from one of those n
+            sentences, the one with the highest ``log(its ranking share) + w * (the decoder's best first-token
+            log-probability among its words, query penalty included)``: where the decoder would begin an answer can
+            overrule a close ranking. 0: the span may lie anywhere in the n sentences.
         generation_query_penalty: subtracted from the score of the query's own words at every step, for
             question-style queries only (:func:`~gear_core.decoding.penalize_query_tokens`); 0: off.
         share_decoder_embeddings: the decoder reuses the query encoder's word embeddings (smaller checkpoint).
@@ -189,6 +194,7 @@ class GeARConfig(PretrainedConfig):
         decoder_copy_spans: bool = False,
         generation_spans_only: bool = False,
         generation_span_sentences: int = 0,
+        generation_decoder_vote: float = 0.0,
         generation_query_penalty: float = 0.0,
         share_decoder_embeddings: bool = False,
         decoder_start_token: str = "[DEC]",
@@ -229,6 +235,7 @@ class GeARConfig(PretrainedConfig):
         self.decoder_copy_spans = decoder_copy_spans
         self.generation_spans_only = generation_spans_only
         self.generation_span_sentences = generation_span_sentences
+        self.generation_decoder_vote = generation_decoder_vote
         self.generation_query_penalty = generation_query_penalty
         self.share_decoder_embeddings = share_decoder_embeddings
         self.decoder_start_token = decoder_start_token
@@ -319,6 +326,8 @@ class GeARConfig(PretrainedConfig):
             raise ValueError(f"generation_span_sentences must not be negative, got {self.generation_span_sentences}")
         if self.generation_span_sentences and not self.generation_spans_only:
             raise ValueError("generation_span_sentences needs generation_spans_only")
+        if self.generation_decoder_vote and self.generation_span_sentences < 2:
+            raise ValueError("generation_decoder_vote chooses among generation_span_sentences: it needs 2 or more")
         for name in ("ranking_window_temperature", "ranking_lexical_temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -4,6 +4,9 @@
   budget glues word pieces from different places ("speakerit mahajanjan") and misspells what it means to copy
   ("pedagygy"); evidence is meant to be quoted from the document anyway, so the search only ever chooses among
   the tokens that continue a span it has already started, and it starts and stops at word boundaries.
+- ``choose_sentence``: quote from one of the ranking's best sentences, picked by the ranking and by where the
+  decoder would begin an answer (``GeARConfig.generation_decoder_vote``). The ranking alone misses the answer's
+  sentence when two sentences are close; the decoder's first step reads the query and the document too.
 - ``penalize_query_tokens``: lower the score of the query's own words. Asked "What is a course of study
   called?", the decoder likes to repeat "course of study"; the answer is the part of the document the question
   does not already say. Only for questions: a keyword query's evidence is a sentence that contains its words.
@@ -11,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -77,6 +81,36 @@ class SpanConstraint:
         """These rows only (generation drops the pairs that have finished)."""
         ends = None if self.ends is None else self.ends[rows]
         return SpanConstraint(self.document_ids[rows], self.copyable[rows], self.word_start[rows], ends)
+
+
+def choose_sentence(
+    first_scores: torch.Tensor,
+    document_ids: torch.Tensor,
+    startable: torch.Tensor,
+    token_rank: torch.Tensor,
+    log_shares: torch.Tensor,
+    weight: float,
+) -> torch.Tensor:
+    """(B,) the rank (0: the ranking's best) of the sentence each row's quote comes from: the highest
+    ``log_shares[r] + weight * (the best first-step score of a position where a quote may start in sentence r)``.
+
+    ``first_scores`` (B, V) the decoder's first-step scores, ``document_ids`` (B, Ld) the window's token ids,
+    ``startable`` (B, Ld) where a quote may begin, ``token_rank`` (B, Ld) each position's sentence rank (-1: none),
+    ``log_shares`` (B, n) the log of each of the ``n`` best sentences' ranking share. A sentence with no place to
+    start is never chosen; a row with none keeps rank 0.
+    """
+    position_scores = first_scores.gather(1, document_ids)
+    best_start = torch.stack(
+        [
+            position_scores.masked_fill(~(startable & (token_rank == rank)), -math.inf).amax(dim=1)
+            for rank in range(log_shares.shape[1])
+        ],
+        dim=1,
+    )
+    total = (log_shares + weight * best_start).masked_fill(torch.isinf(best_start), -math.inf)
+    chosen = total.argmax(dim=1)  # the first (best-ranked) of equals
+    chosen[torch.isinf(total).all(dim=1)] = 0
+    return chosen
 
 
 def penalize_query_tokens(

@@ -36,7 +36,7 @@ from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
 from gear_core.config import GeARConfig
-from gear_core.decoding import SpanConstraint, is_question, penalize_query_tokens
+from gear_core.decoding import SpanConstraint, choose_sentence, is_question, penalize_query_tokens
 from gear_core.evidence import (
     DEFAULT_MIN_SUPPORT,
     GroundedEvidence,
@@ -1166,30 +1166,11 @@ class GeARModel(PreTrainedModel):
         """The document's sentences that answer the query, best first (at most ``top_n``; all if None)."""
         return self.rank_sentences_batch([query], [document], top_n=top_n)[0]
 
-    def generate_batch(
-        self,
-        queries: Sequence[str],
-        documents: Sequence[str],
-        max_new_tokens: int | None = None,
-        batch_size: int = 16,
-        no_repeat_ngram_size: int = 2,
-        spans_only: bool | None = None,
-        span_sentences: int | None = None,
-        query_penalty: float | None = None,
-    ) -> list[str]:
-        """Generated evidence / answer for each (query, document) pair, ``batch_size`` pairs at a time: the texts
-        of :meth:`generate_evidence_batch` (which says where in the document each one stands)."""
-        evidence = self.generate_evidence_batch(
-            queries,
-            documents,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-            spans_only=spans_only,
-            span_sentences=span_sentences,
-            query_penalty=query_penalty,
-        )
-        return [e.text for e in evidence]
+    def generate_batch(self, queries: Sequence[str], documents: Sequence[str], **options: Any) -> list[str]:
+        """Generated evidence / answer for each (query, document) pair: the texts of
+        :meth:`generate_evidence_batch` (which says where in the document each one stands), with the same
+        ``options`` (``max_new_tokens``, ``batch_size``, the decoding settings)."""
+        return [e.text for e in self.generate_evidence_batch(queries, documents, **options)]
 
     @torch.no_grad()
     def generate_evidence_batch(
@@ -1202,6 +1183,7 @@ class GeARModel(PreTrainedModel):
         spans_only: bool | None = None,
         span_sentences: int | None = None,
         query_penalty: float | None = None,
+        decoder_vote: float | None = None,
         min_support: float = DEFAULT_MIN_SUPPORT,
     ) -> list[GroundedEvidence]:
         """Generated evidence / answer for each (query, document) pair, grounded to its document.
@@ -1210,8 +1192,9 @@ class GeARModel(PreTrainedModel):
         is read at the window that holds its best-ranked sentence. ``max_new_tokens`` defaults to
         ``max_target_length``; 0 gives "". ``no_repeat_ngram_size`` n > 0 forbids repeating any n tokens (a
         copying decoder can otherwise loop on a word piece until the length limit); 0 turns it off.
-        ``spans_only``, ``span_sentences`` and ``query_penalty`` default to the config's ``generation_*`` fields
-        (see :class:`GeARConfig`): with ``spans_only`` each output is a span of its document, as the document
+        ``spans_only``, ``span_sentences``, ``query_penalty`` and ``decoder_vote`` default to the config's
+        ``generation_*`` fields (see :class:`GeARConfig`; the vote applies with 2 or more span sentences): with
+        ``spans_only`` each output is a span of its document, as the document
         writes it, and keeps the characters it was quoted from (:func:`~gear_core.evidence.quoted_evidence`);
         free text is aligned to the span that best supports it (:func:`~gear_core.evidence.ground_evidence`).
         Either is ``grounded`` when its support reaches ``min_support``.
@@ -1228,16 +1211,18 @@ class GeARModel(PreTrainedModel):
                 raise ValueError(f"{name} must be a non-negative int (0: off), got {value!r}")
         if spans_only is not None and not isinstance(spans_only, bool):
             raise ValueError(f"spans_only must be True, False or None, got {spans_only!r}")
-        if query_penalty is not None and (
-            not isinstance(query_penalty, (int, float))
-            or isinstance(query_penalty, bool)
-            or not query_penalty >= 0
-            or math.isinf(query_penalty)
-        ):
-            raise ValueError(f"query_penalty must be a finite non-negative number, got {query_penalty!r}")
+        for name, weight in (("query_penalty", query_penalty), ("decoder_vote", decoder_vote)):
+            if weight is not None and (
+                not isinstance(weight, (int, float))
+                or isinstance(weight, bool)
+                or not weight >= 0
+                or math.isinf(weight)
+            ):
+                raise ValueError(f"{name} must be a finite non-negative number, got {weight!r}")
         spans_only = self.config.generation_spans_only if spans_only is None else spans_only
         span_sentences = self.config.generation_span_sentences if span_sentences is None else span_sentences
         query_penalty = self.config.generation_query_penalty if query_penalty is None else float(query_penalty)
+        decoder_vote = self.config.generation_decoder_vote if decoder_vote is None else float(decoder_vote)
         if span_sentences and not spans_only:
             raise ValueError("span_sentences keeps spans inside the best sentences: it needs spans_only")
         check_min_support(min_support)
@@ -1256,6 +1241,7 @@ class GeARModel(PreTrainedModel):
                 spans_only=spans_only,
                 span_sentences=span_sentences,
                 query_penalty=query_penalty,
+                decoder_vote=decoder_vote,
             )
             for i, (text, span) in zip(chunk, outputs, strict=True):
                 evidence[i] = (
@@ -1327,16 +1313,18 @@ class GeARModel(PreTrainedModel):
         return ~self._continuation_ids.to(input_ids.device)[input_ids]
 
     @staticmethod
-    def _top_sentence_tokens(
+    def _sentence_ranks(
         sentences: list[list[Sentence]],
         scores: list[np.ndarray],
         offsets: list[list[tuple[int, int]]],
         width: int,
         top_n: int,
-    ) -> torch.Tensor:
-        """(B, width) bool: the window tokens inside each document's ``top_n`` best-ranked sentences (``scores``,
-        the ranking's: the same order as :meth:`rank_sentences_batch`)."""
-        inside = torch.zeros(len(sentences), width, dtype=torch.bool)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each window token's sentence rank among the document's ``top_n`` best-ranked sentences ((B, width)
+        long; -1 outside them) and the log of those sentences' shares of the ranking ((B, top_n); -inf where a
+        document has fewer). ``scores`` are the ranking's: the same order as :meth:`rank_sentences_batch`."""
+        token_rank = torch.full((len(sentences), width), -1, dtype=torch.long)
+        log_shares = torch.full((len(sentences), top_n), -math.inf)
         for row, (document_sentences, document_scores, window) in enumerate(
             zip(sentences, scores, offsets, strict=True)
         ):
@@ -1346,8 +1334,14 @@ class GeARModel(PreTrainedModel):
             spans = np.asarray(window).reshape(-1, 2)
             # The collator's token-to-sentence rule; [CLS] and [SEP] (empty spans) get -1.
             token_sentence = token_sentence_index(spans[:, 0], spans[:, 1], document_sentences)
-            inside[row, : len(spans)] = torch.from_numpy(np.isin(token_sentence, best))
-        return inside
+            rank_of = np.full(len(document_sentences) + 1, -1)  # index -1 (no sentence) stays -1
+            rank_of[best] = np.arange(len(best))
+            token_rank[row, : len(spans)] = torch.from_numpy(rank_of[token_sentence])
+            total = float(np.sum(document_scores))
+            with np.errstate(divide="ignore"):
+                shares = np.log(np.asarray(document_scores, dtype=np.float64)[best] / total) if total > 0 else 0.0
+            log_shares[row, : len(best)] = torch.as_tensor(shares, dtype=torch.float32)
+        return token_rank, log_shares
 
     def _generate(
         self,
@@ -1359,6 +1353,7 @@ class GeARModel(PreTrainedModel):
         spans_only: bool,
         span_sentences: int,
         query_penalty: float,
+        decoder_vote: float,
     ) -> list[tuple[str, tuple[int, int] | None]]:
         """(text, its (start, end) characters in the document when quoted, else None) per pair."""
         tokenizer = self._require_tokenizer()
@@ -1391,15 +1386,19 @@ class GeARModel(PreTrainedModel):
             read, document_inputs["attention_mask"], document_inputs["input_ids"], token_attention
         )
         constraint = None
+        token_rank = log_shares = None
         if spans_only:
             quotable = self._content_mask(document_inputs["input_ids"], document_inputs["attention_mask"])
             if span_sentences:
-                quotable &= self._top_sentence_tokens(
+                token_rank, log_shares = self._sentence_ranks(
                     windows["sentences"], windows["scores"], windows["offsets"], quotable.shape[1], span_sentences
-                ).to(quotable.device)
+                )
+                token_rank, log_shares = token_rank.to(quotable.device), log_shares.to(quotable.device)
+                quotable &= token_rank >= 0
             constraint = SpanConstraint(
                 document_inputs["input_ids"], quotable, self._word_starts(document_inputs["input_ids"])
             )
+        vote = decoder_vote if constraint is not None and span_sentences > 1 else 0.0
         query_ids = query_inputs["input_ids"]
         query_words = self._content_mask(query_ids, query_inputs["attention_mask"])
         query_words &= torch.tensor([is_question(q) for q in queries], device=self.device)[:, None]
@@ -1410,7 +1409,7 @@ class GeARModel(PreTrainedModel):
         span_ends: list[torch.Tensor | None] = [None for _ in queries]  # where each quoted span ends
         # transformers 5's default cache breaks BERT cross-attention: give the decoder an encoder-decoder cache
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        for _ in range(steps):
+        for step in range(steps):
             decoder_states = self.decoder.bert(
                 input_ids=tokens[:, -1:],
                 encoder_hidden_states=memory,
@@ -1423,6 +1422,20 @@ class GeARModel(PreTrainedModel):
             ).float()
             if query_penalty:
                 scores = penalize_query_tokens(scores, query_ids, query_words, query_penalty)
+            if vote and step == 0:  # one sentence of the best few, then quote inside it alone
+                chosen = choose_sentence(
+                    scores,
+                    constraint.document_ids,
+                    constraint.copyable & constraint.word_start,
+                    token_rank,
+                    log_shares,
+                    vote,
+                )
+                constraint = SpanConstraint(
+                    constraint.document_ids,
+                    constraint.copyable & (token_rank == chosen[:, None]),
+                    constraint.word_start,
+                )
             if constraint is not None:
                 scores = scores.masked_fill(~constraint.allowed(scores.shape[1], end_id), -math.inf)
             if no_repeat_ngram_size:

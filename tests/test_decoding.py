@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import tiny_gear
 
-from gear_core.decoding import SpanConstraint, is_question, penalize_query_tokens
+from gear_core.decoding import SpanConstraint, choose_sentence, is_question, penalize_query_tokens
 from gear_core.evidence import ground_evidence
 from gear_core.text import split_sentences
 
@@ -57,6 +57,23 @@ def test_a_row_with_nothing_to_quote_may_only_end_and_rows_select():
     assert allowed_ids(constraint) == [{5, 6, 8}, {END}]
     second = constraint.advance(torch.tensor([5, END])).select(torch.tensor([1]))
     assert second.ends.tolist() == [[False] * 8] and allowed_ids(second) == [{END}]
+
+
+def test_choose_sentence_weighs_the_ranking_against_the_decoders_best_start():
+    # Row 0: positions hold ids 1..4, sentences of rank 0 (ids 1, 2) and rank 1 (ids 3, 4). Best starts: rank 0
+    # -1 (id 2), rank 1 -0.5 (id 3). Totals log 0.6 - w vs log 0.4 - 0.5 w: rank 1 wins from w = 2 log 1.5 = 0.81.
+    first_scores = torch.log_softmax(torch.zeros(2, 5), dim=1)
+    first_scores[0] = torch.tensor([-9.0, -3.0, -1.0, -0.5, -2.0])
+    document_ids = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]])
+    token_rank = torch.tensor([[0, 0, 1, 1], [0, 0, 1, -1]])
+    log_shares = torch.log(torch.tensor([[0.6, 0.4], [0.6, 0.4]]))
+    startable = torch.tensor([[True, True, True, True], [False, False, True, True]])
+    for weight, expected in ((0.5, 0), (0.8, 0), (0.82, 1), (1.0, 1)):
+        chosen = choose_sentence(first_scores, document_ids, startable, token_rank, log_shares, weight)
+        assert chosen[0].item() == expected
+        assert chosen[1].item() == 1  # rank 0 has no place to start a quote: never chosen
+    nowhere = torch.zeros(2, 4, dtype=torch.bool)
+    assert choose_sentence(first_scores, document_ids, nowhere, token_rank, log_shares, 1.0).tolist() == [0, 0]
 
 
 def test_penalize_query_tokens_subtracts_once_per_query_word():
@@ -156,3 +173,32 @@ def test_free_text_is_grounded_by_search(tiny_model):
         assert found == ground_evidence(found.text, DOCUMENT)
     with pytest.raises(ValueError, match="min_support"):
         tiny_model.generate_evidence_batch(queries, [DOCUMENT] * 2, min_support=2)
+
+
+def test_the_decoder_vote_quotes_inside_one_of_the_best_sentences(tiny_encoder_dir):
+    document = (
+        "Zebras sleep standing up in the open savanna. Penguins huddle together through the polar winter. "
+        "Camels store fat in their humps for long desert walks. Owls hunt mice at night in quiet forests."
+    )
+    model = tiny_gear(tiny_encoder_dir, generation_spans_only=True, generation_span_sentences=2)
+    queries = ["where do zebras sleep?", "why do penguins huddle?", "what do camels store?", "when do owls hunt?"]
+    top_two = [model.rank_sentences(q, document, top_n=2) for q in queries]
+    for weight in (0.0, 0.5, 100.0):
+        evidence = model.generate_evidence_batch(queries, [document] * 4, decoder_vote=weight, max_new_tokens=6)
+        for found, best in zip(evidence, top_two, strict=True):
+            assert found.text and document[found.start_char : found.end_char] == found.text
+            inside = [s.start_char <= found.start_char and found.end_char <= s.end_char for s in best]
+            if weight:  # a vote picks one of the two and quotes inside it
+                assert any(inside)
+            else:  # without, the quote may run from one into the other: it starts in one of them
+                assert any(s.start_char <= found.start_char < s.end_char for s in best)
+    voting = tiny_gear(
+        tiny_encoder_dir, generation_spans_only=True, generation_span_sentences=2, generation_decoder_vote=0.5
+    )
+    assert voting.generate_batch(queries, [document] * 4, max_new_tokens=6) == model.generate_batch(
+        queries, [document] * 4, decoder_vote=0.5, max_new_tokens=6
+    )
+    with pytest.raises(ValueError, match="decoder_vote"):
+        model.generate("q", document, decoder_vote=-1.0)
+    with pytest.raises(ValueError, match="needs 2 or more"):
+        tiny_gear(tiny_encoder_dir, generation_spans_only=True, generation_span_sentences=1, generation_decoder_vote=1)
