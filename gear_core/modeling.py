@@ -1157,8 +1157,7 @@ class GeARModel(PreTrainedModel):
         ``ranking_window_weighting`` says; ``ranking_lexical_weight`` mixes BM25 in. Each result's
         ``document[start_char:end_char] == text``.
         """
-        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
-            raise ValueError(f"top_n must be a positive int or None (every sentence), got {top_n!r}")
+        _check_top_n(top_n)
         sentences, (scores,) = self.sentence_scores_batch(queries, documents, batch_size=batch_size)
         return [_ranked(s, fill_unscored(sc), top_n) for s, sc in zip(sentences, scores, strict=True)]
 
@@ -1172,11 +1171,19 @@ class GeARModel(PreTrainedModel):
         ``options`` (``max_new_tokens``, ``batch_size``, the decoding settings)."""
         return [e.text for e in self.generate_evidence_batch(queries, documents, **options)]
 
-    @torch.no_grad()
     def generate_evidence_batch(
+        self, queries: Sequence[str], documents: Sequence[str], **options: Any
+    ) -> list[GroundedEvidence]:
+        """Generated evidence / answer for each (query, document) pair, grounded to its document: the evidence of
+        :meth:`rank_and_generate_batch`, with the same ``options``."""
+        return self.rank_and_generate_batch(queries, documents, top_n=1, **options)[1]
+
+    @torch.no_grad()
+    def rank_and_generate_batch(
         self,
         queries: Sequence[str],
         documents: Sequence[str],
+        top_n: int | None = None,
         max_new_tokens: int | None = None,
         batch_size: int = 16,
         no_repeat_ngram_size: int = 2,
@@ -1185,8 +1192,10 @@ class GeARModel(PreTrainedModel):
         query_penalty: float | None = None,
         decoder_vote: float | None = None,
         min_support: float = DEFAULT_MIN_SUPPORT,
-    ) -> list[GroundedEvidence]:
-        """Generated evidence / answer for each (query, document) pair, grounded to its document.
+    ) -> tuple[list[list[ScoredSentence]], list[GroundedEvidence]]:
+        """Each document's sentences ranked for its query, best first (as :meth:`rank_sentences_batch` ranks them; at
+        most ``top_n``, all if None), and the evidence / answer the decoder writes, grounded to the document: both
+        from one ranking pass, whose sentences the evidence is quoted from.
 
         Greedy decoding with a key/value cache, ``batch_size`` pairs at a time. A document longer than the window
         is read at the window that holds its best-ranked sentence. ``max_new_tokens`` defaults to
@@ -1194,11 +1203,12 @@ class GeARModel(PreTrainedModel):
         copying decoder can otherwise loop on a word piece until the length limit); 0 turns it off.
         ``spans_only``, ``span_sentences``, ``query_penalty`` and ``decoder_vote`` default to the config's
         ``generation_*`` fields (see :class:`GeARConfig`; the vote applies with 2 or more span sentences): with
-        ``spans_only`` each output is a span of its document, as the document
-        writes it, and keeps the characters it was quoted from (:func:`~gear_core.evidence.quoted_evidence`);
-        free text is aligned to the span that best supports it (:func:`~gear_core.evidence.ground_evidence`).
-        Either is ``grounded`` when its support reaches ``min_support``.
+        ``spans_only`` each output is a span of its document, as the document writes it, and keeps the characters
+        it was quoted from (:func:`~gear_core.evidence.quoted_evidence`); free text is aligned to the span that best
+        supports it (:func:`~gear_core.evidence.ground_evidence`). Either is ``grounded`` when its support reaches
+        ``min_support``.
         """
+        _check_top_n(top_n)
         queries, documents = _check_texts(queries), _check_texts(documents)
         if len(queries) != len(documents):
             raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
@@ -1228,12 +1238,13 @@ class GeARModel(PreTrainedModel):
         check_min_support(min_support)
         was_training = self.training
         self.eval()
+        ranked: list[list[ScoredSentence]] = [[] for _ in queries]
         evidence: list[GroundedEvidence] = [GroundedEvidence("", None, None, 0.0, False)] * len(queries)
         # Longest documents first, so a batch holds similar lengths and little padding (as encoding does).
         order = sorted(range(len(documents)), key=lambda i: -len(documents[i]))
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            outputs = self._generate(
+            outputs, sentences, scores = self._generate(
                 [queries[i] for i in chunk],
                 [documents[i] for i in chunk],
                 steps,
@@ -1243,14 +1254,17 @@ class GeARModel(PreTrainedModel):
                 query_penalty=query_penalty,
                 decoder_vote=decoder_vote,
             )
-            for i, (text, span) in zip(chunk, outputs, strict=True):
+            for i, (text, span), document_sentences, document_scores in zip(
+                chunk, outputs, sentences, scores, strict=True
+            ):
+                ranked[i] = _ranked(document_sentences, document_scores, top_n)
                 evidence[i] = (
                     ground_evidence(text, documents[i], min_support)
                     if span is None
                     else quoted_evidence(text, *span, documents[i], min_support)
                 )
         self.train(was_training)
-        return evidence
+        return ranked, evidence
 
     def _evidence_windows(self, queries: list[str], documents: list[str]) -> dict[str, Any]:
         """Each document ranked for its query (the ranking :meth:`rank_sentences_batch` gives) and the token window
@@ -1354,13 +1368,14 @@ class GeARModel(PreTrainedModel):
         span_sentences: int,
         query_penalty: float,
         decoder_vote: float,
-    ) -> list[tuple[str, tuple[int, int] | None]]:
-        """(text, its (start, end) characters in the document when quoted, else None) per pair."""
+    ) -> tuple[list[tuple[str, tuple[int, int] | None]], list[list[Sentence]], list[np.ndarray]]:
+        """Per pair: (text, its (start, end) characters in the document when quoted, else None); and the ranking
+        the evidence followed (each document's sentences and their scores)."""
         tokenizer = self._require_tokenizer()
-        if steps == 0:
-            return [("", None) for _ in queries]
-        query_inputs = self._tokenize(queries, self.config.max_query_length)
         windows = self._evidence_windows(queries, documents)
+        if steps == 0:
+            return [("", None) for _ in queries], windows["sentences"], windows["scores"]
+        query_inputs = self._tokenize(queries, self.config.max_query_length)
         document_inputs = {k: windows[k] for k in ("input_ids", "attention_mask")}
         document_states = windows["document_states"]
         ranking_layer = self.config.ranking_layer_index
@@ -1479,7 +1494,7 @@ class GeARModel(PreTrainedModel):
             else:
                 with TOKENIZER_LOCK:
                     texts.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), None))
-        return texts
+        return texts, windows["sentences"], windows["scores"]
 
     def generate(self, query: str, document: str, max_new_tokens: int | None = None, **options: Any) -> str:
         """The evidence / answer the decoder writes for this query and document (greedy; ``options`` as
@@ -1531,6 +1546,11 @@ def _ranking_order(scores: np.ndarray, top_n: int | None) -> np.ndarray:
     """Sentence indices best first (ties keep document order), at most ``top_n``: every ranking's one order."""
     order = np.argsort(-scores, kind="stable")
     return order if top_n is None else order[:top_n]
+
+
+def _check_top_n(top_n: int | None) -> None:
+    if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
+        raise ValueError(f"top_n must be a positive int or None (every sentence), got {top_n!r}")
 
 
 def _ranked(sentences: list[Sentence], scores: np.ndarray, top_n: int | None) -> list[ScoredSentence]:

@@ -2,7 +2,8 @@
 
 Works after any retriever. For every (query, node) pair it asks GeAR's fusion encoder which sentences the query
 attends to (``GeARModel.rank_sentences_batch``, one batched call for all nodes) and, optionally, has the decoder
-write evidence (``GeARModel.generate_evidence_batch``). What it writes on each text node (the contract in DESIGN.md):
+write evidence from that same ranking pass (``GeARModel.rank_and_generate_batch``). What it writes on each text
+node (the contract in DESIGN.md):
 
 - ``metadata["gear_highlights"]``: ``[{"text", "start_char_idx", "end_char_idx", "score"}, ...]`` best first, with
   ``node.get_content()[start_char_idx:end_char_idx] == text``; plus ``"doc_start_char_idx"`` /
@@ -133,19 +134,19 @@ class GeARHighlighter(BaseNodePostprocessor):
         texts = [node_text(n.node) for n in copies]
         ranked_positions = [i for i, text in enumerate(texts) if text is not None and text.strip()]
         pair_texts = [texts[i] for i in ranked_positions]
-        ranked = self._model.rank_sentences_batch(
-            [query] * len(pair_texts), pair_texts, top_n=None, batch_size=self.batch_size
-        )
         grounded: list[GroundedEvidence | None] = [None] * len(pair_texts)
-        if self.generate_evidence and pair_texts:
-            grounded = list(
-                self._model.generate_evidence_batch(
-                    [query] * len(pair_texts),
-                    pair_texts,
-                    max_new_tokens=self.max_new_tokens,
-                    batch_size=self.batch_size,
-                    min_support=self.min_evidence_support,
-                )
+        if self.generate_evidence and pair_texts:  # one ranking pass serves the highlights and the evidence
+            ranked, evidence = self._model.rank_and_generate_batch(
+                [query] * len(pair_texts),
+                pair_texts,
+                max_new_tokens=self.max_new_tokens,
+                batch_size=self.batch_size,
+                min_support=self.min_evidence_support,
+            )
+            grounded = list(evidence)
+        else:
+            ranked = self._model.rank_sentences_batch(
+                [query] * len(pair_texts), pair_texts, top_n=None, batch_size=self.batch_size
             )
         found = dict(zip(ranked_positions, zip(ranked, grounded, strict=True), strict=True))
 

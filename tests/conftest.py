@@ -161,11 +161,17 @@ def ticks_while(awaitable: Awaitable[object]) -> int:
 
 def stub_evidence(monkeypatch, model, outputs) -> None:
     """Make ``model``'s decoder write known text: ``outputs(queries, documents, **options)`` gives the texts, which
-    ``generate_evidence_batch`` grounds as free text (``ground_evidence``) and ``generate_batch`` returns."""
+    ``generate_evidence_batch`` grounds as free text (``ground_evidence``) and ``generate_batch`` returns;
+    ``rank_and_generate_batch`` pairs them with ``rank_sentences_batch``'s ranking (stubbed too, if it is)."""
     from gear_core.evidence import DEFAULT_MIN_SUPPORT, ground_evidence
 
     def generate_evidence_batch(queries, documents, min_support=DEFAULT_MIN_SUPPORT, **options):
         texts = outputs(queries, documents, **options)
         return [ground_evidence(t, d, min_support) for t, d in zip(texts, documents, strict=True)]
 
+    def rank_and_generate_batch(queries, documents, top_n=None, batch_size=16, **options):
+        ranked = model.rank_sentences_batch(queries, documents, top_n=top_n, batch_size=batch_size)
+        return ranked, generate_evidence_batch(queries, documents, batch_size=batch_size, **options)
+
     monkeypatch.setattr(model, "generate_evidence_batch", generate_evidence_batch)
+    monkeypatch.setattr(model, "rank_and_generate_batch", rank_and_generate_batch)

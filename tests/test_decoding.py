@@ -202,3 +202,24 @@ def test_the_decoder_vote_quotes_inside_one_of_the_best_sentences(tiny_encoder_d
         model.generate("q", document, decoder_vote=-1.0)
     with pytest.raises(ValueError, match="needs 2 or more"):
         tiny_gear(tiny_encoder_dir, generation_spans_only=True, generation_span_sentences=1, generation_decoder_vote=1)
+
+
+def test_one_ranking_pass_gives_the_ranking_and_the_evidence(tiny_encoder_dir):
+    document = (
+        "Zebras sleep standing up in the open savanna. Penguins huddle together through the polar winter. "
+        "Camels store fat in their humps for long desert walks. Owls hunt mice at night in quiet forests."
+    )
+    model = tiny_gear(tiny_encoder_dir, generation_spans_only=True, generation_span_sentences=1)
+    queries = ["where do zebras sleep?", "why do penguins huddle?", "what do camels store?"]
+    documents = [document, document[:96], ""]  # a shorter document, and an empty one
+    ranked, evidence = model.rank_and_generate_batch(queries, documents, top_n=2, max_new_tokens=6)
+    assert ranked == model.rank_sentences_batch(queries, documents, top_n=2)
+    assert evidence == model.generate_evidence_batch(queries, documents, max_new_tokens=6)
+    for sentences, found in zip(ranked[:2], evidence[:2], strict=True):  # quoted from the ranking's best
+        assert sentences[0].start_char <= found.start_char and found.end_char <= sentences[0].end_char
+    assert ranked[2] == [] and evidence[2].text == ""
+    no_steps = model.rank_and_generate_batch(queries, documents, max_new_tokens=0)
+    assert no_steps[0] == model.rank_sentences_batch(queries, documents)
+    assert [e.text for e in no_steps[1]] == ["", "", ""]
+    with pytest.raises(ValueError, match="top_n"):
+        model.rank_and_generate_batch(queries, documents, top_n=0)

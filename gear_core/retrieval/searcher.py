@@ -3,8 +3,9 @@
 1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors.
 2. Local retrieval: each hit's sentences ranked by the fusion encoder's cross-attention
    (``GeARModel.rank_sentences_batch``), with character spans into the hit's text.
-3. Optionally, the decoder's generated evidence for each hit (``GeARModel.generate_evidence_batch``), grounded to
-   the span of the hit's text it was quoted from or that best supports it (:mod:`gear_core.evidence`).
+3. Optionally, the decoder's generated evidence for each hit (``GeARModel.generate_evidence_batch``; with 2, one
+   ranking pass serves both: ``rank_and_generate_batch``), grounded to the span of the hit's text it was quoted
+   from or that best supports it (:mod:`gear_core.evidence`).
 """
 
 from __future__ import annotations
@@ -146,18 +147,25 @@ class GeARSearcher:
             return results
         pair_queries = [query for query, _ in pairs]
         pair_texts = [result.text for _, result in pairs]
-        if rank_sentences:
+        ranked: list[list[ScoredSentence]] | None = None
+        evidence: list[GroundedEvidence] | None = None
+        if rank_sentences and generate:  # one ranking pass serves the sentences and the evidence
+            ranked, evidence = self.model.rank_and_generate_batch(
+                pair_queries, pair_texts, top_n=top_sentences, max_new_tokens=max_new_tokens, batch_size=self.batch_size
+            )
+        elif rank_sentences:
             ranked = self.model.rank_sentences_batch(
                 pair_queries, pair_texts, top_n=top_sentences, batch_size=self.batch_size
             )
-            for (_, result), sentences in zip(pairs, ranked, strict=True):
-                result.sentences = sentences
-        if generate:
+        elif generate:
             evidence = self.model.generate_evidence_batch(
                 pair_queries, pair_texts, max_new_tokens=max_new_tokens, batch_size=self.batch_size
             )
-            for (_, result), grounded in zip(pairs, evidence, strict=True):
-                result.evidence = grounded
+        for p, (_, result) in enumerate(pairs):
+            if ranked is not None:
+                result.sentences = ranked[p]
+            if evidence is not None:
+                result.evidence = evidence[p]
         return results
 
     def save(self, folder: str | os.PathLike) -> Path:
