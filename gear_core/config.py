@@ -36,6 +36,7 @@ _CHOICES = {
     "generation_spans_only": (False, True),
     "cross_attention_init": ("random", "self_attention"),
     "storage_dtype": (None, "int8"),
+    "evidence_from": ("decoder", "span_reader"),
 }
 
 
@@ -47,6 +48,10 @@ _INT_FIELDS = (
     "max_target_length",
     "generation_span_sentences",
     "decoder_reader_layers",
+    "span_reader_layers",
+    "span_reader_sentences",
+    "span_reader_max_length",
+    "span_reader_max_answer_tokens",
 )
 _FLOAT_FIELDS = (
     "ranking_window_temperature",
@@ -147,6 +152,16 @@ class GeARConfig(PretrainedConfig):
             overrule a close ranking. 0: the span may lie anywhere in the n sentences.
         generation_query_penalty: subtracted from the score of the query's own words at every step, for
             question-style queries only (:func:`~gear_core.decoding.penalize_query_tokens`); 0: off.
+        span_reader_layers: ``n > 0`` adds the span reader (:mod:`gear_core.span_reader`): a cross-encoder over
+            ``[CLS] question [SEP] best sentences [SEP]`` made of the towers' embeddings and first ``L - n`` layers
+            (shared) and ``n`` layers of its own, with a start/end head; its answer is a span of the document.
+            0: no span reader.
+        span_reader_sentences: how many of the ranking's best sentences the span reader reads, best first.
+        span_reader_max_length: the span reader's token limit (question and sentences; the sentences are cut);
+            ``None`` means ``min(256, max_position_embeddings)``.
+        span_reader_max_answer_tokens: the longest answer the span reader gives, in tokens.
+        evidence_from: what writes the evidence of ``generate`` / ``rank_and_generate_batch``: ``"decoder"`` (the
+            paper's generative decoder) or ``"span_reader"`` (needs ``span_reader_layers``).
         share_decoder_embeddings: the decoder reuses the query encoder's word embeddings (smaller checkpoint).
         decoder_start_token: the token that starts generation (BLIP's ``[DEC]``).
         contrastive_temperature: initial value of the learnable contrastive temperature.
@@ -196,6 +211,11 @@ class GeARConfig(PretrainedConfig):
         generation_span_sentences: int = 0,
         generation_decoder_vote: float = 0.0,
         generation_query_penalty: float = 0.0,
+        span_reader_layers: int = 0,
+        span_reader_sentences: int = 3,
+        span_reader_max_length: int | None = None,
+        span_reader_max_answer_tokens: int = 30,
+        evidence_from: Literal["decoder", "span_reader"] = "decoder",
         share_decoder_embeddings: bool = False,
         decoder_start_token: str = "[DEC]",
         contrastive_temperature: float = 0.07,
@@ -237,6 +257,14 @@ class GeARConfig(PretrainedConfig):
         self.generation_span_sentences = generation_span_sentences
         self.generation_decoder_vote = generation_decoder_vote
         self.generation_query_penalty = generation_query_penalty
+        self.span_reader_layers = span_reader_layers
+        self.span_reader_sentences = span_reader_sentences
+        max_positions = self.encoder_config.get("max_position_embeddings", 512)
+        self.span_reader_max_length = (
+            min(256, max_positions) if span_reader_max_length is None else span_reader_max_length
+        )
+        self.span_reader_max_answer_tokens = span_reader_max_answer_tokens
+        self.evidence_from = evidence_from
         self.share_decoder_embeddings = share_decoder_embeddings
         self.decoder_start_token = decoder_start_token
         self.contrastive_temperature = contrastive_temperature
@@ -319,6 +347,15 @@ class GeARConfig(PretrainedConfig):
                 "decoder_reader_layers changes the document states the decoder reads: it needs "
                 "decoder_memory='query_and_document' or decoder_copy"
             )
+        if not 0 <= self.span_reader_layers <= layers:
+            raise ValueError(f"span_reader_layers must lie in [0, {layers}], got {self.span_reader_layers}")
+        if self.evidence_from == "span_reader" and not self.span_reader_layers:
+            raise ValueError("evidence_from='span_reader' needs a span reader: span_reader_layers > 0")
+        for name in ("span_reader_sentences", "span_reader_max_answer_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 2 < self.span_reader_max_length <= max_positions:
+            raise ValueError(f"span_reader_max_length={self.span_reader_max_length} must lie in (2, {max_positions}]")
         for name in ("decoder_copy_prior", "decoder_copy_spans"):
             if getattr(self, name) and not self.decoder_copy:
                 raise ValueError(f"{name} needs decoder_copy")

@@ -180,3 +180,24 @@ def sentence_distillation_loss(
     if not rows.any():
         return attention.sum() * 0.0
     return -(teacher_probs[rows] * torch.log(share[rows] + eps)).sum(dim=1).mean()
+
+
+def span_loss(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    start_positions: torch.Tensor,
+    end_positions: torch.Tensor,
+    candidates: torch.Tensor,
+) -> torch.Tensor:
+    """The span reader's loss: the mean of the start and end tokens' cross-entropies (BERT's SQuAD loss).
+
+    Args:
+        start_logits, end_logits: (B, L) the reader's scores for each token starting / ending the answer.
+        start_positions, end_positions: (B,) the gold tokens; 0 (``[CLS]``) is the null answer (the context holds
+            none), which is how the reader learns to abstain.
+        candidates: (B, L) the tokens an answer may start or end on (``[CLS]`` and the context's tokens): the
+            question's tokens and padding take no probability, as they can never be read out.
+    """
+    start = start_logits.float().masked_fill(~candidates, -torch.inf)
+    end = end_logits.float().masked_fill(~candidates, -torch.inf)
+    return (F.cross_entropy(start, start_positions) + F.cross_entropy(end, end_positions)) / 2

@@ -52,6 +52,7 @@ from gear_core.losses import (
     localization_loss,
     next_token_positions,
     sentence_distillation_loss,
+    span_loss,
 )
 from gear_core.scoring import (
     SentenceScoring,
@@ -63,6 +64,7 @@ from gear_core.scoring import (
     pool_attention,
     window_sentence_scores,
 )
+from gear_core.span_reader import ReaderContext, SpanReader, best_spans, encode_reader_inputs
 from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,6 +130,11 @@ def write_model_checksums(folder: str | os.PathLike) -> None:
 
     names = {p.name for pattern in MODEL_FILE_PATTERNS for p in Path(folder).glob(pattern) if p.is_file()}
     write_checksums(folder, names)
+
+
+def _adds_span_reader(config: GeARConfig, path: str) -> bool:
+    """Whether ``config`` asks for a span reader that the folder at ``path`` was saved without (an override)."""
+    return bool(config.span_reader_layers) and not _saved_config(path).get("span_reader_layers")
 
 
 def _check_finite(model: nn.Module, path: str) -> None:
@@ -386,6 +393,8 @@ class GeARModel(PreTrainedModel):
             if config.decoder_copy
             else None
         )
+        # The span reader's own top layers and head; it shares the towers' embeddings and bottom layers.
+        self.span_reader = SpanReader(encoder_config, config.span_reader_layers) if config.span_reader_layers else None
         self.temperature = nn.Parameter(torch.tensor(float(config.contrastive_temperature)))
         self.tokenizer = tokenizer
         self._continuation_ids: torch.Tensor | None = None  # (V,) bool, "##" pieces; read lazily from the tokenizer
@@ -452,6 +461,8 @@ class GeARModel(PreTrainedModel):
                 raise ValueError(f"the encoder's weights do not fit the decoder: missing {missing}")
         if config.decoder_reader_layers:
             model._start_reader()
+        if config.span_reader_layers:
+            model._start_span_reader()
         model.decoder.tie_weights()
         model.tie_weights()
         return model
@@ -464,6 +475,15 @@ class GeARModel(PreTrainedModel):
             for i, reader_layer in enumerate(self.reader):
                 reader_layer.layer.load_state_dict(self.query_encoder.encoder.layer[top + i].state_dict())
                 self._copy_self_attention(top + i, reader_layer.crossattention)
+
+    def _start_span_reader(self) -> None:
+        """The span reader's layer i starts as encoder layer ``L - n + i``: the reader continues the shared bottom
+        layers with copies of the layers that followed them; its head starts fresh."""
+        top = self.config.num_encoder_layers - self.config.span_reader_layers
+        with torch.no_grad():
+            for i, layer in enumerate(self.span_reader.layers):
+                layer.load_state_dict(self.query_encoder.encoder.layer[top + i].state_dict())
+            self.span_reader.span_head.apply(self._init_weights)
 
     def _copy_self_attention(self, layer_index: int, block: CrossAttention) -> None:
         attention = self.query_encoder.encoder.layer[layer_index].attention
@@ -496,6 +516,8 @@ class GeARModel(PreTrainedModel):
             model = cls._from_int8_folder(path, *args, **kwargs)
         else:
             model = super().from_pretrained(path, *args, **kwargs)
+            if _adds_span_reader(model.config, path):  # asked for by an override: starts as from_encoder starts it
+                model._start_span_reader()
         _check_finite(model, path)
         model.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
         return model
@@ -540,12 +562,18 @@ class GeARModel(PreTrainedModel):
             weights.update({f"reader.{k}": v for k, v in model.reader.state_dict().items()})
             weights["reader_output.weight"] = torch.zeros_like(model.reader_output.weight)
             weights["reader_output.bias"] = torch.zeros_like(model.reader_output.bias)
+        # And a span reader (span_reader_layers): from the encoder's top layers, once those are loaded.
+        start_span_reader = _adds_span_reader(config, path)
+        if start_span_reader:
+            weights.update({f"span_reader.{k}": v for k, v in model.span_reader.state_dict().items()})
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as error:
             raise CheckpointError(f"the weights in {path} do not fit its config.json: {error}") from None
         if start_reader:
             model._start_reader()
+        if start_span_reader:
+            model._start_span_reader()
         if dtype not in (None, "auto", torch.float32):
             model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         model.eval()
@@ -670,6 +698,36 @@ class GeARModel(PreTrainedModel):
         may copy)."""
         special_ids = torch.tensor(self._require_tokenizer().all_special_ids, device=input_ids.device)
         return attention_mask.bool() & ~torch.isin(input_ids, special_ids)
+
+    def span_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The span reader over ``[CLS] question [SEP] context [SEP]`` tokens: the towers' embeddings and their
+        first ``L - n`` layers, then the reader's ``n`` layers and head. Start and end logits, (B, L) each."""
+        if self.span_reader is None:
+            raise ValueError("this model has no span reader (GeARConfig.span_reader_layers = 0)")
+        encoder = self.query_encoder
+        hidden = encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        self_mask = additive_mask(attention_mask, hidden.dtype)
+        shared = self.config.num_encoder_layers - self.config.span_reader_layers
+        for layer in encoder.encoder.layer[:shared]:
+            hidden = layer.feed_forward_chunk(layer.attention(hidden, self_mask)[0])
+        return self.span_reader(hidden, self_mask)
+
+    def span_reader_loss(
+        self,
+        reader_input_ids: torch.Tensor,
+        reader_attention_mask: torch.Tensor,
+        reader_token_type_ids: torch.Tensor,
+        reader_candidates: torch.Tensor,
+        start_positions: torch.Tensor,
+        end_positions: torch.Tensor,
+        **_: Any,
+    ) -> torch.Tensor:
+        """The span reader's training loss on a batch of the span-reader collator
+        (:func:`~gear_core.losses.span_loss`; 0 positions are the null answer)."""
+        start, end = self.span_logits(reader_input_ids, reader_attention_mask, reader_token_type_ids)
+        return span_loss(start, end, start_positions, end_positions, reader_candidates)
 
     def decoder_inputs(self, targets: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenised targets for the decoder (see :func:`decoder_inputs`)."""
@@ -1192,6 +1250,7 @@ class GeARModel(PreTrainedModel):
         query_penalty: float | None = None,
         decoder_vote: float | None = None,
         min_support: float = DEFAULT_MIN_SUPPORT,
+        evidence_from: str | None = None,
     ) -> tuple[list[list[ScoredSentence]], list[GroundedEvidence]]:
         """Each document's sentences ranked for its query, best first (as :meth:`rank_sentences_batch` ranks them; at
         most ``top_n``, all if None), and the evidence / answer the decoder writes, grounded to the document: both
@@ -1207,6 +1266,10 @@ class GeARModel(PreTrainedModel):
         it was quoted from (:func:`~gear_core.evidence.quoted_evidence`); free text is aligned to the span that best
         supports it (:func:`~gear_core.evidence.ground_evidence`). Either is ``grounded`` when its support reaches
         ``min_support``.
+
+        ``evidence_from`` (default: the config's) ``"span_reader"`` takes the evidence from the span reader instead
+        (:meth:`read_spans_batch` over the ranking's ``span_reader_sentences`` best sentences; its support is the
+        reader's probability of the span); the decoding options then do not apply.
         """
         _check_top_n(top_n)
         queries, documents = _check_texts(queries), _check_texts(documents)
@@ -1236,6 +1299,18 @@ class GeARModel(PreTrainedModel):
         if span_sentences and not spans_only:
             raise ValueError("span_sentences keeps spans inside the best sentences: it needs spans_only")
         check_min_support(min_support)
+        evidence_from = self.config.evidence_from if evidence_from is None else evidence_from
+        if evidence_from == "span_reader":
+            sentences, (scores,) = self.sentence_scores_batch(queries, documents, batch_size=batch_size)
+            best = [_ranked(s, fill_unscored(sc), None) for s, sc in zip(sentences, scores, strict=True)]
+            if steps:
+                read = [b[: self.config.span_reader_sentences] for b in best]
+                evidence = self.read_spans_batch(queries, documents, read, min_support, batch_size)
+            else:
+                evidence = [GroundedEvidence("", None, None, 0.0, False)] * len(queries)
+            return [b if top_n is None else b[:top_n] for b in best], evidence
+        if evidence_from != "decoder":
+            raise ValueError(f"evidence_from must be 'decoder', 'span_reader' or None, got {evidence_from!r}")
         was_training = self.training
         self.eval()
         ranked: list[list[ScoredSentence]] = [[] for _ in queries]
@@ -1265,6 +1340,61 @@ class GeARModel(PreTrainedModel):
                 )
         self.train(was_training)
         return ranked, evidence
+
+    @torch.no_grad()
+    def read_spans_batch(
+        self,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        sentences: Sequence[Sequence[Sentence]],
+        min_support: float = DEFAULT_MIN_SUPPORT,
+        batch_size: int = 16,
+    ) -> list[GroundedEvidence]:
+        """The span reader's answer to each query from the given sentences of its document (best first: the
+        reader's input is cut at ``span_reader_max_length`` tokens from the end), as evidence citing the document:
+        ``document[start_char:end_char] == text``. ``support`` is the reader's probability of that span among every
+        answer it could give, abstaining included; ``grounded`` when it reaches ``min_support``. A pair with no
+        sentence gets empty, ungrounded evidence."""
+        queries, documents = _check_texts(queries), _check_texts(documents)
+        if not len(queries) == len(documents) == len(sentences):
+            raise ValueError("queries, documents and sentences pair up one to one")
+        check_min_support(min_support)
+        check_batch_size(batch_size)
+        if self.span_reader is None:
+            raise ValueError("this model has no span reader (GeARConfig.span_reader_layers = 0)")
+        tokenizer = self._require_tokenizer()
+        was_training = self.training
+        self.eval()
+        evidence = [GroundedEvidence("", None, None, 0.0, False)] * len(queries)
+        pairs = [i for i, s in enumerate(sentences) if s]
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            contexts = [ReaderContext.of(sentences[i]) for i in chunk]
+            with TOKENIZER_LOCK:
+                inputs = encode_reader_inputs(
+                    tokenizer,
+                    [tokenizable(queries[i]) for i in chunk],
+                    [tokenizable(c.text) for c in contexts],
+                    self.config.span_reader_max_length,
+                )
+            start_logits, end_logits = self.span_logits(
+                inputs.input_ids.to(self.device),
+                inputs.attention_mask.to(self.device),
+                inputs.token_type_ids.to(self.device),
+            )
+            first, last, probability, _ = best_spans(
+                start_logits, end_logits, inputs.candidates.to(self.device), self.config.span_reader_max_answer_tokens
+            )
+            for row, i in enumerate(chunk):
+                a, b = int(first[row]), int(last[row])
+                span = contexts[row].to_document(int(inputs.offsets[row, a, 0]), int(inputs.offsets[row, b, 1]))
+                if a == 0 or span is None:
+                    continue
+                support = float(probability[row])
+                text = documents[i][span[0] : span[1]]
+                evidence[i] = GroundedEvidence(text, span[0], span[1], support, support >= min_support)
+        self.train(was_training)
+        return evidence
 
     def _evidence_windows(self, queries: list[str], documents: list[str]) -> dict[str, Any]:
         """Each document ranked for its query (the ranking :meth:`rank_sentences_batch` gives) and the token window

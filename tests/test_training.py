@@ -241,7 +241,9 @@ def test_ddp_ranks_share_one_queue(tiny_encoder_dir, tiny_squad):
     assert int(module.momentum.queue.num_filled) == 8
 
 
-@pytest.mark.parametrize("name", ["paper", "minilm", "minilm-cpu", "fusion-cpu", "decoder-cpu", "reader-cpu", "gpu"])
+@pytest.mark.parametrize(
+    "name", ["paper", "minilm", "minilm-cpu", "fusion-cpu", "decoder-cpu", "reader-cpu", "span-reader-cpu", "gpu"]
+)
 def test_shipped_configs_parse(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_training(["-c", name, "--print_config"])

@@ -80,6 +80,19 @@ def gold_sentence_indices(sentences: Sequence[Sentence], answer_starts: Iterable
     return frozenset(i for i in indices if i is not None)
 
 
+def answer_span(triple: Triple) -> Span | None:
+    """Where a question-answer triple's answer (``target``) stands in its document: its first occurrence that
+    starts inside a gold sentence and ends in the same one, as characters; None if there is none (a synthetic
+    triple's target is a whole sentence, not an answer, and gets None too)."""
+    if triple.kind != "qa" or not triple.target.strip():
+        return None
+    for gold_start, gold_end in triple.gold_spans:
+        start = triple.document.find(triple.target, gold_start, gold_end)
+        if start >= 0:
+            return start, start + len(triple.target)
+    return None
+
+
 def triples_from_squad(paragraphs: Iterable[SquadParagraph]) -> list[Triple]:
     """Question-answer triples: target = the first annotated answer; gold = sentences holding any answer start."""
     triples = []

@@ -278,6 +278,8 @@ def local_retrieval_metrics(
     return results
 
 
+EVIDENCE_LABELS = {"span_reader": "GeAR (span reader)", "decoder": "GeAR (decoder)"}
+
 # Decoding without the span constraint or the query-word penalty (GeARConfig's generation_* defaults).
 FREE_DECODING: dict[str, Any] = {"spans_only": False, "span_sentences": 0, "query_penalty": 0.0}
 
@@ -287,24 +289,28 @@ def generation_metrics(
 ) -> tuple[dict[str, float], list[str]]:
     """Generated answers (question + gold context) scored as SQuAD does (EM, F1 against ``answers``, 0-100), and
     how often they are grounded (``GeARModel.generate_evidence_batch``: where a quote was copied from, else
-    :func:`~gear_core.evidence.ground_evidence`), and grounded on a gold sentence. ``options`` go to
-    ``generate_evidence_batch`` (decoding settings). Returns the metrics and the outputs."""
+    :func:`~gear_core.evidence.ground_evidence`; for the span reader, its probability reaches ``min_support``: the
+    rest it abstains on), and grounded on a gold sentence; also how often the answer's span, whatever its support,
+    lies in a gold sentence. ``options`` go to ``generate_evidence_batch`` (decoding settings, ``evidence_from``).
+    Returns the metrics and the outputs."""
     grounded = model.generate_evidence_batch(
         [e.question for e in examples], [e.context for e in examples], batch_size=batch_size, **options
     )
     outputs = [g.text for g in grounded]
-    on_gold = [
-        g.grounded
+    in_gold = [
+        g.start_char is not None
         and any(
             g.start_char < e.sentences[i].end_char and e.sentences[i].start_char < g.end_char for i in e.gold_sentences
         )
         for g, e in zip(grounded, examples, strict=True)
     ]
+    on_gold = [g.grounded and inside for g, inside in zip(grounded, in_gold, strict=True)]
     metrics = {
         "EM": 100 * mean(exact_match(o, e.answers) for o, e in zip(outputs, examples, strict=True)),
         "F1": 100 * mean(token_f1(o, e.answers) for o, e in zip(outputs, examples, strict=True)),
         "grounded %": 100 * mean(g.grounded for g in grounded),
         "grounded on the gold sentence %": 100 * mean(on_gold),
+        "in the gold sentence %": 100 * mean(in_gold),
     }
     return metrics, outputs
 
@@ -312,16 +318,21 @@ def generation_metrics(
 def _generation(
     model: GeARModel, examples: Sequence[QuestionExample], settings: EvaluationSettings
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    metrics, outputs = generation_metrics(model, examples, settings.batch_size)
-    shown = [
-        {"question": e.question, "answers": list(e.answers), "generated": o}
-        for e, o in list(zip(examples, outputs, strict=True))[:5]
-    ]
-    results = {"GeAR (decoder)": metrics}
+    results: dict[str, dict[str, float]] = {}
+    shown: list[dict[str, Any]] = []
+    sources = ["span_reader", "decoder"] if model.span_reader is not None else ["decoder"]
+    for source in sources:  # the configured evidence's outputs are the examples shown
+        metrics, outputs = generation_metrics(model, examples, settings.batch_size, evidence_from=source)
+        results[EVIDENCE_LABELS[source]] = metrics
+        if source == model.config.evidence_from:
+            shown = [
+                {"question": e.question, "answers": list(e.answers), "generated": o}
+                for e, o in list(zip(examples, outputs, strict=True))[:5]
+            ]
     if model.config.generation_spans_only or model.config.generation_query_penalty:
         # The same weights decoding freely (the paper's greedy search), in the same run: what the rules buy.
         results["GeAR (decoder, free decoding)"], _ = generation_metrics(
-            model, examples, settings.batch_size, **FREE_DECODING
+            model, examples, settings.batch_size, evidence_from="decoder", **FREE_DECODING
         )
     return results, shown
 
@@ -365,12 +376,17 @@ def _cost(
     def generate_batched() -> None:
         model.generate_batch([q for q, _, _ in pairs], [d for _, d, _ in pairs], batch_size=batch)
 
+    def rank_and_read_batched() -> None:  # the highlighter's one pass: the ranking, then the reader's evidence
+        model.rank_and_generate_batch([q for q, _, _ in pairs], [d for _, d, _ in pairs], batch_size=batch)
+
     jobs: dict[str, dict[str, Callable[[], None]]] = {
         "bi-encoder: encode query + paragraph": {"single": bi_encoder_single, "batched": bi_encoder_batched},
         "GeAR rank_sentences (cross-attention)": {"single": rank_single, "batched": rank_batched},
         f"{baseline_name}: encode query + every sentence": {"single": sentences_single, "batched": sentences_batched},
         "GeAR generate (evidence)": {"batched": generate_batched},
     }
+    if model.span_reader is not None and model.config.evidence_from == "span_reader":
+        jobs["GeAR rank + span reader evidence (one pass)"] = {"batched": rank_and_read_batched}
     timings = _interleaved_medians(jobs, settings.cost_repeats)
     reference = timings["bi-encoder: encode query + paragraph"]
     results = {}
@@ -458,19 +474,22 @@ def format_markdown(report: EvaluationReport) -> str:
             _table(["system", *metrics], rows),
         ]
     if report.generation:
-        grounding = ["grounded %", "grounded on the gold sentence %"]
+        grounding = ["grounded %", "grounded on the gold sentence %", "in the gold sentence %"]
         rows = [
             [name, _fmt(m["EM"], 1), _fmt(m["F1"], 1), *(_fmt(m.get(k), 1) for k in grounding)]
             for name, m in report.generation.items()
         ]
-        rows.append([PAPER_LABEL, _fmt(PAPER["generation"]["EM"], 1), _fmt(PAPER["generation"]["F1"], 1), "", ""])
+        rows.append([PAPER_LABEL, _fmt(PAPER["generation"]["EM"], 1), _fmt(PAPER["generation"]["F1"], 1), "", "", ""])
         parts += [
             "",
             "## Generation (question + gold paragraph -> answer; SQuAD EM / F1)",
             "",
             "Grounded: the paragraph span a quote was copied from, or for free text the span that best supports "
             f"it, has token F1 >= {DEFAULT_MIN_SUPPORT} with the output (`GeARModel.generate_evidence_batch`); on "
-            "the gold sentence: that span also overlaps a sentence holding an answer.",
+            "the gold sentence: that span also overlaps a sentence holding an answer. The span reader's evidence is a "
+            f"span of the paragraph: grounded when the reader's probability for it is >= {DEFAULT_MIN_SUPPORT} (the "
+            "rest it abstains on); in the gold sentence: the span, whatever its support, overlaps a sentence holding "
+            "an answer (EM / F1 count every answer, abstentions included).",
             "",
             _table(["system", "EM", "F1", *grounding], rows),
         ]

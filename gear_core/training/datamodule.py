@@ -26,9 +26,22 @@ from gear_core.data.sources import (
     triples_from_nq,
 )
 from gear_core.data.squad import SquadParagraph, hold_out_articles, load_split, read_squad
-from gear_core.data.triples import Triple, read_paq_jsonl, read_triples_jsonl, triples_from_hf_squad, triples_from_squad
+from gear_core.data.triples import (
+    Triple,
+    answer_span,
+    read_paq_jsonl,
+    read_triples_jsonl,
+    triples_from_hf_squad,
+    triples_from_squad,
+)
 from gear_core.modeling import GeARModel
-from gear_core.training.collator import CachedStateCollator, TripleCollator, crop_to_window, document_token_starts
+from gear_core.training.collator import (
+    CachedStateCollator,
+    SpanReaderCollator,
+    TripleCollator,
+    crop_to_window,
+    document_token_starts,
+)
 from gear_core.training.document_states import DocumentStateCache, model_fingerprint
 from gear_core.training.resume import ResumableDataLoader
 from gear_core.training.teacher import SentenceTeacher
@@ -128,6 +141,9 @@ class GeARDataModule(L.LightningDataModule):
             targets for the cross-attention (weight ``--model.teacher_weight``); see
             :mod:`gear_core.training.teacher`. Its embeddings are cached under ``teacher_dir``.
         teacher_temperature: the teacher's softmax temperature over a window's sentences (cosine / temperature).
+        reader_max_sentences: the span reader's stage reads 1 to this many sentences per question
+            (:func:`~gear_core.training.collator.reader_training_sentences`).
+        reader_abstain_share: the share of the span reader's questions read without their gold sentence.
     """
 
     def __init__(
@@ -152,10 +168,12 @@ class GeARDataModule(L.LightningDataModule):
         sentence_teacher: str | None = None,
         teacher_temperature: float = 0.05,
         teacher_dir: str = "runs/cache/sentence_teacher",
+        reader_max_sentences: int = 3,
+        reader_abstain_share: float = 0.1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.collator: TripleCollator | CachedStateCollator | None = None
+        self.collator: TripleCollator | CachedStateCollator | SpanReaderCollator | None = None
         self.train_triples: list[Triple] = []
         self.validation_sets: list[ValidationSet] = []
         self.excluded_titles: set[str] = set()
@@ -252,14 +270,34 @@ class GeARDataModule(L.LightningDataModule):
         return rng.sample(triples, cap) if cap is not None and len(triples) > cap else triples
 
     def use_model(
-        self, model: GeARModel, cached_document_states: bool = False, lexical_temperature: float | None = None
+        self,
+        model: GeARModel,
+        cached_document_states: bool = False,
+        lexical_temperature: float | None = None,
+        span_reader: bool = False,
     ) -> None:
         """Tokenise with the model's tokenizer and token limits; cut long documents to windows around their gold
         sentence. With ``cached_document_states`` (the fusion stage), the frozen document tower's token states
         are computed once (or found in ``document_states_dir``) and batches carry them instead of token ids.
-        With ``lexical_temperature``, batches carry BM25's share of the gold sentences (``lexical_gold_share``)."""
+        With ``lexical_temperature``, batches carry BM25's share of the gold sentences (``lexical_gold_share``).
+        With ``span_reader`` (the span reader's stage), only question-answer triples whose answer stands in their
+        document train, in batches of :class:`~gear_core.training.collator.SpanReaderCollator`."""
         config = model.config
         tokenizer = model.tokenizer
+        if span_reader:
+            kept = [t for t in self.train_triples if answer_span(t) is not None]
+            rank_zero_info(f"span reader: {len(kept):,} of {len(self.train_triples):,} triples have an answer span")
+            if not kept:
+                raise ValueError("the span reader trains on question-answer triples: none has an answer span")
+            self.train_triples = kept
+            self.collator = SpanReaderCollator(
+                tokenizer,
+                config.span_reader_max_length,
+                self.hparams.reader_max_sentences,
+                self.hparams.reader_abstain_share,
+                self.hparams.seed,
+            )
+            return
         documents = list({t.document for t in self.train_triples})
         starts = dict(zip(documents, document_token_starts(tokenizer, documents), strict=True))
         self.train_triples = [
@@ -290,7 +328,7 @@ class GeARDataModule(L.LightningDataModule):
             model.tokenizer, cache, config.max_query_length, config.max_target_length, teacher, lexical_temperature
         )
 
-    def _collator(self) -> TripleCollator | CachedStateCollator:
+    def _collator(self) -> TripleCollator | CachedStateCollator | SpanReaderCollator:
         if self.collator is None:
             raise RuntimeError("call use_model(model) first (GeARLightningModule.setup does it during fit)")
         return self.collator

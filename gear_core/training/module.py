@@ -62,7 +62,9 @@ class GeARLightningModule(L.LightningModule):
             Train the bi-encoder with ``"full"`` first (``lm_loss_weight: 0`` and no localization loss make it a
             bi-encoder step), then the fusion stage. ``"decoder"`` is the fusion stage with the cross-attention
             frozen too: only the decoder (its copy head and reader, when configured) learns, from the LM loss, so
-            sentence ranking stays exactly as it was.
+            sentence ranking stays exactly as it was. ``"span_reader"`` trains the span reader's own layers and head
+            alone (everything else frozen) on question-answer triples, from the span loss
+            (:func:`~gear_core.losses.span_loss`); ``lm_loss_weight`` and the other loss weights do not apply.
         validate_generation: also generate an answer for each validation question whose triple is question-answer
             and log ``val/<set>/answer_f1`` and ``answer_em`` (SQuAD's metrics against the triple's target); they
             join ``val/score``.
@@ -93,17 +95,22 @@ class GeARLightningModule(L.LightningModule):
         soft_label_weight: float | None = None,
         soft_label_ramp_epochs: float = 2.0,
         use_momentum: bool = True,
-        stage: Literal["full", "fusion", "decoder"] = "full",
+        stage: Literal["full", "fusion", "decoder", "span_reader"] = "full",
         export_dir: str | None = None,
         validate_before_training: bool = False,
         validate_generation: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if stage not in ("full", "fusion", "decoder"):
-            raise ValueError(f"stage must be 'full', 'fusion' or 'decoder', got {stage!r}")
+        if stage not in ("full", "fusion", "decoder", "span_reader"):
+            raise ValueError(f"stage must be 'full', 'fusion', 'decoder' or 'span_reader', got {stage!r}")
         # A loaded model comes in eval mode, and Lightning keeps submodule modes: dropout would stay off.
         self.model = load_or_build_model(model_name_or_path, config_overrides).train()
+        if stage == "span_reader":  # the reader's own layers and head alone: retrieval and ranking stay as they are
+            if self.model.span_reader is None:
+                raise ValueError("the span_reader stage needs a span reader: config_overrides {span_reader_layers: n}")
+            self.model.requires_grad_(False)
+            self.model.span_reader.requires_grad_(True)
         if lexical_localization and not self.model.config.ranking_lexical_weight > 0:
             raise ValueError("lexical_localization needs a model with ranking_lexical_weight > 0 (config_overrides)")
         if stage in ("fusion", "decoder"):  # frozen towers (the fusion encoder still runs the query tower's layers)
@@ -123,6 +130,7 @@ class GeARLightningModule(L.LightningModule):
             datamodule.use_model(
                 self.model,
                 cached_document_states=self.hparams.stage in ("fusion", "decoder"),
+                span_reader=self.hparams.stage == "span_reader",
                 lexical_temperature=(
                     self.model.config.ranking_lexical_temperature if self.hparams.lexical_localization else None
                 ),
@@ -144,6 +152,10 @@ class GeARLightningModule(L.LightningModule):
         )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if "reader_input_ids" in batch:
+            loss = self.model.span_reader_loss(**batch)
+            self.log("train/span_loss", loss, prog_bar=True, batch_size=batch["reader_input_ids"].shape[0])
+            return loss
         if "document_states" in batch:
             return self._fusion_step(batch)
         soft_label_weight = self.current_soft_label_weight(batch_idx)
