@@ -501,6 +501,8 @@ class GeARModel(PreTrainedModel):
         config.json): its int8 matrices are dequantised to float32 (:mod:`gear_core.quantization`).
         """
         path = os.fspath(pretrained_model_name_or_path)
+        if kwargs.get("subfolder") and os.path.isdir(path):  # a local folder's subfolder is just a longer path
+            path = os.path.join(path, kwargs.pop("subfolder"))
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
             raise FileNotFoundError(f"{path} is not a GeAR model folder (no config.json)")
         if not os.path.isdir(path) and path.startswith((".", "/", "~")):
@@ -530,8 +532,21 @@ class GeARModel(PreTrainedModel):
         if args:
             raise TypeError(f"unexpected positional arguments for an int8 folder: {args}")
         dtype, config = kwargs.pop("dtype"), kwargs.pop("config", None)
-        # where to find files (AutoModel passes these); a local folder needs none of them
-        for key in ("use_safetensors", "revision", "trust_remote_code", "adapter_kwargs", "cache_dir", "token"):
+        # where to find files (AutoModel passes these; which ones changes between transformers versions): a local
+        # folder needs none of them
+        for key in (
+            "use_safetensors",
+            "revision",
+            "trust_remote_code",
+            "adapter_kwargs",
+            "cache_dir",
+            "token",
+            "force_download",
+            "local_files_only",
+            "proxies",
+            "resume_download",
+            "subfolder",
+        ):
             kwargs.pop(key, None)
         kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}  # e.g. _from_auto
         if config is None:
