@@ -59,6 +59,7 @@ _FLOAT_FIELDS = (
     "ranking_lexical_temperature",
     "generation_query_penalty",
     "generation_decoder_vote",
+    "span_reader_min_support",
     "contrastive_temperature",
     "momentum",
     "soft_label_weight",
@@ -160,6 +161,8 @@ class GeARConfig(PretrainedConfig):
         span_reader_max_length: the span reader's token limit (question and sentences; the sentences are cut);
             ``None`` means ``min(256, max_position_embeddings)``.
         span_reader_max_answer_tokens: the longest answer the span reader gives, in tokens.
+        span_reader_min_support: the span reader abstains (its evidence is empty, ungrounded) when its probability for
+            its best span is below this; what ``min_support=None`` means for its evidence.
         evidence_from: what writes the evidence of ``generate`` / ``rank_and_generate_batch``: ``"decoder"`` (the
             paper's generative decoder) or ``"span_reader"`` (needs ``span_reader_layers``).
         share_decoder_embeddings: the decoder reuses the query encoder's word embeddings (smaller checkpoint).
@@ -215,6 +218,7 @@ class GeARConfig(PretrainedConfig):
         span_reader_sentences: int = 3,
         span_reader_max_length: int | None = None,
         span_reader_max_answer_tokens: int = 30,
+        span_reader_min_support: float = 0.5,
         evidence_from: Literal["decoder", "span_reader"] = "decoder",
         share_decoder_embeddings: bool = False,
         decoder_start_token: str = "[DEC]",
@@ -264,6 +268,7 @@ class GeARConfig(PretrainedConfig):
             min(256, max_positions) if span_reader_max_length is None else span_reader_max_length
         )
         self.span_reader_max_answer_tokens = span_reader_max_answer_tokens
+        self.span_reader_min_support = span_reader_min_support
         self.evidence_from = evidence_from
         self.share_decoder_embeddings = share_decoder_embeddings
         self.decoder_start_token = decoder_start_token
@@ -354,6 +359,8 @@ class GeARConfig(PretrainedConfig):
         for name in ("span_reader_sentences", "span_reader_max_answer_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.span_reader_min_support <= 1:
+            raise ValueError(f"span_reader_min_support must lie in [0, 1], got {self.span_reader_min_support}")
         if not 2 < self.span_reader_max_length <= max_positions:
             raise ValueError(f"span_reader_max_length={self.span_reader_max_length} must lie in (2, {max_positions}]")
         for name in ("decoder_copy_prior", "decoder_copy_spans"):

@@ -1264,7 +1264,7 @@ class GeARModel(PreTrainedModel):
         span_sentences: int | None = None,
         query_penalty: float | None = None,
         decoder_vote: float | None = None,
-        min_support: float = DEFAULT_MIN_SUPPORT,
+        min_support: float | None = None,
         evidence_from: str | None = None,
     ) -> tuple[list[list[ScoredSentence]], list[GroundedEvidence]]:
         """Each document's sentences ranked for its query, best first (as :meth:`rank_sentences_batch` ranks them; at
@@ -1280,11 +1280,12 @@ class GeARModel(PreTrainedModel):
         ``spans_only`` each output is a span of its document, as the document writes it, and keeps the characters
         it was quoted from (:func:`~gear_core.evidence.quoted_evidence`); free text is aligned to the span that best
         supports it (:func:`~gear_core.evidence.ground_evidence`). Either is ``grounded`` when its support reaches
-        ``min_support``.
+        ``min_support`` (None: :data:`~gear_core.evidence.DEFAULT_MIN_SUPPORT`).
 
         ``evidence_from`` (default: the config's) ``"span_reader"`` takes the evidence from the span reader instead
         (:meth:`read_spans_batch` over the ranking's ``span_reader_sentences`` best sentences; its support is the
-        reader's probability of the span); the decoding options then do not apply.
+        reader's probability of the span, and below ``min_support``, None meaning the config's
+        ``span_reader_min_support``, it abstains); the decoding options then do not apply.
         """
         _check_top_n(top_n)
         queries, documents = _check_texts(queries), _check_texts(documents)
@@ -1313,7 +1314,6 @@ class GeARModel(PreTrainedModel):
         decoder_vote = self.config.generation_decoder_vote if decoder_vote is None else float(decoder_vote)
         if span_sentences and not spans_only:
             raise ValueError("span_sentences keeps spans inside the best sentences: it needs spans_only")
-        check_min_support(min_support)
         evidence_from = self.config.evidence_from if evidence_from is None else evidence_from
         if evidence_from == "span_reader":
             sentences, (scores,) = self.sentence_scores_batch(queries, documents, batch_size=batch_size)
@@ -1326,6 +1326,8 @@ class GeARModel(PreTrainedModel):
             return [b if top_n is None else b[:top_n] for b in best], evidence
         if evidence_from != "decoder":
             raise ValueError(f"evidence_from must be 'decoder', 'span_reader' or None, got {evidence_from!r}")
+        min_support = DEFAULT_MIN_SUPPORT if min_support is None else min_support
+        check_min_support(min_support)
         was_training = self.training
         self.eval()
         ranked: list[list[ScoredSentence]] = [[] for _ in queries]
@@ -1362,17 +1364,19 @@ class GeARModel(PreTrainedModel):
         queries: Sequence[str],
         documents: Sequence[str],
         sentences: Sequence[Sequence[Sentence]],
-        min_support: float = DEFAULT_MIN_SUPPORT,
+        min_support: float | None = None,
         batch_size: int = 16,
     ) -> list[GroundedEvidence]:
         """The span reader's answer to each query from the given sentences of its document (best first: the
         reader's input is cut at ``span_reader_max_length`` tokens from the end), as evidence citing the document:
         ``document[start_char:end_char] == text``. ``support`` is the reader's probability of that span among every
-        answer it could give, abstaining included; ``grounded`` when it reaches ``min_support``. A pair with no
-        sentence gets empty, ungrounded evidence."""
+        answer it could give, abstaining included. Below ``min_support`` (None: the config's
+        ``span_reader_min_support``) the reader abstains: the evidence is empty and ungrounded, with that support (no
+        evidence rather than a wrong one). A pair with no sentence gets empty, ungrounded evidence."""
         queries, documents = _check_texts(queries), _check_texts(documents)
         if not len(queries) == len(documents) == len(sentences):
             raise ValueError("queries, documents and sentences pair up one to one")
+        min_support = self.config.span_reader_min_support if min_support is None else min_support
         check_min_support(min_support)
         check_batch_size(batch_size)
         if self.span_reader is None:
@@ -1406,8 +1410,10 @@ class GeARModel(PreTrainedModel):
                 if a == 0 or span is None:
                     continue
                 support = float(probability[row])
-                text = documents[i][span[0] : span[1]]
-                evidence[i] = GroundedEvidence(text, span[0], span[1], support, support >= min_support)
+                if support < min_support:  # abstain
+                    evidence[i] = GroundedEvidence("", None, None, support, False)
+                    continue
+                evidence[i] = GroundedEvidence(documents[i][span[0] : span[1]], span[0], span[1], support, True)
         self.train(was_training)
         return evidence
 

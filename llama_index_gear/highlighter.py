@@ -1,20 +1,24 @@
 """GeARHighlighter: mark (or keep only) the sentences of each retrieved node that answer the query.
 
 Works after any retriever. For every (query, node) pair it asks GeAR's fusion encoder which sentences the query
-attends to (``GeARModel.rank_sentences_batch``, one batched call for all nodes) and, optionally, has the decoder
-write evidence from that same ranking pass (``GeARModel.rank_and_generate_batch``). What it writes on each text
-node (the contract in DESIGN.md):
+attends to (``GeARModel.rank_sentences_batch``, one batched call for all nodes) and writes evidence from that same
+ranking pass (``GeARModel.rank_and_generate_batch``): the span reader's answer read from the best sentences, or
+the paper's decoder's text, as the model's ``evidence_from`` says. What it writes on each text node (the contract
+in DESIGN.md):
 
 - ``metadata["gear_highlights"]``: ``[{"text", "start_char_idx", "end_char_idx", "score"}, ...]`` best first, with
   ``node.get_content()[start_char_idx:end_char_idx] == text``; plus ``"doc_start_char_idx"`` /
   ``"doc_end_char_idx"`` into the source document when the node knows where it sits there (its
   ``start_char_idx``) and its text is a verbatim slice of the document.
-- ``metadata["gear_evidence"]``, with ``generate_evidence=True``: ``{"text", "grounded", "support",
-  "start_char_idx", "end_char_idx"}`` (plus ``"doc_start_char_idx"`` / ``"doc_end_char_idx"`` as for highlights):
-  the decoder's text and its span in the node's text: where it was quoted from when the decoder quotes (support
-  1), else the span that best supports it (token F1 ``support``, 0 to 1; :func:`gear_core.evidence.ground_evidence`);
-  ``grounded`` from ``min_evidence_support``. Offsets are None when no word of the evidence occurs in the text, or
-  in prune mode when its span was pruned away.
+- ``metadata["gear_evidence"]``, with evidence on (``generate_evidence``; by default on for a model whose evidence
+  comes from its span reader): ``{"text", "grounded", "support", "start_char_idx", "end_char_idx"}`` (plus
+  ``"doc_start_char_idx"`` / ``"doc_end_char_idx"`` as for highlights). From the span reader: the answer, a span of
+  the node's text, ``support`` the reader's probability for it; below ``min_evidence_support`` (None: the model's
+  ``span_reader_min_support``) the reader abstains: empty text, no offsets, not grounded. From the decoder: its
+  text and its span in the node's text, where it was quoted from when the decoder quotes (support 1), else the span
+  that best supports it (token F1 ``support``, 0 to 1; :func:`gear_core.evidence.ground_evidence`); ``grounded``
+  from ``min_evidence_support`` (None: 0.5). Offsets are None when there is no span, or in prune mode when its span
+  was pruned away.
 - ``metadata["gear_pruned"]`` in prune mode: ``{"original_length": n, "kept_spans": [[start, end], ...]}``, the
   parts of the original text that were kept, in original-text offsets.
 
@@ -41,7 +45,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, ImageNode, Node, NodeWithScore, QueryBundle, TextNode
 
 from gear_core import GeARModel, ScoredSentence
-from gear_core.evidence import DEFAULT_MIN_SUPPORT, GroundedEvidence
+from gear_core.evidence import GroundedEvidence
 from llama_index_gear._model import load_model
 
 dispatcher = get_dispatcher(__name__)
@@ -93,10 +97,18 @@ class GeARHighlighter(BaseNodePostprocessor):
     min_score: float | None = Field(
         default=None, allow_inf_nan=False, description="Drop highlights scoring below this."
     )
-    generate_evidence: bool = Field(default=False, description="Also write the decoder's evidence.")
+    generate_evidence: bool | None = Field(
+        default=None,
+        description="Also write evidence (None: when the model's evidence comes from its span reader, as the shipped "
+        "model's does).",
+    )
     max_new_tokens: int | None = Field(default=None, ge=0, description="Evidence length (None: the model's default).")
-    min_evidence_support: float = Field(
-        default=DEFAULT_MIN_SUPPORT, ge=0, le=1, description="Token F1 from which evidence counts as grounded."
+    min_evidence_support: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Support from which evidence counts as grounded: the span reader's probability (below it, it "
+        "abstains), the decoder's token F1. None: the model's default.",
     )
     batch_size: int = Field(default=16, ge=1, description="(query, node) pairs per forward pass.")
     device: str | None = Field(default=None, description="Device to run on (None: where the model already is).")
@@ -122,6 +134,14 @@ class GeARHighlighter(BaseNodePostprocessor):
         """The wrapped GeARModel."""
         return self._model
 
+    @property
+    def writes_evidence(self) -> bool:
+        """Whether evidence is written: ``generate_evidence``, or by default when the model reads it with its span
+        reader (cheap and measured; the decoder's evidence is asked for explicitly)."""
+        if self.generate_evidence is not None:
+            return self.generate_evidence
+        return self._model.config.evidence_from == "span_reader"
+
     @dispatcher.span
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
@@ -135,7 +155,7 @@ class GeARHighlighter(BaseNodePostprocessor):
         ranked_positions = [i for i, text in enumerate(texts) if text is not None and text.strip()]
         pair_texts = [texts[i] for i in ranked_positions]
         grounded: list[GroundedEvidence | None] = [None] * len(pair_texts)
-        if self.generate_evidence and pair_texts:  # one ranking pass serves the highlights and the evidence
+        if self.writes_evidence and pair_texts:  # one ranking pass serves the highlights and the evidence
             ranked, evidence = self._model.rank_and_generate_batch(
                 [query] * len(pair_texts),
                 pair_texts,

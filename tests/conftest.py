@@ -165,8 +165,9 @@ def stub_evidence(monkeypatch, model, outputs) -> None:
     ``rank_and_generate_batch`` pairs them with ``rank_sentences_batch``'s ranking (stubbed too, if it is)."""
     from gear_core.evidence import DEFAULT_MIN_SUPPORT, ground_evidence
 
-    def generate_evidence_batch(queries, documents, min_support=DEFAULT_MIN_SUPPORT, **options):
+    def generate_evidence_batch(queries, documents, min_support=None, **options):
         texts = outputs(queries, documents, **options)
+        min_support = DEFAULT_MIN_SUPPORT if min_support is None else min_support  # the decoder's default
         return [ground_evidence(t, d, min_support) for t, d in zip(texts, documents, strict=True)]
 
     def rank_and_generate_batch(queries, documents, top_n=None, batch_size=16, **options):

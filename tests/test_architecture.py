@@ -20,6 +20,7 @@ LAYERS = {
     "gear_core.text": 0,
     "gear_core.evidence": 0,
     "gear_core.decoding": 0,
+    "gear_core.span_reader": 0,
     "gear_core.files": 0,
     "gear_core.quantization": 0,
     "gear_core.modeling": 1,

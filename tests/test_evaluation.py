@@ -168,7 +168,13 @@ def test_evaluate_runs_every_table_with_baselines(tiny_model, tiny_encoder_dir, 
     long = report.long_document_retrieval  # the article's two paragraphs as one document of 6 sentences
     assert long["random (expected)"]["R@1"] == pytest.approx(1 / 6)
     assert list(long) == list(local)
-    assert set(report.generation["GeAR (decoder)"]) == {"EM", "F1", "grounded %", "grounded on the gold sentence %"}
+    assert set(report.generation["GeAR (decoder)"]) == {
+        "EM",
+        "F1",
+        "grounded %",
+        "grounded on the gold sentence %",
+        "in the gold sentence %",
+    }
     assert report.cost["bi-encoder: encode query + paragraph"]["ratio (single)"] == 1.0
     markdown = report.to_markdown()
     for heading in ("Global retrieval", "Local retrieval", "Long documents", "Generation", "Cost", "paper (bert-base"):
@@ -410,6 +416,7 @@ def test_evaluate_reports_free_decoding_beside_a_models_decoding_rules(
     assert report.generation["GeAR (decoder, free decoding)"]["EM"] == 100.0  # "degrees", every answer
     assert calls[-1] == {
         "batch_size": settings.batch_size,
+        "evidence_from": "decoder",
         "spans_only": False,
         "span_sentences": 0,
         "query_penalty": 0.0,

@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 from gear_core import GeARConfig, GeARModel
 from gear_core.cli import main
 from gear_core.data.triples import Triple, answer_span
+from gear_core.evidence import GroundedEvidence
 from gear_core.losses import span_loss
 from gear_core.span_reader import ReaderContext, best_spans, encode_reader_inputs
 from gear_core.text import split_sentences
@@ -141,6 +142,8 @@ def test_config_checks_the_span_reader_fields():
         GeARConfig(span_reader_layers=1, span_reader_sentences=0)
     with pytest.raises(ValueError, match="evidence_from"):
         GeARConfig(evidence_from="oracle")
+    with pytest.raises(ValueError, match="span_reader_min_support"):
+        GeARConfig(span_reader_layers=1, span_reader_min_support=1.5)
 
 
 def test_the_reader_starts_from_the_encoders_top_layers_and_survives_saving(tiny_encoder_dir, tmp_path):
@@ -171,14 +174,20 @@ def test_span_reader_evidence_cites_the_document(tiny_encoder_dir):
     model = tiny_gear(tiny_encoder_dir, span_reader_layers=1, evidence_from="span_reader").eval()
     documents = [DOCUMENT, "", "One sentence only about Jupiter."]
     queries = ["when was the tower finished?", "anything?", "which planet?"]
-    ranked, evidence = model.rank_and_generate_batch(queries, documents, top_n=2)
+    ranked, evidence = model.rank_and_generate_batch(queries, documents, top_n=2, min_support=0.0)
     assert [len(r) for r in ranked] == [2, 0, 1]
     assert ranked == model.rank_sentences_batch(queries, documents, top_n=2)  # the same ranking pass
     for document, e in zip(documents, evidence, strict=True):
-        if e.start_char is not None:
-            assert document[e.start_char : e.end_char] == e.text and e.text
-            assert 0 <= e.support <= 1 and e.grounded == (e.support >= 0.5)
-    assert evidence[1].text == "" and not evidence[1].grounded
+        if document:  # never abstaining, every answer is a span of its document
+            assert document[e.start_char : e.end_char] == e.text and e.text and e.grounded and 0 < e.support <= 1
+    assert evidence[1] == GroundedEvidence("", None, None, 0.0, False)
+    # below min_support the reader abstains: no evidence rather than a wrong one, with the support it had
+    _, unsure = model.rank_and_generate_batch(queries, documents, min_support=1.0)
+    assert [(e.text, e.start_char, e.grounded) for e in unsure] == [("", None, False)] * 3
+    assert unsure[0].support == pytest.approx(evidence[0].support)
+    # None: the config's span_reader_min_support
+    model.config.span_reader_min_support = 0.0
+    assert model.rank_and_generate_batch(queries, documents)[1] == evidence
     # the reader reads only the sentences it is given: a span of the first-ranked one here
     best = ranked[0][0]
     (only,) = model.read_spans_batch([queries[0]], [DOCUMENT], [[best]], min_support=0.0)

@@ -1,9 +1,10 @@
 """``gear demo``: index a real corpus offline, ask it questions, and show what GeAR finds.
 
 For each question: the best passages (bi-encoder vectors in FAISS), the sentences inside them that answer
-(ranked by the fusion encoder's cross-attention and highlighted in place) and, with ``--generate``, the
-decoder's generated evidence. Output goes to the terminal (ANSI colour only on a TTY, never with ``NO_COLOR`` or
-``--no-color``) and, on request, to one self-contained HTML page.
+(ranked by the fusion encoder's cross-attention and highlighted in place) and the evidence: the span reader's
+answer with its span (on by default for a model that has one; ``--generate`` asks for the decoder's otherwise).
+Output goes to the terminal (ANSI colour only on a TTY, never with ``NO_COLOR`` or ``--no-color``) and, on
+request, to one self-contained HTML page.
 
 Corpora:
 
@@ -56,7 +57,7 @@ def run_demo(
     questions_file: str | None = None,
     top_k: int = 3,
     top_sentences: int = 2,
-    generate: bool = False,
+    generate: bool | None = None,
     html_path: str | None = None,
     index_dir: str | None = None,
     limit: int | None = None,
@@ -65,8 +66,9 @@ def run_demo(
 ) -> int:
     """``gear demo``: print the report to stdout (and write ``html_path``); raises DemoError on bad input.
 
-    ``generate`` adds the decoder's evidence, grounded to its span (off by default until the decoder's answers
-    meet the project's F1 target; README, Results); ``limit`` keeps N documents (:func:`select_documents`).
+    ``generate`` adds each document's evidence with its span: the span reader's answer, or the decoder's text (None:
+    on when the model's evidence comes from its span reader, as the shipped model's does; the decoder's is asked
+    for explicitly); ``limit`` keeps N documents (:func:`select_documents`).
     """
     corpus = choose_corpus(corpus_path, wiki_offline)  # input errors first, before the slow model load
     questions = choose_questions(questions, questions_file, corpus)
@@ -79,6 +81,8 @@ def run_demo(
     if device:
         model.to(device)
     model_seconds = time.perf_counter() - started
+    if generate is None:
+        generate = model.config.evidence_from == "span_reader"
 
     started = time.perf_counter()
     # Separate caches per limit, so trying --limit does not throw away the full index.

@@ -210,13 +210,15 @@ def _terminal_hit(result: SearchResult, color: bool, width: int, paint: Callable
         room = width - len(indent) - len(f"#{rank} ") - len(prefix)
         lines.append(f"{indent}{marker} " + paint(prefix, _DIM) + _shorten(sentence.text, max(room, 20)))
     if result.evidence is not None:
-        evidence = "evidence: " + (result.evidence.text or "(empty)") + "  " + _grounding(result.evidence, passage)
+        evidence = "evidence: " + (result.evidence.text or "-") + "  " + _grounding(result.evidence, passage)
         lines += _wrap([(evidence, _EVIDENCE if color else "")], width - len(indent), indent)
     return lines
 
 
 def _grounding(evidence: GroundedEvidence, passage: Passage) -> str:
     """Where the evidence stands in the passage and how well that span supports it."""
+    if not evidence.text:  # the span reader abstained: its best span was too unlikely to show
+        return f"(no answer in this passage: support {evidence.support:.2f})"
     if not evidence.grounded:
         return f"(ungrounded: support {evidence.support:.2f})"
     return f"(support {evidence.support:.2f} at {passage.location(evidence.start_char, evidence.end_char)})"
