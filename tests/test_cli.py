@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from gear_core.cli import main
@@ -57,6 +59,7 @@ def test_export_refuses_an_unknown_or_invalid_setting(tiny_model, tmp_path, caps
     tiny_model.save_pretrained(tmp_path / "trained")
     assert main(["export", str(tmp_path / "trained"), str(tmp_path / "a"), "--set", "no_such_field=1"]) == 2
     assert "no field" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trained"]  # no half-written output folder
     assert main(["export", str(tmp_path / "trained"), str(tmp_path / "b"), "--set", "ranking_query_pooling=x"]) == 2
     assert "ranking_query_pooling" in capsys.readouterr().err
 
@@ -72,7 +75,7 @@ def test_a_wrong_model_name_or_a_binary_file_is_one_line_and_exit_code_2(tiny_en
     binary.write_bytes(b"\xff\xfe\x00\x81 not text")
     assert main(["highlight", str(model), "--query", "q", "--file", str(binary)]) == 2
     err = capsys.readouterr().err
-    assert "is not UTF-8 text" in err and err.count("\n") == 1
+    assert "is a binary file" in err and err.count("\n") == 1
 
 
 def test_gear_minilm_names_the_shipped_model_when_no_such_folder_exists(tmp_path, monkeypatch, capsys):
@@ -166,3 +169,151 @@ def test_output_into_a_pipe_that_closes_early_is_not_an_error():
         check=True,
     )
     assert result.stdout == "{\n" and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+# Issue 31, points 3, 4 and 9: exact offsets from a file, `gear init` on a GeAR folder, quick one-line errors.
+CRLF = b"Intro line here.\r\nThe tower is in Paris.\r\nIt was finished in 1889.\r\nIt is tall."
+
+
+@pytest.fixture
+def gear_dir(tiny_model, tmp_path) -> str:
+    tiny_model.save_pretrained(tmp_path / "gear")
+    return str(tmp_path / "gear")
+
+
+def one_line_error(capsys) -> str:
+    """The one line of an error on stderr (transformers' progress bars, redrawn with \\r, aside)."""
+    lines = [line for line in capsys.readouterr().err.split("\n") if line and "\r" not in line]
+    assert len(lines) == 1 and lines[0].startswith("gear"), lines
+    return lines[0]
+
+
+def test_highlight_offsets_index_the_file_itself_crlf_included(gear_dir, tmp_path, capsys):
+    """read_text turned CRLF into LF: `(40:64) It was finished in 1889.` while file[40:64] began with \\r\\n."""
+    import re
+
+    document = tmp_path / "crlf.txt"
+    document.write_bytes(CRLF)
+    assert (
+        main(["highlight", gear_dir, "--query", "when was it finished", "--file", str(document), "--top-n", "4"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "(42:66) It was finished in 1889." in printed
+    spans = re.findall(r"\((\d+):(\d+)\) (.*)", printed)
+    assert len(spans) == 4
+    for start, end, sentence in spans:
+        assert CRLF.decode("utf-8")[int(start) : int(end)] == sentence
+
+
+def test_init_refuses_a_gear_folder_a_missing_encoder_and_a_negative_decoder(gear_dir, tmp_path, capsys):
+    """`gear init GEAR_FOLDER OUT` exited 0 with random weights; the others were tracebacks."""
+    out = tmp_path / "out"
+    assert main(["init", gear_dir, str(out)]) == 2
+    err = one_line_error(capsys)
+    assert f"{gear_dir} is already a GeAR model" in err and f"gear export {gear_dir} OUT" in err
+    assert main(["init", "/nonexistent", str(out)]) == 2
+    assert "no such encoder folder: /nonexistent" in one_line_error(capsys)
+    with pytest.raises(SystemExit) as exit_code:
+        main(["init", "/nonexistent", str(out), "--decoder-layers", "-1"])  # refused while parsing
+    assert exit_code.value.code == 2
+    assert "--decoder-layers: expected a non-negative integer, got -1" in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_export_refuses_a_bad_shard_size_and_never_leaves_a_half_written_folder(
+    gear_dir, tmp_path, capsys, monkeypatch
+):
+    from gear_core import GeARModel
+
+    out = tmp_path / "release"
+    with pytest.raises(SystemExit) as exit_code:
+        main(["export", gear_dir, str(out), "--max-shard-size", "abc"])
+    assert exit_code.value.code == 2
+    assert "--max-shard-size: expected a size such as 15MB" in one_line_error(capsys)
+    assert not out.exists()
+
+    def save_half(model, folder, **options) -> None:
+        (folder / "config.json").write_text("{}")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(GeARModel, "save_pretrained", save_half)
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(OSError, match="No space left"):
+        main(["export", gear_dir, str(out), "--max-shard-size", "1.5MB"])
+    assert sorted(tmp_path.iterdir()) == before  # neither OUT nor a temporary folder beside it
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OSError, match="No space left"):
+        main(["export", gear_dir, str(out), "--overwrite"])
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]  # a failed --overwrite leaves OUT as it was
+
+
+def test_highlight_says_what_is_wrong_with_its_input_before_loading_a_model(tmp_path, capsys):
+    def highlight(*source: str, query: str = "q") -> int:
+        return main(["highlight", str(tmp_path / "never-loaded"), "--query", query, *source])
+
+    for source, query, message in (
+        (["--document", ""], "q", "argument --document: is empty"),
+        (["--document", "Text."], " ", "argument --query: is empty"),
+    ):
+        with pytest.raises(SystemExit) as exit_code:
+            highlight(*source, query=query)
+        assert exit_code.value.code == 2 and message in one_line_error(capsys)
+    (tmp_path / "empty.txt").write_text(" \n")
+    (tmp_path / "latin1.txt").write_bytes("Caf\xe9.".encode("latin-1"))
+    for path, message in (
+        (tmp_path, f"{tmp_path} is a folder"),
+        ("/dev/null", "/dev/null is a character device"),
+        (tmp_path / "empty.txt", "empty.txt is empty"),
+        (tmp_path / "latin1.txt", "latin1.txt is not UTF-8 text"),
+    ):
+        assert highlight("--file", str(path)) == 2
+        assert message in one_line_error(capsys)
+
+
+def test_a_damaged_config_or_tokenizer_is_one_line_naming_the_model(gear_dir, capsys):
+    folder = Path(gear_dir)
+    (folder / "checksums.sha256").unlink()  # a folder written by other tools: nothing to check it against
+    (folder / "tokenizer.json").write_text("{", encoding="utf-8")
+    assert main(["info", gear_dir]) == 2
+    assert gear_dir in one_line_error(capsys)
+
+
+def test_eval_and_synthesize_name_an_input_file_that_is_not_json(tmp_path, capsys):
+    """The SQuAD file was a traceback in `gear eval` and an error naming no file in `gear synthesize`; a damaged
+    wiki file was a traceback after the encoder loaded."""
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json\n")
+    split = tmp_path / "split.json"
+    split.write_text('{"train": [], "test": []}')
+    args = ["--squad", str(bad), "--split-file", str(split), "--no-wiki", "--tasks", "local"]
+    assert main(["eval", str(tmp_path / "never-loaded"), *args]) == 2
+    assert f"{bad} is not valid JSON" in one_line_error(capsys)
+    out = tmp_path / "triples.jsonl"
+    assert main(["synthesize", "--squad", str(bad), "--split", str(split), "--no-filter", "--out", str(out)]) == 2
+    assert f"{bad} is not valid JSON" in one_line_error(capsys)
+    assert main(["synthesize", "--wiki", str(bad), "--no-filter", "--out", str(out), "--no-progress"]) == 2
+    assert str(bad) in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_parsing_arguments_imports_nothing_heavy():
+    """`gear --help` took 10-29 s: torch, transformers and faiss loaded before the arguments were parsed. (That
+    `import gear_core` itself loads torch is the package's business, not the CLI's.)"""
+    import subprocess
+    import sys
+
+    script = """
+import sys, gear_core
+before = set(sys.modules)
+from gear_core.cli import main
+for argv in (["--help"], ["highlight", "--help"], ["init", "a", "b", "--decoder-layers", "-1"], ["export", "a"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+heavy = ("torch", "transformers", "lightning", "faiss", "llama_index", "datasets", "bm25s")
+print(sorted(name for name in set(sys.modules) - before if name.split(".")[0] in heavy))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "[]"

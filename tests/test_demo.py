@@ -30,7 +30,7 @@ def corpus_dir(tmp_path):
     (folder / "empty.rst").write_text("  \n\n", encoding="utf-8")
     (folder / "binary.txt").write_bytes(b"\x89PNG\x00\x01\x02")
     (folder / "latin1.txt").write_bytes("Caf\xe9 au lait.".encode("latin-1"))
-    (folder / "image.png").write_bytes(b"\x89PNG\x00")  # not a text suffix: ignored
+    (folder / "image.png").write_bytes(b"\x89PNG\x00")  # text or not by content, whatever the name
     (folder / ".hidden").mkdir()
     (folder / ".hidden" / "secret.txt").write_text("Hidden folders are left out.", encoding="utf-8")
     return folder
@@ -48,11 +48,42 @@ def test_load_corpus_reads_text_files_and_skips_the_rest(corpus_dir):
     assert [d.source for d in corpus.documents] == ["notes.jsonl#1", "paris.txt", "sub/jupiter.md"]
     assert corpus.documents[1].text == PARIS
     skipped = "\n".join(corpus.skipped)
-    assert "binary.txt: binary file" in skipped
+    assert "binary.txt: a binary file" in skipped and "image.png: a binary file" in skipped
     assert "empty.rst: empty" in skipped
     assert "latin1.txt: not UTF-8 text" in skipped
     assert "notes.jsonl: 2 line(s)" in skipped
-    assert "secret" not in skipped and "image.png" not in skipped
+    assert "secret" not in skipped
+
+
+def test_text_files_are_recognised_by_content_not_name(tmp_path):
+    """Issue 31, point 10: a folder of licences (GPL-3, Apache-2.0: no extension) was refused as "no readable
+    text", though one such file alone was read."""
+    folder = tmp_path / "common-licenses"
+    folder.mkdir()
+    (folder / "GPL-3").write_bytes(b"GNU GENERAL PUBLIC LICENSE\r\nVersion 3, 29 June 2007\r\n")
+    (folder / "Apache-2.0").write_text("Apache License\nVersion 2.0, January 2004\n", encoding="utf-8")
+    for number in range(12):  # binary, whatever the name: skipped, the first few named
+        (folder / f"photo{number:02}.txt").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF")
+    corpus = demo.load_corpus(folder)
+    assert [d.source for d in corpus.documents] == ["Apache-2.0", "GPL-3"]
+    assert corpus.skipped[0] == "photo00.txt: a binary file" and corpus.skipped[10:] == [
+        "2 more files (binary, not UTF-8 or empty)"
+    ]
+    (alone,) = demo.load_corpus(folder / "GPL-3").documents
+    assert alone.text == corpus.documents[1].text == (folder / "GPL-3").read_bytes().decode()  # CRLF kept
+    with pytest.raises(demo.DemoError, match="/dev/null is a character device"):
+        demo.load_corpus("/dev/null")
+
+
+def test_jsonl_lines_are_split_at_newlines_only(tmp_path):
+    """A JSON string may hold U+2028 or \\x85 unescaped; splitlines() cut such a record in two."""
+    (tmp_path / "notes.jsonl").write_text('{"text": "one\u2028two"}\r\n{"text": "three\x85four"}\n', encoding="utf-8")
+    corpus = demo.load_corpus(tmp_path / "notes.jsonl")
+    assert [(d.source, d.text) for d in corpus.documents] == [
+        ("notes.jsonl#1", "one\u2028two"),
+        ("notes.jsonl#2", "three\x85four"),
+    ]
+    assert corpus.skipped == []
 
 
 def test_chunks_keep_exact_offsets_and_fit_the_model(corpus_dir, tiny_model):
@@ -142,7 +173,7 @@ def test_demo_end_to_end_html_plain_text_and_index_cache(corpus_dir, model_dir, 
 
     assert main([*args, "--html", str(html_path), "--no-color", "--generate"]) == 0
     first = capsys.readouterr()
-    assert "indexing" in first.err and "skipped binary.txt: binary file" in first.err
+    assert "indexing" in first.err and "skipped binary.txt: a binary file" in first.err
     assert "\x1b[" not in first.out
     assert "Q1. when did paris host the olympics" in first.out and "[[" in first.out
     assert "sentence score: its share of the question's cross-attention" in first.out

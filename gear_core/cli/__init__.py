@@ -21,33 +21,37 @@ import argparse
 import sys
 
 from gear_core.cli import demo, evaluate, export, highlight, info, init, synthesize, train
-from gear_core.cli._common import EXTRAS, CommandError
+from gear_core.cli._common import EXTRAS, CommandError, Parser, one_line
 
 COMMANDS = (init, info, export, highlight, evaluate, demo, synthesize, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gear", description="GeAR: Generation Augmented Retrieval")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="gear", description="GeAR: Generation Augmented Retrieval")
+    commands = parser.add_subparsers(dest="command", required=True)  # subcommands' parsers are Parsers too
     for command in COMMANDS:
         command.register(commands)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def is_user_error(error: Exception) -> bool:
+    """What a user can fix (a wrong path, a damaged or mismatched file), printed as one line, not a traceback.
+    The library's error classes are imported only when an error needs them: parsing stays quick."""
+    if isinstance(error, (CommandError, FileNotFoundError)):
+        return True
     from gear_core.files import CorruptFileError
     from gear_core.retrieval.index import ModelMismatchError
 
+    return isinstance(error, (CorruptFileError, ModelMismatchError))
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv[:1] in (["train"], ["validate"]):  # everything after it belongs to Lightning's own parser
             return train.run(argv[1:], "fit" if argv[0] == "train" else "validate")
         args = build_parser().parse_args(argv)
         return args.handler(args)
-    # What a user can fix (a wrong path, a damaged or mismatched file): one line, not a traceback.
-    except (CommandError, FileNotFoundError, CorruptFileError, ModelMismatchError) as error:
-        print(f"gear: {error}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # the output went to a pipe that closed early (`gear info MODEL | head`): not an error
         sys.stderr.close()
         return 0
@@ -56,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         if extra is None:
             raise
         print(f"gear: this command needs {error.name}: pip install 'gear-llamaindex[{extra}]'", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if not is_user_error(error):
+            raise
+        print(f"gear: {one_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -40,7 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--corpus",
         dest="corpus_path",
         metavar="DIR_OR_FILE",
-        help="a folder or file of your texts (.txt, .md, .rst; .jsonl with a text field)",
+        help="a folder or file of your texts: UTF-8 text files whatever their names, .jsonl with a text field",
     )
     corpus.add_argument(
         "--wiki-offline",
@@ -60,9 +60,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--generate",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="generated evidence for each document, grounded to its span (off by default: the shipped decoder's "
-        "answers are not reliable yet, see the README's results)",
+        default=None,
+        help="the evidence for each document, with its span: the span reader's answer (on by default for a model "
+        "that has one, as the shipped one does), else the decoder's text; --no-generate turns it off",
     )
     demo.add_argument(
         "--html", dest="html_path", metavar="FILE", default=None, help="also write one self-contained HTML page here"

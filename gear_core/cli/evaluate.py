@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gear_core.cli._common import load, positive_int
+from gear_core.cli._common import load, positive_int, read_checked, reading
+
+if TYPE_CHECKING:
+    from gear_core.evaluation.benchmark import EvaluationSettings
 
 
 def model_or_default(path: str | None):
@@ -14,6 +18,20 @@ def model_or_default(path: str | None):
 
     path = resolve_model_path(path)
     return path, load(path)
+
+
+def check_inputs(settings: EvaluationSettings) -> None:
+    """Read the input files before the model loads, so a file that is not what it should be is one line naming it,
+    at once (the SQuAD file and the split are read whole; the wiki corpus to its first record)."""
+    from gear_core.data.sources import wiki_vital_documents
+    from gear_core.data.squad import load_split, read_squad
+
+    with reading(settings.squad_path):
+        read_squad(settings.squad_path)
+    with reading(settings.split_path):
+        load_split(settings.split_path)
+    if settings.wiki_path is not None:
+        read_checked(settings.wiki_path, wiki_vital_documents(settings.wiki_path))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"gear: {error}", file=sys.stderr)
         return 2
+    check_inputs(settings)
     path, model = model_or_default(args.model)
     if args.device:
         model.to(args.device)

