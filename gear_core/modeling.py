@@ -595,12 +595,19 @@ class GeARModel(PreTrainedModel):
         return model
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
-        """Save weights (safetensors), config and tokenizer to a folder that :meth:`from_pretrained` reads."""
+        """Save weights (safetensors), config and tokenizer to a folder that :meth:`from_pretrained` reads.
+
+        Atomic (:func:`gear_core.files.replace_folder`): the new version is written beside the folder and swapped
+        into place, so a save that dies leaves the previous model loadable. Other files in the folder (a model
+        card) are kept; a symbolic link where the save writes a file is refused, never written through."""
+        from gear_core.files import replace_folder
+
         kwargs["safe_serialization"] = True
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(save_directory)
-        write_model_checksums(save_directory)
+        with replace_folder(save_directory, MODEL_FILE_PATTERNS) as folder:
+            super().save_pretrained(folder, *args, **kwargs)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(folder)
+            write_model_checksums(folder)
 
     # ---- building blocks -----------------------------------------------------------------------------
 

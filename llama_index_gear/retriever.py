@@ -10,7 +10,8 @@ A persisted retriever is a folder: ``docstore-<tag>.json`` (a ``SimpleDocumentSt
 (the gear_core index, which records the model that made its vectors and the text it embedded for each node) and
 ``gear_retriever.json`` (the retriever's settings, the names of the other two and the docstore's SHA-256). A
 persist writes a new tag's files and switches ``gear_retriever.json`` to them atomically, so a persist that dies
-leaves the previous retriever loadable; a load refuses a docstore changed after saving.
+leaves the previous retriever loadable; it then removes only the files of the retriever it replaced (or of a persist
+that died), never other files in the folder. A load refuses a docstore changed after saving.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ from llama_index.core.storage.docstore import BaseDocumentStore, SimpleDocumentS
 
 from gear_core import GeARModel
 from gear_core.files import (
+    TAG_PATTERN,
     CorruptFileError,
     fsync_path,
     plain_file_name,
-    remove_stale,
     sha256_file,
     version_tag,
+    versioned_save,
     write_atomic,
 )
 from gear_core.retrieval import GeARSearcher, IndexType
@@ -51,8 +53,8 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 # Version 1 saved in place, under fixed names.
 _VERSION_1_FILES = {"docstore": "docstore.json", "index": "gear_index"}
-# What each persist writes (and what the next one removes when unfinished or replaced).
-_TAGGED_PATTERNS = ("docstore-*.json", "gear_index-*", ".*.tmp")
+# The names a persist gives what it writes (version 1's fixed ones too): the only files a persist ever removes.
+_OWN_FILES = rf"docstore-{TAG_PATTERN}\.json|gear_index-{TAG_PATTERN}|docstore\.json|gear_index"
 # Highlighter settings a persisted retriever remembers (its model is the retriever's).
 _HIGHLIGHTER_SETTINGS = (
     "top_n",
@@ -204,12 +206,18 @@ class GeARRetriever(BaseRetriever):
     def persist(self, persist_dir: str | os.PathLike) -> Path:
         """Save nodes, document index and settings to ``persist_dir``, replacing a retriever saved there
         atomically. The model is not saved, only the folder it was loaded from (if any), so that
-        :meth:`from_persist_dir` can find it again."""
+        :meth:`from_persist_dir` can find it again. Other files in ``persist_dir`` are never touched; a persist
+        that fails leaves nothing of itself behind."""
         folder = Path(persist_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        replaced = _previous_files(folder)
         tag = version_tag()
         files = {"docstore": f"docstore-{tag}.json", "index": f"gear_index-{tag}"}
+        with versioned_save(folder, SETTINGS_FILE, _OWN_FILES, files.values(), lambda: _saved_files(folder)):
+            self._write(folder, files)
+        return folder
+
+    def _write(self, folder: Path, files: dict[str, str]) -> None:
+        """The new version's ``files``, then the settings file that switches to them."""
         self._searcher.save(folder / files["index"])
         store = self._docstore
         if not isinstance(store, SimpleDocumentStore):  # e.g. a remote docstore: copy its nodes
@@ -234,8 +242,6 @@ class GeARRetriever(BaseRetriever):
             "sha256": {"docstore": sha256_file(folder / files["docstore"])},
         }
         write_atomic(folder / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")  # the switch
-        remove_stale(folder, [*_TAGGED_PATTERNS, *replaced], keep=files.values())
-        return folder
 
     @classmethod
     def from_persist_dir(
@@ -336,13 +342,9 @@ def read_settings(folder: Path) -> dict[str, Any]:
     return settings
 
 
-def _previous_files(folder: Path) -> list[str]:
-    """The files of the retriever saved in ``folder`` (removed once a new persist has switched over); none
-    when nothing readable is there. Only files a settings file names are ours to remove."""
-    try:
-        files = read_settings(folder)["files"]
-    except (OSError, ValueError):
-        return []
+def _saved_files(folder: Path) -> list[str]:
+    """The files the retriever persisted in ``folder`` uses (what its settings name)."""
+    files = read_settings(folder)["files"]
     return [files["docstore"], files["index"]]
 
 

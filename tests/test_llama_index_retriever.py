@@ -309,6 +309,72 @@ def test_a_version_1_retriever_loads_and_a_persist_leaves_other_files_alone(tiny
     assert as_tuples(GeARRetriever.from_persist_dir(other, model=tiny_model).retrieve(QUERY)) == before
 
 
+def test_persist_removes_only_its_own_files(tiny_model, tmp_path):
+    """persist removed a user's docstore-archive.json and folder gear_index-mine/; a settings file edited to
+    ``"files": {"index": "*"}`` was accepted and the next persist deleted every file and folder beside it."""
+    folder = tmp_path / "retriever"
+    theirs = {
+        "docstore-archive.json": "{}",
+        "gear_index-mine/notes.txt": "mine",
+        "my_project/main.py": "print()",
+        "my_notes.txt": "notes",
+        "model_backup.safetensors": "weights",
+        "draft.tmp": "a draft",
+    }
+    for name, text in theirs.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+    def check_theirs() -> None:
+        assert {name: (folder / name).read_text() for name in theirs} == theirs
+
+    retriever = GeARRetriever.from_defaults(nodes=nodes(), model=tiny_model)
+    retriever.persist(folder)
+    retriever.persist(folder)  # over itself: the first persist's files go, nothing else
+    files = json.loads((folder / SETTINGS_FILE).read_text())["files"]
+    top = {name.split("/")[0] for name in theirs}
+    assert {p.name for p in folder.iterdir()} == {*top, SETTINGS_FILE, *files.values()}
+    check_theirs()
+    for key, name in (("index", "*"), ("docstore", "my_notes.txt"), ("index", "my_project")):
+        settings = json.loads((folder / SETTINGS_FILE).read_text())
+        settings["files"][key] = name
+        (folder / SETTINGS_FILE).write_text(json.dumps(settings))
+        with pytest.warns(UserWarning, match="leaves the files it names in place"):
+            retriever.persist(folder)
+        check_theirs()
+    assert as_tuples(GeARRetriever.from_persist_dir(folder, model=tiny_model).retrieve(QUERY)) == as_tuples(
+        retriever.retrieve(QUERY)
+    )
+
+
+def test_persist_saves_lone_surrogates_and_a_failed_persist_leaves_nothing(tiny_model, tmp_path, monkeypatch):
+    """A node whose text holds a lone surrogate was indexed and retrieved, but persist raised UnicodeEncodeError
+    and left a half-written gear_index-<tag>/ behind."""
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+
+    odd = [TextNode(text="Caf\udce9 au lait in Paris. The Seine flows.", id_="odd"), *nodes()]
+    retriever = GeARRetriever.from_defaults(nodes=odd, model=tiny_model)
+    folder = tmp_path / "retriever"
+    retriever.persist(folder)
+    loaded = GeARRetriever.from_persist_dir(folder, model=tiny_model)
+    assert loaded.docstore.get_node("odd").get_content() == odd[0].text
+    assert as_tuples(loaded.retrieve(QUERY)) == as_tuples(retriever.retrieve(QUERY))
+
+    before = {p.name for p in folder.iterdir()}
+
+    def fail(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SimpleDocumentStore, "persist", fail)  # after the index is saved
+    with pytest.raises(OSError, match="disk full"):
+        retriever.persist(folder)
+    monkeypatch.undo()
+    assert {p.name for p in folder.iterdir()} == before
+    assert (
+        GeARRetriever.from_persist_dir(folder, model=tiny_model).docstore.get_node("odd").get_content() == odd[0].text
+    )
+
+
 def test_from_defaults_with_a_docstore_and_its_refusals(tiny_model):
     from llama_index.core.storage.docstore import SimpleDocumentStore
 

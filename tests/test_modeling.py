@@ -1,5 +1,8 @@
 """GeARModel plumbing on a tiny random config: shapes, losses, training, persistence, spans, bad input."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -227,6 +230,65 @@ def test_sharded_save_loads(tiny_model, tmp_path):
     assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
     loaded = GeARModel.from_pretrained(tmp_path)
     assert np.array_equal(loaded.encode_queries(["q"]), tiny_model.encode_queries(["q"]))
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_save_pretrained_keeps_other_files_and_refuses_symlinks(tiny_model, tmp_path, monkeypatch, exchange):
+    """save_pretrained wrote through symbolic links planted in the folder, overwriting files outside it. Saving
+    over a folder (atomically where the system can swap two folders, else with two renames) keeps the files the
+    library did not write there, and saving into the working folder leaves the process in the new version."""
+    if not exchange:
+        monkeypatch.setattr("gear_core.files._exchange", lambda a, b: False)
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    (folder / "README.md").write_text("my model card")
+    (folder / "notes").mkdir()
+    (folder / "notes" / "a.txt").write_text("mine")
+    monkeypatch.chdir(folder)
+    tiny_model.save_pretrained(".")  # over itself: the card and the notes stay
+    assert os.getcwd() == str(folder) and Path("README.md").is_file()
+    assert GeARModel.from_pretrained(folder).temperature.item() == tiny_model.temperature.item()
+    assert (folder / "README.md").read_text() == "my model card" and (folder / "notes" / "a.txt").read_text() == "mine"
+
+    victim = tmp_path / "victim.json"
+    victim.write_text("precious")
+    (folder / "config.json").unlink()
+    (folder / "config.json").symlink_to(victim)
+    with pytest.raises(ValueError, match=r"config\.json is a symbolic link"):
+        tiny_model.save_pretrained(folder)
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "victim.json"]  # no temporary left
+
+
+def test_a_failed_save_pretrained_leaves_the_old_model(tiny_model, tiny_encoder_dir, tmp_path, monkeypatch):
+    """A save over a model that failed midway (here: recording checksums) left new weights beside the old
+    checksums: the folder no longer loaded. Temporaries of an earlier save that died are removed, and only those."""
+    import gear_core.modeling
+    from gear_core.files import TEMPORARY_PREFIX
+
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    stale = tmp_path / f"{TEMPORARY_PREFIX}0123456789ab-model"  # what a killed save leaves
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    theirs = [tmp_path / ".model.tmp", tmp_path / f"{TEMPORARY_PREFIX}notes-model"]  # not the library's form
+    for path in theirs:
+        path.write_text("mine")
+    other = tiny_gear(tiny_encoder_dir)
+    with torch.no_grad():
+        other.temperature.fill_(0.5)
+
+    def fail(folder):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gear_core.modeling, "write_model_checksums", fail)
+    with pytest.raises(OSError, match="disk full"):
+        other.save_pretrained(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", *(p.name for p in theirs)])
+    loaded = GeARModel.from_pretrained(folder)
+    assert loaded.temperature.item() == tiny_model.temperature.item()
 
 
 def test_missing_and_corrupt_checkpoints_are_refused(tiny_model, tmp_path):

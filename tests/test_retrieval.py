@@ -15,6 +15,7 @@ from conftest import stub_evidence
 
 from gear_core import split_sentences
 from gear_core.evidence import GroundedEvidence
+from gear_core.files import CorruptFileError
 from gear_core.retrieval import (
     DocumentIndex,
     GeARSearcher,
@@ -245,6 +246,99 @@ def test_missing_and_corrupt_files_give_clear_errors(tmp_path):
     (folder / files["documents"]).unlink()
     with pytest.raises(FileNotFoundError, match=r"documents-\w+\.jsonl is missing"):
         DocumentIndex.load(folder)
+
+
+def test_a_save_removes_only_its_own_files(tmp_path):
+    """Saving into a folder removed a user's draft.tmp, index-notes.faiss and documents-2023.jsonl (anything
+    matching the index's name patterns); a metadata file or journal edited to name them must not make a save
+    remove them either."""
+    theirs = {
+        "draft.tmp": "a draft",
+        ".notes.tmp": "hidden notes",
+        "index-notes.faiss": "notes",
+        "documents-2023.jsonl": "{}",
+        "index-old/a.txt": "kept",
+    }
+    for name, text in theirs.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+
+    def check_theirs() -> None:
+        assert {name: (tmp_path / name).read_text() for name in theirs} == theirs
+
+    filled_index(10).save(tmp_path)
+    filled_index(20).save(tmp_path)  # over itself: the first save's files go, nothing else
+    files = json.loads((tmp_path / "gear_index.json").read_text())["files"]
+    assert {p.name for p in tmp_path.iterdir()} == {"draft.tmp", ".notes.tmp", "index-notes.faiss",
+        "documents-2023.jsonl", "index-old", "gear_index.json", *files.values()}  # fmt: skip
+    check_theirs()
+
+    # A commit file that names other files (a glob, a plain name that is not the library's): a warning, no removal.
+    for name in ("*", "draft.tmp", "index-[0-9]*.faiss"):
+        metadata = json.loads((tmp_path / "gear_index.json").read_text())
+        metadata["files"]["index"] = name
+        (tmp_path / "gear_index.json").write_text(json.dumps(metadata))
+        with pytest.warns(UserWarning, match="leaves the files it names in place"):
+            filled_index(10).save(tmp_path)
+        check_theirs()
+    (tmp_path / ".gear_index.json.pending").write_text(json.dumps(["draft.tmp"]))  # a journal edited by hand
+    with pytest.warns(UserWarning, match="'draft.tmp' is not a file this library writes"):
+        filled_index(10).save(tmp_path)
+    check_theirs()
+    assert len(DocumentIndex.load(tmp_path)) == 10
+
+
+def test_a_failed_save_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    filled_index(10).save(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def fail(path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("gear_core.retrieval.index.sha256_file", fail)  # once the data files are written
+    with pytest.raises(OSError, match="disk full"):
+        filled_index(20, seed=1).save(tmp_path)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert len(DocumentIndex.load(tmp_path)) == 10
+
+
+def test_lone_surrogates_save_and_reload(tmp_path):
+    """Texts and ids holding lone surrogates (what surrogateescape makes of bytes that are not UTF-8) were indexed
+    and searched, but saving raised UnicodeEncodeError. Two halves of an emoji must not come back joined."""
+    ids, texts = ["caf\udce9", "b", "c"], ["caf\udce9 au lait", "half \ud83d of an emoji", "\ud83d\ude00 two halves"]
+    index = DocumentIndex(DIM)
+    index.add(unit_vectors(3), ids, texts)
+    index.save(tmp_path)
+    loaded = DocumentIndex.load(tmp_path)
+    assert loaded.ids == ids and [loaded.get_text(i) for i in ids] == texts
+
+
+@pytest.mark.parametrize(
+    ("index_type", "params", "value", "message"),
+    [
+        ("flat", {}, np.inf, r"the vector of document 'doc-3' \(position 3\) holds NaN or infinite values"),
+        ("hnsw", {"m": 8}, np.nan, r"the vector of document 'doc-3' \(position 3\) holds NaN or infinite values"),
+        ("ivf", {"nlist": 8}, np.nan, "its inverted lists hold 199 of its 200 vectors"),  # IVF drops a NaN vector
+    ],
+)
+def test_non_finite_vectors_are_refused_on_load(tmp_path, index_type, params, value, message):
+    """A NaN vector (in a FAISS file whose checksum was recorded with it) loaded, and its document silently never
+    came back from a search."""
+    filled_index(200, index_type, **params).save(tmp_path)
+    metadata = json.loads((tmp_path / "gear_index.json").read_text())
+    index_path = tmp_path / metadata["files"]["index"]
+    damaged = faiss.read_index(str(index_path))
+    damaged.reset()  # keeps IVF's training
+    vectors = unit_vectors(200)
+    vectors[3, 5] = value
+    damaged.add(vectors)
+    faiss.write_index(damaged, str(index_path))
+    metadata["sha256"]["index"] = hashlib.sha256(index_path.read_bytes()).hexdigest()
+    (tmp_path / "gear_index.json").write_text(json.dumps(metadata))
+    with pytest.raises(CorruptFileError, match=message) as error:
+        DocumentIndex.load(tmp_path)
+    assert str(index_path) in str(error.value) and "\n" not in str(error.value)
 
 
 # ---- model identity --------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ A saved index is a folder:
 - ``documents-<tag>.jsonl``: one ``{"id": ..., "text": ...}`` object per line, in FAISS position order.
 
 Saving over an index writes the new files under a new tag and then replaces ``gear_index.json`` atomically
-(:mod:`gear_core.files`): a save that dies at any moment leaves the old index loadable.
+(:func:`gear_core.files.versioned_save`): a save that dies at any moment leaves the old index loadable, and a save
+removes only the files of the version it replaced or of an unfinished save, never other files in the folder.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ import faiss
 import numpy as np
 
 from gear_core.files import (
+    TAG_PATTERN,
     CorruptFileError,
     fsync_path,
     plain_file_name,
-    remove_stale,
     sha256_file,
     version_tag,
+    versioned_save,
     write_atomic,
 )
 
@@ -49,8 +51,10 @@ FORMAT_NAME = "gear-document-index"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 wrote index.faiss and documents.jsonl, saved in place
 METADATA_FILE = "gear_index.json"
-# The data files of each save, and of saves that died or were replaced (removed by the next save).
-_DATA_FILE_PATTERNS = ("index-*.faiss", "documents-*.jsonl", "index.faiss", "documents.jsonl", ".*.tmp", "*.tmp")
+# The names a save gives its data files (version 1's fixed ones too): the only files a save ever removes.
+_OWN_FILES = rf"index-{TAG_PATTERN}\.faiss|documents-{TAG_PATTERN}\.jsonl|index\.faiss|documents\.jsonl"
+# Vectors checked for NaN and infinity per block on load (bounds the copy FAISS makes of them).
+_CHECK_BLOCK = 1 << 14
 
 # Default parameters per index type; a saved index records the values it was built with.
 DEFAULT_PARAMS: dict[str, dict[str, int]] = {
@@ -335,22 +339,24 @@ class DocumentIndex:
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write the index to ``folder`` (created if needed). An index already there is replaced atomically: the
-        new files get new names, ``gear_index.json`` is switched to them last, then the old files are removed."""
+        new files get new names, ``gear_index.json`` is switched to them last, then the old files are removed.
+        Other files in ``folder`` are never touched; a save that fails leaves nothing of itself behind."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tag = version_tag()
         files = {"index": f"index-{tag}.faiss", "documents": f"documents-{tag}.jsonl"}
-        faiss.write_index(self._index, str(folder / files["index"]))
-        with (folder / files["documents"]).open("w", encoding="utf-8") as handle:
-            for doc_id, text in zip(self._ids, self._texts, strict=True):
-                handle.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
-        for name in files.values():
-            fsync_path(folder / name)
-        metadata = self.metadata()
-        metadata["files"] = files
-        metadata["sha256"] = {key: sha256_file(folder / name) for key, name in files.items()}
-        write_atomic(folder / METADATA_FILE, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
-        remove_stale(folder, _DATA_FILE_PATTERNS, keep=files.values())
+        with versioned_save(folder, METADATA_FILE, _OWN_FILES, files.values(), lambda: _data_files(folder)):
+            faiss.write_index(self._index, str(folder / files["index"]))
+            # surrogatepass: a text with a lone surrogate (e.g. read with surrogateescape) saves and reloads as is.
+            with (folder / files["documents"]).open("w", encoding="utf-8", errors="surrogatepass") as handle:
+                for doc_id, text in zip(self._ids, self._texts, strict=True):
+                    handle.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+            for name in files.values():
+                fsync_path(folder / name)
+            metadata = self.metadata()
+            metadata["files"] = files
+            metadata["sha256"] = {key: sha256_file(folder / name) for key, name in files.items()}
+            write_atomic(folder / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")  # the switch
         return folder
 
     @classmethod
@@ -447,12 +453,40 @@ class DocumentIndex:
             raise CorruptFileError(
                 f"{paths['documents']} holds {len(ids)} documents; the metadata says {metadata['num_documents']}"
             )
+        _check_vectors(faiss_index, paths["index"], ids)
         _check_unique(ids, {})
         index._index = faiss_index
         index._apply_search_params()
         index._ids, index._texts = ids, texts
         index._positions = {doc_id: i for i, doc_id in enumerate(ids)}
         return index
+
+
+def _data_files(folder: Path) -> list[str]:
+    """The data files the index saved in ``folder`` uses (what its metadata names)."""
+    files = DocumentIndex.read_metadata(folder)["files"]
+    return [files["index"], files["documents"]]
+
+
+def _check_vectors(faiss_index: faiss.Index, path: Path, ids: list[str]) -> None:
+    """Refuse vectors whose documents FAISS would silently never return: NaN or infinite ones, and (IVF) ones
+    that are in no inverted list (where adding a NaN vector puts it)."""
+    if isinstance(faiss_index, faiss.IndexIVF):
+        stored = sum(faiss_index.invlists.list_size(i) for i in range(faiss_index.nlist))
+        if stored != faiss_index.ntotal:
+            raise CorruptFileError(
+                f"{path} is damaged: its inverted lists hold {stored} of its {faiss_index.ntotal} vectors; "
+                "rebuild the index"
+            )
+    for start in range(0, faiss_index.ntotal, _CHECK_BLOCK):
+        vectors = faiss_index.reconstruct_n(start, min(_CHECK_BLOCK, faiss_index.ntotal - start))
+        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        if len(bad):
+            position = start + int(bad[0])
+            raise CorruptFileError(
+                f"{path} is damaged: the vector of document {ids[position]!r} (position {position}) holds NaN or "
+                "infinite values; rebuild the index"
+            )
 
 
 def _check_unique(ids: list[str], existing: dict[str, int]) -> None:
@@ -469,7 +503,7 @@ def _check_unique(ids: list[str], existing: dict[str, int]) -> None:
 
 def _read_documents(path: Path) -> tuple[list[str], list[str]]:
     ids, texts = [], []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors="surrogatepass") as handle:
         for line_number, line in enumerate(handle, start=1):
             try:
                 record = json.loads(line)
