@@ -26,7 +26,9 @@ def frequent_thread_switches():
 def kill_while_saving(save_forever, seconds: float) -> None:
     """Fork a process that calls ``save_forever(signal)``, where ``signal()`` says the first save is done, let it
     go on for ``seconds`` after that, then SIGKILL it (forked: the imports are already made, so a kill is cheap)."""
+    import select
     import signal
+    import sys
     import time
 
     read_end, write_end = os.pipe()
@@ -34,11 +36,15 @@ def kill_while_saving(save_forever, seconds: float) -> None:
     if pid == 0:  # the child: save until killed
         os.close(read_end)
         try:
+            if "torch" in sys.modules:  # OpenMP's thread pool does not survive a fork: a parallel op would hang
+                sys.modules["torch"].set_num_threads(1)
             save_forever(lambda: os.write(write_end, b"1"))
         finally:
             os._exit(1)
     os.close(write_end)
     try:
+        # A deadline, so a child that hangs fails the test instead of stalling the suite.
+        assert select.select([read_end], [], [], 120)[0], "the saving process made no save within 120 s"
         assert os.read(read_end, 1) == b"1", "the saving process died before its first save"
         time.sleep(seconds)
     finally:

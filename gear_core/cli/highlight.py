@@ -28,10 +28,16 @@ def read_document(path: str) -> str:
 def run(args: argparse.Namespace) -> int:
     document = args.document if args.file is None else read_document(args.file)
     model = load(args.model)
-    for rank, sentence in enumerate(model.rank_sentences(args.query, document, top_n=args.top_n), start=1):
+    generate = model.config.evidence_from == "span_reader" if args.generate is None else args.generate
+    if generate:  # one ranking pass gives the sentences and the evidence
+        ([ranked], [evidence]) = model.rank_and_generate_batch([args.query], [document], top_n=args.top_n)
+    else:
+        ranked, evidence = model.rank_sentences(args.query, document, top_n=args.top_n), None
+    for rank, sentence in enumerate(ranked, start=1):
         print(f"{rank}. [{sentence.score:.3f}] ({sentence.start_char}:{sentence.end_char}) {sentence.text}")
-    if args.generate:
-        (evidence,) = model.generate_evidence_batch([args.query], [document])
+    if evidence is not None and not evidence.text:  # the span reader abstained
+        print(f"evidence: [{evidence.support:.2f}] (no answer in this document)")
+    elif evidence is not None:
         where = f"({evidence.start_char}:{evidence.end_char}) " if evidence.grounded else "(ungrounded) "
         print(f"evidence: [{evidence.support:.2f}] {where}{evidence.text}")
     return 0
@@ -45,5 +51,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--document", type=non_blank, help="the document's text")
     source.add_argument("--file", help="a UTF-8 text file; the offsets printed index its characters")
     highlight.add_argument("--top-n", type=positive_int, default=3)
-    highlight.add_argument("--generate", action="store_true", help="also generate evidence")
+    highlight.add_argument(
+        "--generate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the evidence and its span (default: on for a model with a span reader, as the shipped one)",
+    )
     highlight.set_defaults(handler=run)

