@@ -67,6 +67,22 @@ _FLOAT_FIELDS = (
     "localization_loss_weight",
 )
 _ENCODER_INT_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
+# Bounds far above any BERT encoder: a damaged or hand-edited value (10**6 layers) is refused before it allocates.
+_ENCODER_INT_LIMITS = {
+    "hidden_size": 16_384,
+    "num_hidden_layers": 128,
+    "num_attention_heads": 256,
+    "vocab_size": 2_000_000,
+    "intermediate_size": 65_536,
+    "max_position_embeddings": 65_536,
+}
+# Encoder numbers that must be finite and within [low, high) (a NaN layer_norm_eps made every score NaN).
+_ENCODER_FLOAT_RANGES = {
+    "layer_norm_eps": (1e-30, 1.0),
+    "hidden_dropout_prob": (0.0, 1.0),
+    "attention_probs_dropout_prob": (0.0, 1.0),
+    "initializer_range": (0.0, 10.0),
+}
 # Keys a config.json may hold besides GeARConfig's own fields: what transformers writes or passes on its own.
 _TRANSFORMERS_KEYS = frozenset(PretrainedConfig().to_dict()) | {
     "tie_word_embeddings",
@@ -264,9 +280,9 @@ class GeARConfig(PretrainedConfig):
         self.span_reader_layers = span_reader_layers
         self.span_reader_sentences = span_reader_sentences
         max_positions = self.encoder_config.get("max_position_embeddings", 512)
-        self.span_reader_max_length = (
-            min(256, max_positions) if span_reader_max_length is None else span_reader_max_length
-        )
+        if span_reader_max_length is None:  # a bad max_positions is refused by _validate, named
+            span_reader_max_length = min(256, max_positions) if isinstance(max_positions, int) else 256
+        self.span_reader_max_length = span_reader_max_length
         self.span_reader_max_answer_tokens = span_reader_max_answer_tokens
         self.span_reader_min_support = span_reader_min_support
         self.evidence_from = evidence_from
@@ -322,6 +338,16 @@ class GeARConfig(PretrainedConfig):
             value = self.encoder_config.get(key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"encoder_config[{key!r}] must be a positive int, got {value!r}")
+        for key, limit in _ENCODER_INT_LIMITS.items():
+            value = self.encoder_config.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit):
+                raise ValueError(f"encoder_config[{key!r}] must be an int in [1, {limit}], got {value!r}")
+        for key, (low, high) in _ENCODER_FLOAT_RANGES.items():
+            value = self.encoder_config.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+                raise ValueError(f"encoder_config[{key!r}] must be a number in [{low:g}, {high:g}), got {value!r}")
         if not isinstance(self.decoder_start_token, str) or not self.decoder_start_token:
             raise ValueError("decoder_start_token must be a non-empty string")
         layers = self.cross_attention_layers

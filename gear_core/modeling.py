@@ -132,6 +132,33 @@ def write_model_checksums(folder: str | os.PathLike) -> None:
     write_checksums(folder, names)
 
 
+def verify_model_folder(folder: str | os.PathLike, needs_tokenizer: bool = True) -> None:
+    """Refuse a model folder whose files cannot all be checked against its ``checksums.sha256``: none recorded, a
+    model file it does not list (a line removed), a listed file missing or changed, no tokenizer files. Each error
+    is one line naming the file and what to do; ``from_pretrained(..., verify=False)`` is the explicit way past."""
+    from pathlib import Path
+
+    from gear_core.files import CHECKSUMS_FILE, read_checksums
+
+    folder = Path(folder)
+    escape = "load it with GeARModel.from_pretrained(folder, verify=False) if you trust it"
+    checksums = read_checksums(folder)
+    if checksums is None:
+        raise CorruptFileError(
+            f"{folder} records no checksums ({CHECKSUMS_FILE} is missing), so its files cannot be verified: {escape}; "
+            "save_pretrained() writes them"
+        )
+    present = sorted({p.name for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+    unlisted = [name for name in present if name not in checksums]
+    if unlisted:
+        raise CorruptFileError(
+            f"{folder / unlisted[0]} is not listed in {folder / CHECKSUMS_FILE}, so it cannot be verified: {escape}"
+        )
+    verify_checksums(folder)
+    if needs_tokenizer and not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
+        raise FileNotFoundError(f"{folder} has no tokenizer (tokenizer.json or vocab.txt): copy it from the model")
+
+
 def _adds_span_reader(config: GeARConfig, path: str) -> bool:
     """Whether ``config`` asks for a span reader that the folder at ``path`` was saved without (an override)."""
     return bool(config.span_reader_layers) and not _saved_config(path).get("span_reader_layers")
@@ -340,6 +367,24 @@ class GeAROutput(ModelOutput):
     momentum_document_embeds: torch.Tensor | None = None
 
 
+def finish_model_folder(folder: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None) -> None:
+    """What every save does after writing the weights and config: the tokenizer (compact JSON: a third of the
+    indented file's size, which the shipped model's budget counts), weight files readable like the config beside
+    them (transformers writes them owner-only, 0600), and the checksums :meth:`GeARModel.from_pretrained` checks."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+        if (folder / "tokenizer.json").is_file() and hasattr(tokenizer, "backend_tokenizer"):
+            tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"), pretty=False)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.glob("*.safetensors"):
+        os.chmod(path, 0o666 & ~umask)
+    write_model_checksums(folder)
+
+
 class GeARModel(PreTrainedModel):
     """GeAR (Liu et al., 2025): bi-encoder + fusion encoder + decoder sharing one set of weights.
 
@@ -499,6 +544,9 @@ class GeARModel(PreTrainedModel):
 
         Also reads a local folder written by ``gear export --dtype int8`` (``storage_dtype: "int8"`` in its
         config.json): its int8 matrices are dequantised to float32 (:mod:`gear_core.quantization`).
+
+        A local folder is verified first (:func:`verify_model_folder`): every model file must match its
+        ``checksums.sha256``. ``verify=False`` loads a folder written by other tools, or edited by hand, unchecked.
         """
         path = os.fspath(pretrained_model_name_or_path)
         if kwargs.get("subfolder") and os.path.isdir(path):  # a local folder's subfolder is just a longer path
@@ -508,11 +556,11 @@ class GeARModel(PreTrainedModel):
         if not os.path.isdir(path) and path.startswith((".", "/", "~")):
             raise FileNotFoundError(f"no GeAR model folder at {path}")
         kwargs["use_safetensors"] = True
-        if os.path.isdir(path):  # a folder saved with checksums refuses a file changed since (it loaded silently)
-            verify_checksums(path)
+        tokenizer = kwargs.pop("tokenizer", None)
+        if kwargs.pop("verify", True) and os.path.isdir(path):  # what cannot be checked is refused, not trusted
+            verify_model_folder(path, needs_tokenizer=tokenizer is None)
         # A release may store fp16 weights to halve its size; compute in float32 unless asked otherwise.
         kwargs.setdefault("dtype", torch.float32)
-        tokenizer = kwargs.pop("tokenizer", None)
         # `gear export --dtype int8` stores int8 matrices with per-row scales (gear_core.quantization).
         if _saved_config(path).get("storage_dtype") == "int8":
             model = cls._from_int8_folder(path, *args, **kwargs)
@@ -605,9 +653,7 @@ class GeARModel(PreTrainedModel):
         kwargs["safe_serialization"] = True
         with replace_folder(save_directory, MODEL_FILE_PATTERNS) as folder:
             super().save_pretrained(folder, *args, **kwargs)
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(folder)
-            write_model_checksums(folder)
+            finish_model_folder(folder, self.tokenizer)
 
     # ---- building blocks -----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from gear_core.cli import main
+from gear_core.modeling import write_model_checksums
 
 
 def test_init_info_and_highlight(tiny_encoder_dir, tmp_path, capsys):
@@ -90,14 +91,19 @@ def test_a_damaged_model_is_one_line_and_exit_code_2(tiny_encoder_dir, tmp_path,
     assert main(["init", tiny_encoder_dir, str(model), "--decoder-layers", "1", "--ranking-layer", "-1"]) == 0
     capsys.readouterr()
     weights = model / "model.safetensors"
-    data = bytearray(weights.read_bytes())
+    original = weights.read_bytes()
+    data = bytearray(original)
     data[-100] ^= 0xFF
     weights.write_bytes(bytes(data))
     assert main(["info", str(model)]) == 2
     err = capsys.readouterr().err
     assert "model.safetensors is damaged" in err and err.count("\n") == 1
+    weights.write_bytes(original)
     (model / "checksums.sha256").unlink()
+    assert main(["info", str(model)]) == 2
+    assert "records no checksums" in one_line_error(capsys)
     (model / "config.json").write_text("{not json", encoding="utf-8")
+    write_model_checksums(model)  # changed on purpose: its checksums recorded again, it reaches the parser
     assert main(["info", str(model)]) == 2
     err = capsys.readouterr().err
     assert "config.json" in err and err.count("\n") == 1
@@ -271,8 +277,8 @@ def test_highlight_says_what_is_wrong_with_its_input_before_loading_a_model(tmp_
 
 def test_a_damaged_config_or_tokenizer_is_one_line_naming_the_model(gear_dir, capsys):
     folder = Path(gear_dir)
-    (folder / "checksums.sha256").unlink()  # a folder written by other tools: nothing to check it against
     (folder / "tokenizer.json").write_text("{", encoding="utf-8")
+    write_model_checksums(folder)  # changed on purpose: its checksums recorded again, it reaches the parser
     assert main(["info", gear_dir]) == 2
     assert gear_dir in one_line_error(capsys)
 

@@ -1,6 +1,7 @@
 """GeARModel plumbing on a tiny random config: shapes, losses, training, persistence, spans, bad input."""
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,22 @@ def test_sharded_save_loads(tiny_model, tmp_path):
     assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
     loaded = GeARModel.from_pretrained(tmp_path)
     assert np.array_equal(loaded.encode_queries(["q"]), tiny_model.encode_queries(["q"]))
+
+
+def test_saved_files_are_readable_by_others_and_the_tokenizer_is_compact(tiny_model, tmp_path):
+    """transformers 5 writes safetensors owner-only (0600) beside a 0644 config, so a model saved to share could
+    not be read by its users; the indented tokenizer.json was a third larger than its compact form."""
+    old_umask = os.umask(0o022)
+    try:
+        tiny_model.save_pretrained(tmp_path / "model", max_shard_size="500KB")
+    finally:
+        os.umask(old_umask)
+    weights = list((tmp_path / "model").glob("*.safetensors"))
+    assert weights and all(stat.S_IMODE(path.stat().st_mode) == 0o644 for path in weights)
+    assert "\n" not in (tmp_path / "model" / "tokenizer.json").read_text(encoding="utf-8")
+    loaded = GeARModel.from_pretrained(tmp_path / "model")
+    text = ["Naïve café, 東京 and [DEC] tokens.", "a b"]
+    assert loaded.tokenizer(text)["input_ids"] == tiny_model.tokenizer(text)["input_ids"]
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])

@@ -244,12 +244,14 @@ def test_a_truncated_or_corrupt_shard_is_named(tied_model, tmp_path):
     shard.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptFileError, match=re.escape(f"{shard.name} is damaged")):  # its checksum
         GeARModel.from_pretrained(out)
-    (out / CHECKSUMS_FILE).unlink()  # a folder without checksums: the safetensors reader still names the shard
-    with pytest.raises(CheckpointError, match=re.escape(f"{shard.name} is corrupt or truncated")):
+    (out / CHECKSUMS_FILE).unlink()  # without checksums: refused, and unchecked the safetensors reader names it
+    with pytest.raises(CorruptFileError, match="records no checksums"):
         GeARModel.from_pretrained(out)
+    with pytest.raises(CheckpointError, match=re.escape(f"{shard.name} is corrupt or truncated")):
+        GeARModel.from_pretrained(out, verify=False)
     shard.write_bytes(b"\x00" * 64)
     with pytest.raises(CheckpointError, match=re.escape(f"{shard.name} is corrupt or truncated")):
-        GeARModel.from_pretrained(out)
+        GeARModel.from_pretrained(out, verify=False)
 
 
 def test_a_missing_shard_is_named(tied_model, tmp_path):
@@ -268,9 +270,9 @@ def test_a_scale_that_does_not_fit_its_matrix_is_named_with_its_file(tied_model,
     tensors = load_file(shard)
     tensors[name] = tensors[name][:-1]
     save_file(tensors, shard, metadata={"format": "pt"})
-    (out / CHECKSUMS_FILE).unlink()  # reaches the shape check (with checksums, the changed file is refused first)
+    (out / CHECKSUMS_FILE).unlink()  # unchecked, it reaches the shape check (else the changed file is refused first)
     with pytest.raises(CheckpointError, match=re.escape(shard.name) + r": .*word_embeddings\.weight: scale of shape"):
-        GeARModel.from_pretrained(out)
+        GeARModel.from_pretrained(out, verify=False)
 
 
 def test_storage_dtype_is_not_a_free_setting(tiny_model, tmp_path, capsys):

@@ -202,8 +202,10 @@ def test_damaged_weights_are_refused_naming_the_file(tiny_encoder_dir, tmp_path)
     tensors[name] = torch.full_like(tensors[name], float("nan"))
     save_file(tensors, shard, metadata={"format": "pt"})
     (tmp_path / CHECKSUMS_FILE).unlink()
-    with pytest.raises(CorruptFileError, match=rf"{name} holds NaN"):
+    with pytest.raises(CorruptFileError, match="records no checksums"):
         GeARModel.from_pretrained(tmp_path)
+    with pytest.raises(CorruptFileError, match=rf"{name} holds NaN"):
+        GeARModel.from_pretrained(tmp_path, verify=False)
 
 
 def test_the_shipped_model_records_its_checksums():
@@ -269,21 +271,42 @@ def test_config_fields_are_validated(field, value, message):
         GeARConfig(**{field: value})
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("layer_norm_eps", float("nan"), "layer_norm_eps"),  # every score was NaN
+        ("layer_norm_eps", -1e-12, "layer_norm_eps"),
+        ("num_hidden_layers", 10**6, r"num_hidden_layers.*\[1, 128\]"),  # memory grew until the process was killed
+        ("vocab_size", 10**9, "vocab_size"),
+        ("hidden_dropout_prob", 1.5, "hidden_dropout_prob"),
+        ("max_position_embeddings", "512", "max_position_embeddings"),
+    ],
+)
+def test_absurd_encoder_values_are_refused(key, value, message):
+    from transformers import BertConfig
+
+    from gear_core import GeARConfig
+
+    encoder = BertConfig().to_dict() | {key: value}
+    with pytest.raises(ValueError, match=message):
+        GeARConfig(encoder_config=encoder)
+
+
 def test_a_malformed_config_json_is_refused(tiny_encoder_dir, tmp_path):
     import json
 
     from gear_core import GeARModel
 
     tiny_gear(tiny_encoder_dir).save_pretrained(tmp_path)
-    (tmp_path / "checksums.sha256").unlink()  # as if edited by hand, where no checksum would let it through
+    (tmp_path / "checksums.sha256").unlink()  # as if edited by hand, loaded unchecked on purpose
     config = json.loads((tmp_path / "config.json").read_text())
     config["ranking_layr"] = 0
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="ranking_layr"):
-        GeARModel.from_pretrained(tmp_path)
+        GeARModel.from_pretrained(tmp_path, verify=False)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises((ValueError, OSError), match=r"config\.json"):
-        GeARModel.from_pretrained(tmp_path)
+        GeARModel.from_pretrained(tmp_path, verify=False)
 
 
 # ---- bad inputs ------------------------------------------------------------------------------------------

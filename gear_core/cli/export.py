@@ -37,14 +37,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise CommandError(one_line(error)) from None
         if args.dtype == "int8":  # int8 matrices + per-row scales (gear_core.quantization), float32 on load
-            from gear_core.modeling import write_model_checksums
+            from gear_core.modeling import finish_model_folder
             from gear_core.quantization import STORAGE_DTYPE, save_int8_weights, untied_state_dict
 
             save_int8_weights(untied_state_dict(model.float()), folder, max_shard_size=args.max_shard_size)
             model.config.storage_dtype = STORAGE_DTYPE
             model.config.save_pretrained(folder)
-            model.tokenizer.save_pretrained(folder)
-            write_model_checksums(folder)
+            finish_model_folder(folder, model.tokenizer)
         else:
             model.to(getattr(torch, args.dtype)).save_pretrained(folder, max_shard_size=args.max_shard_size)
     files = sorted(p for p in Path(args.out).iterdir() if p.is_file())

@@ -311,6 +311,7 @@ def generation_metrics(
         "grounded %": 100 * mean(g.grounded for g in grounded),
         "grounded on the gold sentence %": 100 * mean(on_gold),
         "in the gold sentence %": 100 * mean(in_gold),
+        "abstained %": 100 * mean(not o for o in outputs),  # no evidence: counted wrong by EM and F1
     }
     return metrics, outputs
 
@@ -474,12 +475,14 @@ def format_markdown(report: EvaluationReport) -> str:
             _table(["system", *metrics], rows),
         ]
     if report.generation:
-        grounding = ["grounded %", "grounded on the gold sentence %", "in the gold sentence %"]
+        grounding = ["grounded %", "grounded on the gold sentence %", "in the gold sentence %", "abstained %"]
         rows = [
             [name, _fmt(m["EM"], 1), _fmt(m["F1"], 1), *(_fmt(m.get(k), 1) for k in grounding)]
             for name, m in report.generation.items()
         ]
-        rows.append([PAPER_LABEL, _fmt(PAPER["generation"]["EM"], 1), _fmt(PAPER["generation"]["F1"], 1), "", "", ""])
+        rows.append(
+            [PAPER_LABEL, _fmt(PAPER["generation"]["EM"], 1), _fmt(PAPER["generation"]["F1"], 1), "", "", "", ""]
+        )
         parts += [
             "",
             "## Generation (question + gold paragraph -> answer; SQuAD EM / F1)",
@@ -487,9 +490,9 @@ def format_markdown(report: EvaluationReport) -> str:
             "Grounded: the paragraph span a quote was copied from, or for free text the span that best supports "
             f"it, has token F1 >= {DEFAULT_MIN_SUPPORT} with the output (`GeARModel.generate_evidence_batch`); on "
             "the gold sentence: that span also overlaps a sentence holding an answer. The span reader's evidence is a "
-            f"span of the paragraph: grounded when the reader's probability for it is >= {DEFAULT_MIN_SUPPORT} (the "
-            "rest it abstains on); in the gold sentence: the span, whatever its support, overlaps a sentence holding "
-            "an answer (EM / F1 count every answer, abstentions included).",
+            "span of the paragraph, given when the reader's probability for it reaches the model's "
+            "`span_reader_min_support`: below, it abstains (no evidence; EM and F1 count it wrong); in the gold "
+            "sentence: the span, whatever its support, overlaps a sentence holding an answer.",
             "",
             _table(["system", "EM", "F1", *grounding], rows),
         ]
