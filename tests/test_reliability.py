@@ -208,6 +208,30 @@ def test_damaged_weights_are_refused_naming_the_file(tiny_encoder_dir, tmp_path)
         GeARModel.from_pretrained(tmp_path, verify=False)
 
 
+def test_what_cannot_be_verified_is_refused(tiny_encoder_dir, tmp_path):
+    """With checksums.sha256 deleted or a line removed nothing was verified; a deleted tokenizer.json loaded a
+    6-token tokenizer (every word [UNK]) and the ranking changed silently."""
+    from gear_core import GeARModel
+    from gear_core.files import CHECKSUMS_FILE, CorruptFileError
+
+    tiny_gear(tiny_encoder_dir).save_pretrained(tmp_path)
+    checksums = tmp_path / CHECKSUMS_FILE
+    lines = checksums.read_text().splitlines(keepends=True)
+    checksums.write_text("".join(line for line in lines if not line.endswith("config.json\n")))
+    with pytest.raises(CorruptFileError, match=r"config\.json is not listed in .*verify=False"):
+        GeARModel.from_pretrained(tmp_path)
+    checksums.write_text("".join(lines))
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"tokenizer\.json is missing"):
+        GeARModel.from_pretrained(tmp_path)
+    checksums.write_text("".join(line for line in lines if not line.endswith("tokenizer.json\n")))
+    with pytest.raises(FileNotFoundError, match="has no tokenizer"):
+        GeARModel.from_pretrained(tmp_path)
+    checksums.unlink()
+    with pytest.raises(CorruptFileError, match="records no checksums"):
+        GeARModel.from_pretrained(tmp_path)
+
+
 def test_the_shipped_model_records_its_checksums():
     from gear_core import DEFAULT_MODEL
     from gear_core.files import read_checksums, verify_checksums
