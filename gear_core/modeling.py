@@ -1178,6 +1178,7 @@ class GeARModel(PreTrainedModel):
         if not pairs:
             return sentences, scores, {}
         windows = self._document_windows([documents[i] for i in pairs])
+        sentence_starts = {p: np.array([s.start_char for s in sentences[p]], dtype=np.int64) for p in pairs}
         window_pair = [pairs[j] for j in windows["overflow_to_sample_mapping"]]
         window_count = np.bincount(window_pair, minlength=len(documents))
         kept_states: dict[int, torch.Tensor] = {}
@@ -1213,7 +1214,12 @@ class GeARModel(PreTrainedModel):
                 for k, scoring in enumerate(scorings):
                     per_window[w].append(
                         window_sentence_scores(
-                            token_scores[k][row, : len(offsets)], offsets, special, sentences[pair], scoring
+                            token_scores[k][row, : len(offsets)],
+                            offsets,
+                            special,
+                            sentences[pair],
+                            scoring,
+                            sentence_starts[pair],
                         )
                     )
                     window_log_mass[w].append(float(log_mass[k][row]))
@@ -1234,6 +1240,7 @@ class GeARModel(PreTrainedModel):
                     [window_log_mass[w][k] for w in ws],
                     cosine.get(pair),
                     scoring,
+                    len(sentences[pair]),
                 )
                 if scoring.lexical_weight > 0:
                     if lexical is None:

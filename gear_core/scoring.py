@@ -117,19 +117,35 @@ def pool_sentences(
     return np.where(counts > 0, scores, np.nan)
 
 
-def combine_windows(window_scores: Sequence[np.ndarray], log_weights: Sequence[float] | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class WindowSentenceScores:
+    """One window's sentence scores: ``scores[j]`` is sentence ``first + j``'s (NaN where the window holds none of
+    its tokens). A window holds a run of consecutive sentences, so a long document's windows together stay linear
+    in its length (a windows x sentences array took 3.7 GB for a 2 MB document)."""
+
+    first: int
+    scores: np.ndarray
+
+
+def combine_windows(
+    windows: Sequence[WindowSentenceScores], num_sentences: int, log_weights: Sequence[float] | None = None
+) -> np.ndarray:
     """Per-window sentence scores of one document -> its sentence scores (NaN where no window saw a sentence).
 
     Without ``log_weights`` a sentence keeps its best window's score. With them, each window's scores are first
     multiplied by that window's softmax weight over the document's windows (``window_weighting``), so a
     window that matters little to the query cannot put its best sentence on top.
     """
-    stacked = np.stack(window_scores)
+    weights = np.ones(len(windows))
     if log_weights is not None:
         log_weights = np.asarray(log_weights, dtype=np.float64)
         weights = np.exp(log_weights - log_weights.max())
-        stacked = stacked * (weights / weights.sum())[:, None]
-    return np.fmax.reduce(stacked, axis=0)
+        weights = weights / weights.sum()
+    combined = np.full(num_sentences, np.nan)
+    for window, weight in zip(windows, weights, strict=True):
+        part = combined[window.first : window.first + len(window.scores)]
+        part[:] = np.fmax(part, window.scores * weight if log_weights is not None else window.scores)
+    return combined
 
 
 @dataclass
@@ -155,19 +171,35 @@ def window_sentence_scores(
     special_tokens: np.ndarray,
     sentences: Sequence[Sentence],
     scoring: SentenceScoring,
-) -> np.ndarray:
-    """One window's sentence scores (NaN for sentences it does not hold): its tokens' scores, each token given to
-    the sentence holding its first character (``text.token_sentence_index``, the collator's rule), pooled."""
-    token_sentence = token_sentence_index(offsets[:, 0], offsets[:, 1], list(sentences))
+    sentence_starts: np.ndarray | None = None,
+) -> WindowSentenceScores:
+    """One window's sentence scores, for the sentences it reaches: its tokens' scores, each token given to the
+    sentence holding its first character (``text.token_sentence_index``, the collator's rule), pooled.
+    ``sentence_starts`` (the sentences' ``start_char``s, computed once per document) keeps the lookup to the
+    window's own sentences."""
+    if sentence_starts is None:
+        sentence_starts = np.array([s.start_char for s in sentences], dtype=np.int64)
+    content = ~special_tokens & (offsets[:, 1] > offsets[:, 0])
+    if not content.any() or not len(sentences):
+        return WindowSentenceScores(0, np.empty(0))
+    token_starts = offsets[content, 0]
+    # The sentences that can hold a token here: from the one holding the first token to the last starting before
+    # the last token (the same answer token_sentence_index gives over all of them).
+    first = max(int(np.searchsorted(sentence_starts, token_starts.min(), side="right")) - 1, 0)
+    end = int(np.searchsorted(sentence_starts, token_starts.max(), side="right"))
+    token_sentence = token_sentence_index(offsets[:, 0], offsets[:, 1], list(sentences[first:end]))
     token_sentence[special_tokens] = -1
-    return pool_sentences(token_scores, token_sentence, len(sentences), scoring.sentence_pooling)
+    return WindowSentenceScores(
+        first, pool_sentences(token_scores, token_sentence, end - first, scoring.sentence_pooling)
+    )
 
 
 def document_sentence_scores(
-    window_scores: Sequence[np.ndarray],
+    window_scores: Sequence[WindowSentenceScores],
     window_log_mass: Sequence[float],
     window_cosine: np.ndarray | None,
     scoring: SentenceScoring,
+    num_sentences: int,
 ) -> np.ndarray:
     """A document's sentence scores from its windows' (:func:`window_sentence_scores`), weighted as
     ``scoring.window_weighting`` says: by the attention the query gives each window (``window_log_mass``), by the
@@ -177,7 +209,7 @@ def document_sentence_scores(
         log_weights = list(window_log_mass)
     elif len(window_scores) > 1 and scoring.window_weighting == "retrieval":
         log_weights = np.asarray(window_cosine) / scoring.window_temperature
-    return combine_windows(window_scores, log_weights)
+    return combine_windows(window_scores, num_sentences, log_weights)
 
 
 def bm25_tokenize(texts: Sequence[str]) -> list[list[str]]:

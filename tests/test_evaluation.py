@@ -222,13 +222,42 @@ def test_content_query_pooling_ignores_special_tokens():
 
 
 def test_combine_windows_keeps_the_best_window_or_weighs_windows_first():
-    from gear_core.scoring import combine_windows
+    from gear_core.scoring import WindowSentenceScores, combine_windows
 
-    windows = [np.array([1.0, 0.2, np.nan]), np.array([np.nan, 0.5, 0.5])]
-    assert np.allclose(combine_windows(windows), [1.0, 0.5, 0.5])
+    # Window 0 holds sentences 0-1, window 1 sentences 1-2: as dense rows [1.0, 0.2, nan] and [nan, 0.5, 0.5].
+    windows = [WindowSentenceScores(0, np.array([1.0, 0.2])), WindowSentenceScores(1, np.array([0.5, 0.5]))]
+    assert np.allclose(combine_windows(windows, 3), [1.0, 0.5, 0.5])
     # weights softmax([0, ln 3]) = (0.25, 0.75): [0.25, max(0.05, 0.375), 0.375]
-    assert np.allclose(combine_windows(windows, [0.0, np.log(3.0)]), [0.25, 0.375, 0.375])
-    assert np.isnan(combine_windows([np.array([np.nan, 1.0])])[0])
+    assert np.allclose(combine_windows(windows, 3, [0.0, np.log(3.0)]), [0.25, 0.375, 0.375])
+    assert np.isnan(combine_windows([WindowSentenceScores(1, np.array([1.0]))], 2)[0])
+    assert np.isnan(combine_windows([WindowSentenceScores(0, np.array([np.nan, 1.0]))], 3)).tolist() == [
+        True,
+        False,
+        True,
+    ]
+
+
+def test_a_window_scores_only_its_own_sentences_and_as_the_whole_document_would():
+    """The window's sentences found by offsets give the scores a lookup over every sentence gives."""
+    from gear_core.config import GeARConfig
+    from gear_core.scoring import SentenceScoring, pool_sentences, window_sentence_scores
+    from gear_core.text import split_sentences, token_sentence_index
+
+    document = " ".join(f"Sentence number {i} is here." for i in range(40))
+    sentences = split_sentences(document)
+    # A window over characters 300-420 (a [CLS]-like token first, a gap token, then word-sized tokens).
+    starts = [0, *range(300, 420, 6)]
+    offsets = np.array([[0, 0]] + [[s, s + 5] for s in starts[1:]])
+    special = np.array([True] + [False] * (len(offsets) - 1))
+    scores = np.random.default_rng(0).random(len(offsets))
+    scoring = SentenceScoring.from_config(GeARConfig())
+    window = window_sentence_scores(scores, offsets, special, sentences, scoring)
+    dense_index = token_sentence_index(offsets[:, 0], offsets[:, 1], sentences)
+    dense_index[special] = -1
+    dense = pool_sentences(scores, dense_index, len(sentences), scoring.sentence_pooling)
+    held = np.flatnonzero(~np.isnan(dense))
+    assert window.first == held[0] and window.first + len(window.scores) == held[-1] + 1
+    assert np.array_equal(window.scores, dense[window.first : window.first + len(window.scores)], equal_nan=True)
 
 
 def test_mix_lexical_hand_case():
