@@ -177,8 +177,9 @@ class GeARConfig(PretrainedConfig):
         span_reader_max_length: the span reader's token limit (question and sentences; the sentences are cut);
             ``None`` means ``min(256, max_position_embeddings)``.
         span_reader_max_answer_tokens: the longest answer the span reader gives, in tokens.
-        span_reader_min_support: the span reader abstains (its evidence is empty, ungrounded) when its probability for
-            its best span is below this; what ``min_support=None`` means for its evidence.
+        span_reader_min_support: the span reader abstains (its evidence is empty, ungrounded) when the support of its
+            best span (its probability against giving no answer) is below this; what ``min_support=None`` means for
+            its evidence.
         evidence_from: what writes the evidence of ``generate`` / ``rank_and_generate_batch``: ``"decoder"`` (the
             paper's generative decoder) or ``"span_reader"`` (needs ``span_reader_layers``).
         share_decoder_embeddings: the decoder reuses the query encoder's word embeddings (smaller checkpoint).

@@ -1429,8 +1429,8 @@ class GeARModel(PreTrainedModel):
     ) -> list[GroundedEvidence]:
         """The span reader's answer to each query from the given sentences of its document (best first: the
         reader's input is cut at ``span_reader_max_length`` tokens from the end), as evidence citing the document:
-        ``document[start_char:end_char] == text``. ``support`` is the reader's probability of that span among every
-        answer it could give, abstaining included. Below ``min_support`` (None: the config's
+        ``document[start_char:end_char] == text``. ``support`` is the reader's probability of that span against
+        giving no answer (:func:`~gear_core.span_reader.best_spans`). Below ``min_support`` (None: the config's
         ``span_reader_min_support``) the reader abstains: the evidence is empty and ungrounded, with that support (no
         evidence rather than a wrong one). A pair with no sentence gets empty, ungrounded evidence."""
         queries, documents = _check_texts(queries), _check_texts(documents)
@@ -1461,7 +1461,7 @@ class GeARModel(PreTrainedModel):
                 inputs.attention_mask.to(self.device),
                 inputs.token_type_ids.to(self.device),
             )
-            first, last, probability, _ = best_spans(
+            first, last, _, _, span_support = best_spans(
                 start_logits, end_logits, inputs.candidates.to(self.device), self.config.span_reader_max_answer_tokens
             )
             for row, i in enumerate(chunk):
@@ -1469,7 +1469,7 @@ class GeARModel(PreTrainedModel):
                 span = contexts[row].to_document(int(inputs.offsets[row, a, 0]), int(inputs.offsets[row, b, 1]))
                 if a == 0 or span is None:
                     continue
-                support = float(probability[row])
+                support = float(span_support[row])
                 if support < min_support:  # abstain
                     evidence[i] = GroundedEvidence("", None, None, support, False)
                     continue

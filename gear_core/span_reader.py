@@ -8,8 +8,8 @@ sentences, so it stays cheap, and its answer is a span of the document, cited wi
 Shape (``GeARConfig.span_reader_layers`` = n): the towers' embeddings and their first ``L - n`` layers, shared
 (no weights of its own, frozen in the ``span_reader`` training stage so retrieval and ranking never change), then
 ``n`` layers of its own (started as the encoder's top ``n``) and a start/end head. Abstaining is reading
-``[CLS]`` (SQuAD 2.0's null answer), so ``support`` is a probability over the answers the reader can give, the
-null answer included.
+``[CLS]`` (SQuAD 2.0's null answer); an answer's ``support`` is the probability of its span against the null
+answer (:func:`best_spans`), and below ``GeARConfig.span_reader_min_support`` the reader abstains.
 
 This module holds the pure parts: building the reader's input from chosen sentences, the token <-> character
 rule, and choosing the best span. :class:`~gear_core.modeling.GeARModel` runs the network.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -147,15 +148,29 @@ def encode_reader_inputs(
     )
 
 
+class BestSpans(NamedTuple):
+    """:func:`best_spans`' answer for a batch: tensors of shape (B,)."""
+
+    start: torch.Tensor  # the best non-null span's first token (0 when the row has no context token)
+    end: torch.Tensor  # its last token
+    probability: torch.Tensor  # its probability among every span and the null answer
+    null_probability: torch.Tensor  # the null answer's
+    support: torch.Tensor  # the span against the null answer alone: sigmoid(span score - null score)
+
+
 def best_spans(
     start_logits: torch.Tensor, end_logits: torch.Tensor, candidates: torch.Tensor, max_answer_tokens: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> BestSpans:
     """The best answer span of each row, and how likely the reader finds it.
 
     A span ``(i, j)`` of candidate tokens other than ``[CLS]``, with ``i <= j < i + max_answer_tokens``, scores
     ``start[i] + end[j]``; the null answer scores ``start[0] + end[0]``. A softmax over all of them (the null answer
-    included) gives each its probability. Returns the best non-null span's ``start`` and ``end`` tokens (B,), its
-    probability (B,) and the null answer's (B,). A row with no context token gets (0, 0) and probability 0.
+    included) gives each its probability. ``support`` weighs the best span against the null answer alone
+    (SQuAD 2.0's abstain margin, as a probability): spans that overlap the best one share its probability (a
+    sure answer of uncertain extent has a small one), but not its support. Measured on the validation sources,
+    it keeps answers in the passage that holds them and drops those in passages that do not far better than the
+    probability (``benchmarks/results/span_reader_evidence.md``). A row with no context token gets (0, 0),
+    probability and support 0.
     """
     scores = start_logits[:, :, None] + end_logits[:, None, :]  # (B, L, L): start i, end j
     length = scores.shape[1]
@@ -170,7 +185,8 @@ def best_spans(
     normaliser = torch.logsumexp(torch.cat([spans.flatten(1), null[:, None]], dim=1), dim=1)
     best, flat = spans.flatten(1).max(dim=1)
     probability = torch.exp(best - normaliser).nan_to_num(0.0)
+    support = torch.sigmoid(best - null).nan_to_num(0.0)  # sigmoid(-inf) is 0 already; NaN only from bad logits
     start, end = flat // length, flat % length
     none = ~allowed.flatten(1).any(dim=1)
     start, end = start.masked_fill(none, 0), end.masked_fill(none, 0)
-    return start, end, probability, torch.exp(null - normaliser)
+    return BestSpans(start, end, probability, torch.exp(null - normaliser), support)

@@ -64,20 +64,22 @@ def test_best_spans_hand_case():
     candidates = torch.tensor([[True, False, False, True, True, True, False]])
     start = torch.tensor([[1.0, 9.0, 0.0, 2.0, 0.0, 0.0, 0.0]])
     end = torch.tensor([[1.0, 9.0, 0.0, 0.0, 0.0, 3.0, 0.0]])
-    first, last, probability, null = best_spans(start, end, candidates, max_answer_tokens=3)
+    first, last, probability, null, support = best_spans(start, end, candidates, max_answer_tokens=3)
     assert (int(first), int(last)) == (3, 5)  # start 2 + end 3; the question's 9s are not candidates
     # every allowed span (i <= j, j - i < 3) among c1..c3, and the null answer (1 + 1)
     scores = [start[0, i] + end[0, j] for i in (3, 4, 5) for j in (3, 4, 5) if i <= j]
     normaliser = math.log(sum(math.exp(s) for s in scores) + math.exp(2.0))
     assert float(probability) == pytest.approx(math.exp(5.0 - normaliser))
     assert float(null) == pytest.approx(math.exp(2.0 - normaliser))
+    assert float(support) == pytest.approx(1 / (1 + math.exp(2.0 - 5.0)))  # the span (5) against null (2) alone
+    assert float(support) == pytest.approx(float(probability) / float(probability + null))
     # too long for max_answer_tokens=2: the best span then ends earlier
-    first, last, _, _ = best_spans(start, end, candidates, max_answer_tokens=2)
-    assert (int(first), int(last)) == (4, 5)
-    # a row with no context token: (0, 0) and probability 0, the null answer certain
+    spans = best_spans(start, end, candidates, max_answer_tokens=2)
+    assert (int(spans.start), int(spans.end)) == (4, 5)
+    # a row with no context token: (0, 0), probability and support 0, the null answer certain
     none = torch.tensor([[True, False, False, False, False, False, False]])
-    first, last, probability, null = best_spans(start, end, none, 3)
-    assert (int(first), int(last), float(probability), float(null)) == (0, 0, 0.0, 1.0)
+    first, last, probability, null, support = best_spans(start, end, none, 3)
+    assert (int(first), int(last), float(probability), float(null), float(support)) == (0, 0, 0.0, 1.0, 0.0)
 
 
 def test_span_loss_hand_case():
