@@ -3,9 +3,10 @@
     python benchmarks/training_report.py --run NAME=DIR [--run NAME=DIR ...] [--title TITLE] [--note TEXT]
         --out benchmarks/results/FILE.md
 
-DIR is a run's ``default_root_dir``; its newest ``*/version_*/metrics.csv`` is read. Every row comes from that
-log: train with ``--model.validate_before_training true`` to have the starting model validated (on the same
-questions as the later rows) and logged at step 0, shown as ``0 (before training)``.
+DIR is a run's ``default_root_dir``; its ``*/version_*/metrics.csv`` are read (a run resumed from a checkpoint
+logs each part to a new version folder; they are joined by step). Every row comes from those logs: train with
+``--model.validate_before_training true`` to have the starting model validated (on the same questions as the later
+rows) and logged at step 0, shown as ``0 (before training)``.
 
 Note: the step-0 rows of ``training_minilm_cpu.md`` and ``training_gear_minilm.md`` were typed in by hand (an
 option this script no longer has) from ``gear validate`` figures, not logged with the rows below them.
@@ -20,11 +21,20 @@ from pathlib import Path
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    """The run's logged rows, by step. A run resumed with ``--ckpt_path`` logs to a new ``version_*`` folder: the
+    versions are read oldest first and each keeps the steps before the next one's first (a later version replaces
+    the steps an earlier one logged past the checkpoint it resumed from)."""
     files = sorted(run_dir.glob("**/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
     if not files:
         raise FileNotFoundError(f"no metrics.csv under {run_dir}")
-    with files[-1].open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    rows: list[dict[str, str]] = []
+    for path in files:
+        with path.open(newline="") as handle:
+            version = list(csv.DictReader(handle))
+        if version:
+            first = int(version[0]["step"])
+            rows = [row for row in rows if int(row["step"]) < first] + version
+    return rows
 
 
 def series(rows: list[dict[str, str]], key: str) -> list[tuple[int, float]]:
@@ -35,6 +45,23 @@ def validation_columns(runs: dict[str, list[dict[str, str]]]) -> list[str]:
     """The logged validation metrics (``val/local_r1`` or ``val/<set>/local_r1`` ...), ``val/score`` last."""
     keys = {k for rows in runs.values() for row in rows for k, v in row.items() if k.startswith("val/") and v}
     return sorted(keys - {"val/score"}) + (["val/score"] if "val/score" in keys else [])
+
+
+LOSS_TITLES = {
+    "train/loss": "loss",
+    "train/contrastive_loss": "contrastive",
+    "train/lm_loss": "LM",
+    "train/localization_loss": "localization",
+    "train/span_loss": "span",
+}
+
+
+def loss_columns(runs: dict[str, list[dict[str, str]]]) -> list[str]:
+    """The logged training losses (the total first, then the known parts, then any other), e.g. the span reader
+    stage's ``train/span_loss`` alone."""
+    logged = {k for rows in runs.values() for row in rows for k, v in row.items() if k.startswith("train/") and v}
+    known = [k for k in LOSS_TITLES if k in logged]
+    return known + sorted(logged - set(known))
 
 
 def column_title(key: str) -> str:
@@ -92,14 +119,14 @@ def main() -> None:
             lines.append(f"| {name} | {label} | {cells} |")
 
     lines += ["", f"## Training loss (mean over each {args.every} steps)", ""]
-    keys = ["train/loss", "train/contrastive_loss", "train/lm_loss", "train/localization_loss"]
+    keys = loss_columns(runs)
     lines += [
-        "| run | steps up to | loss | contrastive | LM | localization |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| run | steps up to | " + " | ".join(LOSS_TITLES.get(k, k.split("/", 1)[1]) for k in keys) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in keys) + " |",
     ]
     for name, rows in runs.items():
         curves = {k: dict(windowed(series(rows, k), args.every)) for k in keys}
-        for step in sorted(curves["train/loss"]):
+        for step in sorted({step for curve in curves.values() for step in curve}):
             values = [curves[k].get(step) for k in keys]
             cells = " | ".join("-" if v is None else f"{v:.3f}" for v in values)
             lines.append(f"| {name} | {step} | {cells} |")

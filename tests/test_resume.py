@@ -353,6 +353,23 @@ def _training_report():
     return report
 
 
+def test_the_training_report_joins_the_logs_of_a_resumed_run(tmp_path):
+    """A run resumed from a checkpoint logs to a new version folder; the report read only the newest (a run cut
+    at step 400 and resumed showed steps 400 onwards alone)."""
+    import os
+
+    runs = {"version_0": [(0, 3.0), (2, 2.0), (4, 1.9), (5, 1.8)], "version_1": [(4, 1.5), (6, 1.2)]}
+    for age, (version, rows) in enumerate(runs.items()):
+        folder = tmp_path / "logs" / version
+        folder.mkdir(parents=True)
+        lines = ["epoch,step,train/span_loss", *(f"0,{step},{loss}" for step, loss in rows)]
+        (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+        os.utime(folder / "metrics.csv", (1_000_000 + age, 1_000_000 + age))
+    rows = _training_report().read_metrics(tmp_path)
+    # version_1 resumed from step 4's checkpoint: its rows replace version_0's from step 4 on
+    assert [(int(r["step"]), float(r["train/span_loss"])) for r in rows] == [(0, 3.0), (2, 2.0), (4, 1.5), (6, 1.2)]
+
+
 def _logged_fit(encoder_dir, tiny_squad, root: Path, **module_args) -> GeARLightningModule:
     module = _module(encoder_dir, **module_args)
     trainer = L.Trainer(
