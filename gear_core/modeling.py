@@ -1445,7 +1445,9 @@ class GeARModel(PreTrainedModel):
         was_training = self.training
         self.eval()
         evidence = [GroundedEvidence("", None, None, 0.0, False)] * len(queries)
-        pairs = [i for i, s in enumerate(sentences) if s]
+        # Longest inputs first, so a batch holds similar lengths and little padding.
+        length = {i: len(queries[i]) + sum(len(s.text) for s in sentences[i]) for i, s in enumerate(sentences) if s}
+        pairs = sorted(length, key=lambda i: -length[i])
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]
             contexts = [ReaderContext.of(sentences[i]) for i in chunk]
