@@ -170,7 +170,7 @@ def travel_size(repo: Path, extra: list[Path]) -> dict:
 def pack(export_dir: Path, out: Path, reference: Path | None, throughput: Path | None) -> dict:
     """``export_dir`` as ``model.tar.partNN`` pieces under ``out`` plus ``manifest.json``.
 
-    A safetensors shard holding the word embeddings (30522 x 384 in fp16: 23.4 MB) is larger than a file that
+    A safetensors shard holding the word embeddings (30522 x 384: 23.4 MB in fp16) can be larger than a file that
     comes back may be, whatever ``--max-shard-size`` says, and one folder of shards would be more files than may
     come back; so the folder travels as an uncompressed tar cut into pieces. Files identical to the file of the
     same name in ``reference`` (the shipped checkpoint: tokenizer.json) are left out and restored from the repo.

@@ -122,6 +122,18 @@ def test_highlight_document_and_top_n(tmp_path, capsys):
     assert exit_code.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
 
 
+def test_highlight_writes_the_shipped_span_readers_evidence_by_default(capsys):
+    """The README's `gear highlight` line: the answer with its span, or a plain word that there is none."""
+    document = "The tower is in Paris. It was finished in 1889."
+    assert main(["highlight", "gear-minilm", "--query", "when was it finished", "--document", document]) == 0
+    evidence = capsys.readouterr().out.splitlines()[-1]
+    assert evidence.startswith("evidence: [") and evidence.endswith("] (42:46) 1889") and document[42:46] == "1889"
+    assert (
+        main(["highlight", "gear-minilm", "--query", "what is the capital of Australia?", "--document", document]) == 0
+    )
+    assert capsys.readouterr().out.splitlines()[-1].endswith("(no answer in this document)")
+
+
 def test_model_names_resolve_in_one_place_without_a_hub(tmp_path, monkeypatch):
     """None / "default" / "gear-minilm" are the shipped model; any other name must be a GeAR folder, and what is
     there instead is said (a typo never reaches a model hub)."""
