@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--top-sentences", type=int, default=2)
     parser.add_argument(
-        "--evidence", action="store_true", help="also generate evidence, grounded to its span (not reliable yet)"
+        "--evidence",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write evidence, the answer with its span (default: as the model says; on for the shipped span reader)",
     )
     args = parser.parse_args(argv)
 
@@ -49,8 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"no GeAR model at {args.model}: using an untrained GeAR on {FALLBACK_ENCODER} (plumbing only)\n")
         model = GeARModel.from_encoder(FALLBACK_ENCODER, shared_encoder=True)
-    # Evidence only when asked, and never from an untrained decoder (it writes noise).
-    highlighter = GeARHighlighter(model=model, top_n=args.top_sentences, generate_evidence=args.evidence and trained)
+    # Evidence as asked or as the model says, and never from an untrained model (it writes noise).
+    write_evidence = args.evidence if trained else False
+    highlighter = GeARHighlighter(model=model, top_n=args.top_sentences, generate_evidence=write_evidence)
     retriever = GeARRetriever.from_defaults(
         documents=documents, model=model, similarity_top_k=args.top_k, highlight=highlighter
     )
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         evidence = node.metadata.get("gear_evidence")
         if evidence is not None:
-            where = "ungrounded"
+            where = "no answer in this node" if not evidence["text"] else "ungrounded"
             if evidence["grounded"]:
                 start, end = evidence["start_char_idx"], evidence["end_char_idx"]
                 assert node.get_content()[start:end], "a grounded span slices the node's text"

@@ -13,7 +13,8 @@ in DESIGN.md):
 - ``metadata["gear_evidence"]``, with evidence on (``generate_evidence``; by default on for a model whose evidence
   comes from its span reader): ``{"text", "grounded", "support", "start_char_idx", "end_char_idx"}`` (plus
   ``"doc_start_char_idx"`` / ``"doc_end_char_idx"`` as for highlights). From the span reader: the answer, a span of
-  the node's text, ``support`` the reader's probability for it; below ``min_evidence_support`` (None: the model's
+  the node's text, ``support`` the reader's probability for it against giving no answer; below
+  ``min_evidence_support`` (None: the model's
   ``span_reader_min_support``) the reader abstains: empty text, no offsets, not grounded. From the decoder: its
   text and its span in the node's text, where it was quoted from when the decoder quotes (support 1), else the span
   that best supports it (token F1 ``support``, 0 to 1; :func:`gear_core.evidence.ground_evidence`); ``grounded``
@@ -107,8 +108,8 @@ class GeARHighlighter(BaseNodePostprocessor):
         default=None,
         ge=0,
         le=1,
-        description="Support from which evidence counts as grounded: the span reader's probability (below it, it "
-        "abstains), the decoder's token F1. None: the model's default.",
+        description="Support from which evidence counts as grounded: the span reader's probability for its answer "
+        "against none (below it, it abstains), the decoder's token F1. None: the model's default.",
     )
     batch_size: int = Field(default=16, ge=1, description="(query, node) pairs per forward pass.")
     device: str | None = Field(default=None, description="Device to run on (None: where the model already is).")

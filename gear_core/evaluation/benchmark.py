@@ -289,9 +289,10 @@ def generation_metrics(
 ) -> tuple[dict[str, float], list[str]]:
     """Generated answers (question + gold context) scored as SQuAD does (EM, F1 against ``answers``, 0-100), and
     how often they are grounded (``GeARModel.generate_evidence_batch``: where a quote was copied from, else
-    :func:`~gear_core.evidence.ground_evidence`; for the span reader, its probability reaches ``min_support``: the
-    rest it abstains on), and grounded on a gold sentence; also how often the answer's span, whatever its support,
-    lies in a gold sentence. ``options`` go to ``generate_evidence_batch`` (decoding settings, ``evidence_from``).
+    :func:`~gear_core.evidence.ground_evidence`; for the span reader, its support (probability against no answer)
+    reaches ``min_support``: the rest it abstains on), and grounded on a gold sentence; also how often the answer's
+    span, whatever its support, lies in a gold sentence, and how often there is no answer (abstained). ``options``
+    go to ``generate_evidence_batch`` (decoding settings, ``evidence_from``).
     Returns the metrics and the outputs."""
     grounded = model.generate_evidence_batch(
         [e.question for e in examples], [e.context for e in examples], batch_size=batch_size, **options
@@ -490,7 +491,7 @@ def format_markdown(report: EvaluationReport) -> str:
             "Grounded: the paragraph span a quote was copied from, or for free text the span that best supports "
             f"it, has token F1 >= {DEFAULT_MIN_SUPPORT} with the output (`GeARModel.generate_evidence_batch`); on "
             "the gold sentence: that span also overlaps a sentence holding an answer. The span reader's evidence is a "
-            "span of the paragraph, given when the reader's probability for it reaches the model's "
+            "span of the paragraph, given when its support (the probability against no answer) reaches the model's "
             "`span_reader_min_support`: below, it abstains (no evidence; EM and F1 count it wrong); in the gold "
             "sentence: the span, whatever its support, overlaps a sentence holding an answer.",
             "",
