@@ -174,6 +174,7 @@ def test_evaluate_runs_every_table_with_baselines(tiny_model, tiny_encoder_dir, 
         "grounded %",
         "grounded on the gold sentence %",
         "in the gold sentence %",
+        "answers in the gold sentence %",
         "abstained %",
     }
     assert report.cost["bi-encoder: encode query + paragraph"]["ratio (single)"] == 1.0

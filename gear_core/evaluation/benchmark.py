@@ -291,7 +291,8 @@ def generation_metrics(
     how often they are grounded (``GeARModel.generate_evidence_batch``: where a quote was copied from, else
     :func:`~gear_core.evidence.ground_evidence`; for the span reader, its support (probability against no answer)
     reaches ``min_support``: the rest it abstains on), and grounded on a gold sentence; also how often the answer's
-    span, whatever its support, lies in a gold sentence, and how often there is no answer (abstained). ``options``
+    span, whatever its support, lies in a gold sentence, how often an answer given (not abstained on) does, and how
+    often there is no answer (abstained). ``options``
     go to ``generate_evidence_batch`` (decoding settings, ``evidence_from``).
     Returns the metrics and the outputs."""
     grounded = model.generate_evidence_batch(
@@ -306,12 +307,14 @@ def generation_metrics(
         for g, e in zip(grounded, examples, strict=True)
     ]
     on_gold = [g.grounded and inside for g, inside in zip(grounded, in_gold, strict=True)]
+    given = [inside for o, inside in zip(outputs, in_gold, strict=True) if o]  # the evidence a user is shown
     metrics = {
         "EM": 100 * mean(exact_match(o, e.answers) for o, e in zip(outputs, examples, strict=True)),
         "F1": 100 * mean(token_f1(o, e.answers) for o, e in zip(outputs, examples, strict=True)),
         "grounded %": 100 * mean(g.grounded for g in grounded),
         "grounded on the gold sentence %": 100 * mean(on_gold),
         "in the gold sentence %": 100 * mean(in_gold),
+        "answers in the gold sentence %": 100 * mean(given) if given else 0.0,
         "abstained %": 100 * mean(not o for o in outputs),  # no evidence: counted wrong by EM and F1
     }
     return metrics, outputs
@@ -476,13 +479,24 @@ def format_markdown(report: EvaluationReport) -> str:
             _table(["system", *metrics], rows),
         ]
     if report.generation:
-        grounding = ["grounded %", "grounded on the gold sentence %", "in the gold sentence %", "abstained %"]
+        grounding = [
+            "grounded %",
+            "grounded on the gold sentence %",
+            "in the gold sentence %",
+            "answers in the gold sentence %",
+            "abstained %",
+        ]
         rows = [
             [name, _fmt(m["EM"], 1), _fmt(m["F1"], 1), *(_fmt(m.get(k), 1) for k in grounding)]
             for name, m in report.generation.items()
         ]
         rows.append(
-            [PAPER_LABEL, _fmt(PAPER["generation"]["EM"], 1), _fmt(PAPER["generation"]["F1"], 1), "", "", "", ""]
+            [
+                PAPER_LABEL,
+                _fmt(PAPER["generation"]["EM"], 1),
+                _fmt(PAPER["generation"]["F1"], 1),
+                *[""] * len(grounding),
+            ]
         )
         parts += [
             "",
@@ -493,7 +507,8 @@ def format_markdown(report: EvaluationReport) -> str:
             "the gold sentence: that span also overlaps a sentence holding an answer. The span reader's evidence is a "
             "span of the paragraph, given when its support (the probability against no answer) reaches the model's "
             "`span_reader_min_support`: below, it abstains (no evidence; EM and F1 count it wrong); in the gold "
-            "sentence: the span, whatever its support, overlaps a sentence holding an answer.",
+            "sentence: the span, whatever its support, overlaps a sentence holding an answer; answers in the gold "
+            "sentence: the same, of the answers given (abstentions left out).",
             "",
             _table(["system", "EM", "F1", *grounding], rows),
         ]
