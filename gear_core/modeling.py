@@ -28,7 +28,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoTokenizer, BertLMHeadModel, BertModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    BertLMHeadModel,
+    BertModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
 from transformers.models.bert.modeling_bert import BertLayer
@@ -65,7 +73,7 @@ from gear_core.scoring import (
     window_sentence_scores,
 )
 from gear_core.span_reader import ReaderContext, SpanReader, best_spans, encode_reader_inputs
-from gear_core.text import ScoredSentence, Sentence, split_sentences, token_sentence_index
+from gear_core.text import ScoredSentence, Sentence, passage_spans, split_sentences, token_sentence_index
 
 # ----------------------------------------------------------------------------------------------------------
 # Pooling, masks and attention pooling: shared by every path.
@@ -667,6 +675,25 @@ class GeARModel(PreTrainedModel):
         tokenizer = self._require_tokenizer()
         with TOKENIZER_LOCK:
             return tokenizer.tokenize(tokenizable(text))
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """How many word pieces each text holds (no [CLS] or [SEP]), safe to call from any thread."""
+        tokenizer = self._require_tokenizer()
+        with TOKENIZER_LOCK:
+            # verbose=False: a text longer than the model's limit is expected here, not worth a warning.
+            encoded = tokenizer([tokenizable(t) for t in texts], add_special_tokens=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    @property
+    def passage_tokens(self) -> int:
+        """Word pieces a passage may hold: the document window less [CLS] and [SEP]."""
+        return self.config.max_document_length - 2
+
+    def passage_spans(self, text: str, max_tokens: int | None = None) -> list[tuple[int, int]]:
+        """``[start, end)`` spans cutting ``text`` into passages of at most ``max_tokens`` of this model's word
+        pieces (default :attr:`passage_tokens`): :func:`gear_core.text.passage_spans`. ``gear demo`` and the
+        LlamaIndex adapters' ``GeARPassageSplitter`` both cut documents with it, so they index the same passages."""
+        return passage_spans(text, self.count_tokens, self.passage_tokens if max_tokens is None else max_tokens)
 
     def _require_tokenizer(self) -> PreTrainedTokenizerBase:
         if self.tokenizer is None:
@@ -1772,3 +1799,8 @@ def _ranked(sentences: list[Sentence], scores: np.ndarray, top_n: int | None) ->
         ScoredSentence(sentences[i].text, sentences[i].start_char, sentences[i].end_char, float(scores[i]))
         for i in order
     ]
+
+
+# `AutoModel.from_pretrained(folder)` finds GeAR once this module is loaded (`from gear_core import GeARModel`).
+AutoConfig.register("gear", GeARConfig, exist_ok=True)
+AutoModel.register(GeARConfig, GeARModel, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,6 +32,8 @@ _BLOCK_SEPARATORS = [
     ),
 ]
 # A sentence end in Chinese or Japanese text (no space follows it, so punkt does not see it), with closing marks.
+# A paragraph break (a blank line): passages are cut there first (passage_spans).
+PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
 _CJK_SENTENCE_END = re.compile(r"[\u3002\uff01\uff1f\uff61]+[\u300d\u300f\u201d\u2019\uff09\u3011)]*")
 
 
@@ -106,6 +109,88 @@ def split_sentences(text: str) -> list[Sentence]:
                     first = block_start + piece_start + (len(raw) - len(raw.lstrip()))
                     sentences.append(Sentence(stripped, first, first + len(stripped)))
     return sentences
+
+
+def passage_spans(text: str, count_tokens: Callable[[list[str]], list[int]], max_tokens: int) -> list[tuple[int, int]]:
+    """``[start, end)`` spans of ``text``'s passages, each of at most ``max_tokens`` tokens where possible.
+
+    Whole paragraphs (blocks between blank lines) are packed together; a paragraph that does not fit the rest of
+    a passage starts the next one, and one longer than a passage is split between its sentences. A single
+    sentence longer than a passage becomes a passage of its own (the encoder truncates it; sentence ranking
+    reads it whole, in windows). Spans start and end on sentence boundaries, so they hold no edge whitespace.
+    """
+    sentences = split_sentences(text)
+    if not sentences:
+        return []
+    counts = count_tokens([s.text for s in sentences])
+    paragraphs: list[list[tuple[Sentence, int]]] = [[]]
+    for i, (sentence, count) in enumerate(zip(sentences, counts, strict=True)):
+        if i and PARAGRAPH_BREAK.search(text, sentences[i - 1].end_char, sentence.start_char):
+            paragraphs.append([])
+        paragraphs[-1].append((sentence, count))
+
+    spans: list[tuple[int, int]] = []
+    start = end = used = 0
+
+    def close() -> None:
+        nonlocal used
+        if used:
+            spans.append((start, end))
+        used = 0
+
+    for paragraph in paragraphs:
+        if used + sum(count for _, count in paragraph) > max_tokens:
+            close()
+        for sentence, count in paragraph:
+            if used + count > max_tokens:
+                close()
+            if not used:
+                start = sentence.start_char
+            end = sentence.end_char
+            used += max(count, 1)  # a sentence of no tokens (stray symbols) still opens the passage
+    close()
+    return spans
+
+
+# Frequent words of English questions, and of the languages a user most often tries instead (German, French,
+# Spanish, Italian, Portuguese, Dutch), without the words they share with English ("die", "was", "come", ...).
+_WORD = re.compile(r"\w+")
+_ENGLISH_WORDS = frozenset(
+    _WORD.findall(
+        "the of and to in is was what who whom whose when where which why how did does do are were a an for on with by "
+        "from that this it its his her their has have had be been many much"
+    )
+)
+_OTHER_WORDS = (
+    frozenset(
+        _WORD.findall(
+            "de der das und ist sind wer wie wann wo warum nicht ein eine einer mit von den dem des im hat welche "
+            "le la les et est qui quoi quand où pourquoi comment une des du au aux dans pour par sur quel quelle "
+            "el los las es quién qué cuándo dónde cómo una del con para cuál cuántos "
+            "il lo gli è chi che quando dove perché della di per quale ha "
+            "os é quem onde porque uma em qual "
+            "het een en wie wat wanneer waar waarom hoe van met voor welke heeft"
+        )
+    )
+    - _ENGLISH_WORDS
+)
+#: What ``gear highlight`` and ``gear demo`` say beside a query that does not look English.
+NOT_ENGLISH_NOTE = (
+    "this question does not look English: the shipped GeAR model was trained on English text only, so its scores "
+    "and evidence mean little here"
+)
+
+
+def looks_english(text: str) -> bool:
+    """Whether ``text`` looks like English: mostly Latin letters, and not two or more of another language's frequent
+    words outnumbering English ones. A heuristic for a warning (the shipped model was trained on English only), not
+    a language detector: a short query with one foreign word ("La La Land", "El Niño") counts as English."""
+    letters = [c for c in text if c.isalpha()]
+    if letters and sum(c < "\u0250" for c in letters) < len(letters) / 2:  # Latin scripts end at U+024F
+        return False
+    words = {w.lower() for w in _WORD.findall(text)}
+    other = len(words & _OTHER_WORDS)
+    return other < 2 or other <= len(words & _ENGLISH_WORDS)
 
 
 def _blocks(text: str) -> list[tuple[int, int]]:

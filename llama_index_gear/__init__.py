@@ -1,4 +1,5 @@
-"""LlamaIndex adapters for GeAR: an embedding model, a retriever, a sentence highlighter and citation helpers.
+"""LlamaIndex adapters for GeAR: an embedding model, a retriever, a sentence highlighter, a passage splitter and
+citation helpers.
 
 The adapters convert between LlamaIndex nodes and text and call into ``gear_core``; the model is
 ``gear_core.GeARModel``.
@@ -24,6 +25,7 @@ from llama_index_gear.highlighter import (
     GeARHighlightStartEvent,
 )
 from llama_index_gear.retriever import GeARRetriever, default_node_parser
+from llama_index_gear.splitter import GeARPassageSplitter
 
 __all__ = [
     "EVIDENCE_KEY",
@@ -37,6 +39,7 @@ __all__ = [
     "GeARHighlightEndEvent",
     "GeARHighlightStartEvent",
     "GeARHighlighter",
+    "GeARPassageSplitter",
     "GeARRetriever",
     "build_citations",
     "citations_from_response",

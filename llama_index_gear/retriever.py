@@ -27,7 +27,7 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
 from llama_index.core.indices.base import BaseIndex
-from llama_index.core.node_parser import NodeParser, SentenceSplitter
+from llama_index.core.node_parser import NodeParser
 from llama_index.core.schema import BaseNode, Document, IndexNode, MetadataMode, NodeWithScore, QueryBundle
 from llama_index.core.storage.docstore import BaseDocumentStore, SimpleDocumentStore
 
@@ -46,6 +46,7 @@ from gear_core.retrieval import GeARSearcher, IndexType
 from llama_index_gear._model import is_gear_folder, load_model, model_label, saved_model_folder
 from llama_index_gear.embedding import GeAREmbedding
 from llama_index_gear.highlighter import GeARHighlighter
+from llama_index_gear.splitter import GeARPassageSplitter
 
 SETTINGS_FILE = "gear_retriever.json"
 FORMAT_NAME = "gear-llamaindex-retriever"
@@ -124,9 +125,10 @@ class GeARRetriever(BaseRetriever):
         """Index ``nodes``, or ``documents`` (split with ``node_parser``), or the nodes of a ``docstore`` or of a
         VectorStoreIndex ``index`` (built with :class:`GeAREmbedding`, its model is reused unless one is given).
 
-        The default ``node_parser`` is a ``SentenceSplitter`` counting the model's own tokens, with chunks that fit
-        the model's ``max_document_length``. ``highlight=True`` adds a default :class:`GeARHighlighter`; pass one
-        to choose its settings. ``index_params`` go to gear_core's ``DocumentIndex`` (e.g. HNSW's ``m``).
+        The default ``node_parser`` is :class:`GeARPassageSplitter`: the passages ``gear demo`` cuts, which fit the
+        model's ``max_document_length`` in its own word pieces. ``highlight=True`` adds a default
+        :class:`GeARHighlighter`; pass one to choose its settings. ``index_params`` go to gear_core's
+        ``DocumentIndex`` (e.g. HNSW's ``m``).
         """
         sources = {"nodes": nodes, "documents": documents, "index": index, "docstore": docstore}
         given = [name for name, value in sources.items() if value is not None]
@@ -363,10 +365,9 @@ def _check_nodes(searcher: GeARSearcher, docstore: BaseDocumentStore, mode: Meta
             )
 
 
-def default_node_parser(model: GeARModel, chunk_overlap: int | None = None) -> SentenceSplitter:
-    """A SentenceSplitter whose chunks fit the model's document window, counted in the model's own tokens."""
+def default_node_parser(model: GeARModel) -> GeARPassageSplitter:
+    """The passages ``gear demo`` indexes: :class:`GeARPassageSplitter` (chunks that fit the model's document
+    window, counted in its own word pieces, cut between sentences and preferably between paragraphs)."""
     if model.tokenizer is None:
         raise ValueError("this GeARModel has no tokenizer; load it with GeARModel.from_pretrained()")
-    chunk_size = model.config.max_document_length - 2  # room for [CLS] and [SEP]
-    overlap = min(20, chunk_size // 5) if chunk_overlap is None else chunk_overlap
-    return SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap, tokenizer=model.tokenize)
+    return GeARPassageSplitter(model=model)

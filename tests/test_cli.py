@@ -221,6 +221,15 @@ def test_highlight_offsets_index_the_file_itself_crlf_included(gear_dir, tmp_pat
         assert CRLF.decode("utf-8")[int(start) : int(end)] == sentence
 
 
+def test_highlight_notes_a_query_that_does_not_look_english(gear_dir, capsys):
+    """German, French and Chinese questions got confident scores and no word that the model is English-only."""
+    document = ["--document", "Leonardo painted the Mona Lisa. It hangs in the Louvre."]
+    assert main(["highlight", gear_dir, "--query", "Wer hat die Mona Lisa gemalt?", *document]) == 0
+    assert "gear: note: this question does not look English" in capsys.readouterr().err
+    assert main(["highlight", gear_dir, "--query", "Who painted the Mona Lisa?", *document]) == 0
+    assert "English" not in capsys.readouterr().err
+
+
 def test_init_refuses_a_gear_folder_a_missing_encoder_and_a_negative_decoder(gear_dir, tmp_path, capsys):
     """`gear init GEAR_FOLDER OUT` exited 0 with random weights; the others were tracebacks."""
     out = tmp_path / "out"
@@ -314,14 +323,16 @@ def test_eval_and_synthesize_name_an_input_file_that_is_not_json(tmp_path, capsy
 
 
 def test_parsing_arguments_imports_nothing_heavy():
-    """`gear --help` took 10-29 s: torch, transformers and faiss loaded before the arguments were parsed. (That
-    `import gear_core` itself loads torch is the package's business, not the CLI's.)"""
+    """`gear --help` took 10-29 s: torch, transformers and faiss loaded before the arguments were parsed, first by
+    the CLI's modules, then by `import gear_core` itself (its public names now load on first use)."""
     import subprocess
     import sys
 
     script = """
-import sys, gear_core
+import sys
 before = set(sys.modules)
+import gear_core
+assert gear_core.DEFAULT_MODEL
 from gear_core.cli import main
 for argv in (["--help"], ["highlight", "--help"], ["init", "a", "b", "--decoder-layers", "-1"], ["export", "a"]):
     try:
@@ -333,3 +344,26 @@ print(sorted(name for name in set(sys.modules) - before if name.split(".")[0] in
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_the_package_loads_its_names_on_first_use_and_registers_them_with_transformers():
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import gear_core
+assert "torch" not in sys.modules and "transformers" not in sys.modules
+from transformers import AutoConfig, AutoModel
+from gear_core import GeARModel
+model = AutoModel.from_pretrained(gear_core.DEFAULT_MODEL)
+config = AutoConfig.from_pretrained(gear_core.DEFAULT_MODEL)
+assert type(model) is GeARModel and isinstance(config, gear_core.GeARConfig)
+assert {"GeARModel", "split_sentences"} <= set(dir(gear_core))
+try:
+    gear_core.NoSuchName
+except AttributeError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "module 'gear_core' has no attribute 'NoSuchName'"

@@ -11,7 +11,7 @@ import torch
 
 from gear_core import demo
 from gear_core.cli import main
-from gear_core.text import Sentence, split_sentences
+from gear_core.text import Sentence, passage_spans, split_sentences
 
 PARIS = (
     "Paris is the capital of France. The Seine flows through Paris.\r\n\r\n"
@@ -91,7 +91,7 @@ def test_chunks_keep_exact_offsets_and_fit_the_model(corpus_dir, tiny_model):
     texts = {d.source: d.text for d in documents}
     tokenizer = tiny_model.tokenizer
     for max_tokens in (8, 14, 200):
-        passages = demo.chunk_documents(documents, tokenizer, max_tokens)
+        passages = demo.chunk_documents(documents, tiny_model, max_tokens)
         for passage in passages:
             assert texts[passage.source][passage.start : passage.end] == passage.text
             if "#" not in passage.source:  # a file's passage indexes the file's characters, CRLF included
@@ -107,16 +107,16 @@ def test_chunks_keep_exact_offsets_and_fit_the_model(corpus_dir, tiny_model):
             assert spans[0][0] == sentences[0].start_char and spans[-1][1] == sentences[-1].end_char
             assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
         assert len(passages) > len(documents) or max_tokens == 200
-    whole = demo.chunk_documents(documents, tokenizer, 200)
+    whole = demo.chunk_documents(documents, tiny_model, 200)
     assert [p.source for p in whole] == ["notes.jsonl#1", "paris.txt", "sub/jupiter.md"]  # short: one each
 
 
 def test_chunking_prefers_paragraph_breaks():
     text = "One two. Three four.\n\nFive six. Seven eight."
-    words = demo.chunk_spans(text, lambda sentences: [len(s.split()) for s in sentences], max_tokens=6)
+    words = passage_spans(text, lambda sentences: [len(s.split()) for s in sentences], max_tokens=6)
     # The second paragraph (4 words) does not fit after the first (4 words): it starts a new passage.
     assert [text[a:b] for a, b in words] == ["One two. Three four.", "Five six. Seven eight."]
-    assert demo.chunk_spans("  \n ", lambda s: [1] * len(s), 6) == []
+    assert passage_spans("  \n ", lambda s: [1] * len(s), 6) == []
 
 
 def test_excerpt_windows_cut_at_words_around_highlights():
@@ -171,18 +171,28 @@ def test_demo_end_to_end_html_plain_text_and_index_cache(corpus_dir, model_dir, 
     args = ["demo", "--corpus", str(corpus_dir), "--model", model_dir, "--index-dir", str(index_dir)]
     args += ["-q", "when did paris host the olympics", "--top-k", "2", "--top-sentences", "1"]
 
-    assert main([*args, "--html", str(html_path), "--no-color", "--generate"]) == 0
+    german = "Wer war der erste König von Frankreich?"
+    assert main([*args, "--html", str(html_path), "--no-color", "--generate", "-q", german]) == 0
     first = capsys.readouterr()
     assert "indexing" in first.err and "skipped binary.txt: a binary file" in first.err
     assert "\x1b[" not in first.out
     assert "Q1. when did paris host the olympics" in first.out and "[[" in first.out
-    assert "sentence score: its share of the question's cross-attention" in first.out
+    # The legend says what the scores are now (attention mixed with BM25, not attention shares), and the marks.
+    assert "sentence score: the sentence's share of the passage's relevance" in first.out
+    assert "marks: [[best sentences]]" in first.out
+    # Only the German question gets the note that the model knows English only.
+    assert first.out.count("does not look English") == 1
+    assert first.out.index("does not look English") > first.out.index(f"Q2. {german}")
     assert " 0.000 " not in first.out  # sentences with no attention worth showing are not highlighted
     assert "evidence:" in first.out and "support" in first.out  # asked for: grounded evidence
     page = html_path.read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and '<mark class="r1" title="sentence #1 · score' in page
     assert "&lt;really&gt;" in page and "<really>" not in page and "1924 &amp; 2024" in page
     assert 'class="evidence"' in page
+    assert '<mark class="r1">best sentence</mark>' in page and page.count('class="note"') == 1
+    # The file's line breaks do not break the page's lines; its blank line is a paragraph break.
+    assert "Paris.<br><br>Paris hosted" in page or "Paris.</mark><br><br>" in page or "<br><br><mark" in page
+    assert "\r" not in page
 
     # Second run, not --no-color but stdout is not a terminal: plain again, and the cached index is reused.
     assert main(args) == 0  # evidence is off by default
@@ -243,3 +253,24 @@ def test_select_documents_takes_each_questions_best_match_then_corpus_order():
     chosen = demo.select_documents(documents, ["Which organ produces insulin?"], 3)
     assert [d.source for d in chosen] == ["Filler 0", "Filler 1", "Insulin"]  # the rare word wins, order kept
     assert demo.select_documents(documents, ["q"], 100) == documents
+
+
+def test_the_demo_and_a_llamaindex_retriever_index_the_same_passages(corpus_dir, tiny_model):
+    """The demo and a LlamaIndex engine over the same files cut passages differently (the engine used a
+    SentenceSplitter with overlap) and disagreed on the top sentence for 7 of 10 questions."""
+    from llama_index.core import Document as LlamaDocument
+
+    from llama_index_gear import GeARRetriever
+
+    long = "\n\n".join(" ".join(f"Fact {i}.{j} is about topic {i}." for j in range(6)) for i in range(8))
+    repeated = "The same sentence again. " * 40  # passages with equal texts keep their own offsets
+    documents = [*demo.load_corpus(corpus_dir).documents, demo.Document("long.txt", long)]
+    documents.append(demo.Document("repeated.txt", repeated))
+    passages = demo.chunk_documents(documents, tiny_model)
+    assert len(passages) > len(documents) + 10  # the tiny model's window is small: the long files are cut
+    llama_documents = [LlamaDocument(text=d.text, id_=d.source) for d in documents]
+    retriever = GeARRetriever.from_defaults(documents=llama_documents, model=tiny_model)
+    nodes = sorted(retriever.docstore.docs.values(), key=lambda n: (n.ref_doc_id, n.start_char_idx))
+    assert [(n.ref_doc_id, n.start_char_idx, n.end_char_idx, n.text) for n in nodes] == sorted(
+        (p.source, p.start, p.end, p.text) for p in passages
+    )

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gear_core.text import Sentence, split_sentences, token_sentence_index
+from gear_core.text import Sentence, looks_english, split_sentences, token_sentence_index
 
 
 def assert_exact(text, sentences):
@@ -136,3 +136,25 @@ def test_offsets_stay_exact_on_random_structured_text():
     rng = random.Random(0)
     for _ in range(300):
         texts("".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))))
+
+
+@pytest.mark.parametrize(
+    ("text", "english"),
+    [
+        ("Who painted the Mona Lisa?", True),
+        ("Mona Lisa", True),
+        ("1889", True),
+        ("", True),
+        ("La La Land director", True),  # one foreign word is not a foreign question
+        ("Where is the Musée du Louvre?", True),
+        ("Wer hat die Mona Lisa gemalt?", False),
+        ("Qui a peint la Joconde ?", False),
+        ("¿Quién pintó la Mona Lisa?", False),
+        ("Chi ha dipinto la Gioconda?", False),
+        ("Wie heeft de Mona Lisa geschilderd?", False),
+        ("谁画了蒙娜丽莎？", False),
+        ("Кто написал Мону Лизу?", False),
+    ],
+)
+def test_looks_english(text, english):
+    assert looks_english(text) is english

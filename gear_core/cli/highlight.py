@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gear_core.cli._common import CommandError, load, non_blank, positive_int
 
@@ -33,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
         ([ranked], [evidence]) = model.rank_and_generate_batch([args.query], [document], top_n=args.top_n)
     else:
         ranked, evidence = model.rank_sentences(args.query, document, top_n=args.top_n), None
+    from gear_core.text import NOT_ENGLISH_NOTE, looks_english
+
+    if not looks_english(args.query):
+        print(f"gear: note: {NOT_ENGLISH_NOTE}", file=sys.stderr)
     for rank, sentence in enumerate(ranked, start=1):
         print(f"{rank}. [{sentence.score:.3f}] ({sentence.start_char}:{sentence.end_char}) {sentence.text}")
     if evidence is not None and not evidence.text:  # the span reader abstained

@@ -41,7 +41,7 @@ from gear_core.demo.corpus import (
     wiki_offline_path,
 )
 from gear_core.demo.index import default_index_dir, load_demo_model, open_searcher
-from gear_core.demo.passages import Passage, chunk_documents, chunk_spans
+from gear_core.demo.passages import Passage, chunk_documents
 from gear_core.demo.render import excerpt_windows, passage_runs, render_html, render_terminal, use_color
 from gear_core.demo.report import Answer, DemoReport, ask
 
@@ -128,7 +128,6 @@ __all__ = [
     "choose_corpus",
     "choose_questions",
     "chunk_documents",
-    "chunk_spans",
     "default_index_dir",
     "excerpt_windows",
     "load_corpus",

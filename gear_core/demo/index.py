@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from gear_core.demo._common import DemoError, note
 from gear_core.demo.corpus import Document
-from gear_core.demo.passages import CHUNKING_VERSION, chunk_documents, passage_tokens
+from gear_core.demo.passages import CHUNKING_VERSION, chunk_documents
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -61,13 +61,13 @@ def open_searcher(
     cache_file = index_dir / CACHE_FILE
     if (index_dir / METADATA_FILE).is_file() and not cache_file.is_file():
         raise DemoError(f"{index_dir} holds an index that gear demo did not build; pass another --index-dir")
-    max_tokens = passage_tokens(model)
+    max_tokens = model.passage_tokens
     fingerprint = corpus_fingerprint(documents, max_tokens)
     searcher = _cached_searcher(model, index_dir, fingerprint)
     if searcher is not None:
         return searcher, False
     note(f"cutting {len(documents)} documents into passages of at most {max_tokens} tokens")
-    passages = chunk_documents(documents, model.tokenizer, max_tokens)
+    passages = chunk_documents(documents, model)
     note(f"indexing {len(passages)} passages into {index_dir}")
     searcher = GeARSearcher.from_documents(
         model, [p.text for p in passages], ids=[p.id for p in passages], show_progress=True

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 from gear_core.demo.passages import Passage
 from gear_core.demo.report import DemoReport
 from gear_core.evidence import GroundedEvidence
-from gear_core.text import Sentence
+from gear_core.text import NOT_ENGLISH_NOTE, PARAGRAPH_BREAK, Sentence, looks_english
 
 if TYPE_CHECKING:
     from gear_core.retrieval import SearchResult
@@ -23,10 +23,11 @@ _BOLD, _DIM, _TITLE, _EVIDENCE = "1", "2", "1;36", "32"
 
 
 SCORES_LEGEND = (
-    "passage score: cosine of question and passage; sentence score: its share of the question's cross-attention "
-    "(0 to 1; most of it rests on the special [CLS] and [SEP] tokens, so values are small: compare them within "
-    "a passage)"
+    "passage score: cosine of question and passage; sentence score: the sentence's share of the passage's "
+    "relevance (a passage's sentence scores sum to 1): the model's cross-attention, mixed with BM25 over the "
+    "passage's sentences as the model's ranking_lexical_weight sets (the shipped model: half each)"
 )
+MARKS_LEGEND = "marks: yellow = best sentence, cyan = second, grey = third and lower"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -166,9 +167,12 @@ def render_terminal(report: DemoReport, color: bool, width: int = 100) -> str:
         f"  corpus  {report.corpus}: {report.documents} documents, {report.passages} passages",
         f"  index   {'built' if report.index_built else 'loaded'} in {report.index_seconds:.1f} s ({report.index_dir})",
         paint(f"  scores  {SCORES_LEGEND}", _DIM),
+        paint(f"  {MARKS_LEGEND if color else 'marks: [[best sentences]]'}", _DIM),
     ]
     for number, answer in enumerate(report.answers, start=1):
         lines += ["", paint(f"Q{number}. {answer.question}", _BOLD) + paint(f"   ({answer.seconds:.2f} s)", _DIM)]
+        if not looks_english(answer.question):
+            lines.append(paint(f"  note: {NOT_ENGLISH_NOTE}", _DIM))
         if not answer.results:
             lines.append("  (no documents)")
         for result in answer.results:
@@ -241,7 +245,7 @@ h1 { margin-bottom: .2rem; }
 section { border-top: 1px solid #ddd; margin-top: 1.5rem; }
 article { margin: 1rem 0 1.5rem 1rem; }
 h3 { margin: .2rem 0; font-size: 1.05rem; }
-.passage { white-space: pre-wrap; }
+.note { color: #a60; }
 mark { padding: 0 .1rem; border-radius: .2rem; }
 mark.r1 { background: #ffe066; }
 mark.r2 { background: #b5e8f0; }
@@ -271,13 +275,16 @@ def render_html(report: DemoReport) -> str:
         f"<br>corpus {esc(report.corpus)}: {report.documents} documents, {report.passages} passages"
         + f"<br>index {'built' if report.index_built else 'loaded'} in {report.index_seconds:.1f} s"
         + f"<br>{esc(SCORES_LEGEND)}"
+        + '<br>marks: <mark class="r1">best sentence</mark> <mark class="r2">second</mark> '
+        + '<mark class="r3">third and lower</mark> (hover a mark for its score and offsets)'
     )
     sections = []
     for number, answer in enumerate(report.answers, start=1):
         hits = "\n".join(_html_hit(result) for result in answer.results) or "<p>(no documents)</p>"
+        note = "" if looks_english(answer.question) else f'<p class="note">note: {esc(NOT_ENGLISH_NOTE)}</p>\n'
         sections.append(
-            f'<section>\n<h2>Q{number}. {esc(answer.question)}</h2>\n<p class="time">search {answer.seconds:.2f} s'
-            f"</p>\n{hits}\n</section>"
+            f'<section>\n<h2>Q{number}. {esc(answer.question)}</h2>\n{note}<p class="time">search '
+            f"{answer.seconds:.2f} s</p>\n{hits}\n</section>"
         )
     timing = f"model loaded in {report.model_seconds:.1f} s"
     if report.answers:
@@ -285,6 +292,11 @@ def render_html(report: DemoReport) -> str:
         timing += f" · search {mean:.2f} s per question"
     attribution = f'<p class="attribution">{esc(report.attribution)}</p>' if report.attribution else ""
     return _HTML_PAGE.substitute(meta=meta, sections="\n".join(sections), timing=timing, attribution=attribution)
+
+
+def _flowing(text: str) -> str:
+    """``text`` as HTML that flows: a file's hard line breaks become spaces, its blank lines paragraph breaks."""
+    return "<br><br>".join(html.escape(re.sub(r"[\r\n]+", " ", p)) for p in PARAGRAPH_BREAK.split(text))
 
 
 def _html_hit(result: SearchResult) -> str:
@@ -299,9 +311,9 @@ def _html_hit(result: SearchResult) -> str:
                 f"sentence #{rank} · score {sentence.score:.3f} · "
                 f"{passage.location(sentence.start_char, sentence.end_char)}"
             )
-            parts.append(f'<mark class="r{min(rank, 3)}" title="{esc(tooltip)}">{esc(text)}</mark>')
+            parts.append(f'<mark class="r{min(rank, 3)}" title="{esc(tooltip)}">{_flowing(text)}</mark>')
         else:
-            parts.append(esc(text))
+            parts.append(_flowing(text))
     sentences = "".join(
         f'<li><span class="score">{s.score:.3f}</span> <code>{esc(passage.location(s.start_char, s.end_char))}</code> '
         f"{esc(s.text)}</li>"
