@@ -127,9 +127,11 @@ def _saved_config(path: str | os.PathLike | None) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-# The files of a saved model that its checksums cover (a model card, README.md, may be edited freely).
-MODEL_FILE_PATTERNS = ("config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer*.json", "vocab.txt")
-MODEL_FILE_PATTERNS += ("special_tokens_map.json", "generation_config.json")
+# The files of a saved model that its checksums cover (a model card, README.md, may be edited freely). Exact forms,
+# not "*.safetensors": a first save into a folder took a user's model_backup.safetensors for its own and removed it.
+MODEL_FILE_PATTERNS = ("config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors")
+MODEL_FILE_PATTERNS += ("model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt")
+MODEL_FILE_PATTERNS += ("special_tokens_map.json",)
 
 
 def write_model_checksums(folder: str | os.PathLike) -> None:

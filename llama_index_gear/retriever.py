@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from llama_index_gear.highlighter import GeARHighlighter
 from llama_index_gear.splitter import GeARPassageSplitter
 
 SETTINGS_FILE = "gear_retriever.json"
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 FORMAT_NAME = "gear-llamaindex-retriever"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -210,6 +212,7 @@ class GeARRetriever(BaseRetriever):
         atomically. The model is not saved, only the folder it was loaded from (if any), so that
         :meth:`from_persist_dir` can find it again. Other files in ``persist_dir`` are never touched; a persist
         that fails leaves nothing of itself behind."""
+        _check_reloadable(self._docstore, self.metadata_mode)
         folder = Path(persist_dir)
         folder.mkdir(parents=True, exist_ok=True)
         tag = version_tag()
@@ -342,6 +345,20 @@ def read_settings(folder: Path) -> dict[str, Any]:
     if unknown:
         raise CorruptFileError(f"{path}: unknown highlighter settings {sorted(unknown)}")
     return settings
+
+
+def _check_reloadable(docstore: BaseDocumentStore, mode: MetadataMode) -> None:
+    """Refuse, before anything is written, a node whose text would not come back from the docstore's JSON as it
+    went in: a character written as two surrogates (a high one, then a low one) is read back as the one character
+    they encode, and the load would then refuse the node as changed after saving."""
+    for node in docstore.docs.values():
+        match = _SURROGATE_PAIR.search(node.get_content(metadata_mode=mode))
+        if match:
+            raise ValueError(
+                f"node {node.node_id}'s text holds a character written as two surrogates ({match[0]!r}), which the "
+                "docstore's JSON would read back as one character; join them first: "
+                "text.encode('utf-16', 'surrogatepass').decode('utf-16')"
+            )
 
 
 def _saved_files(folder: Path) -> list[str]:

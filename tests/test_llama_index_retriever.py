@@ -374,6 +374,13 @@ def test_persist_saves_lone_surrogates_and_a_failed_persist_leaves_nothing(tiny_
         GeARRetriever.from_persist_dir(folder, model=tiny_model).docstore.get_node("odd").get_content() == odd[0].text
     )
 
+    # A character written as two surrogates: JSON reads it back joined, and the load refused the docstore as
+    # changed. Refused at persist instead, before anything is written.
+    split = GeARRetriever.from_defaults(nodes=[TextNode(text="Smile \ud83d\ude00 here.", id_="pair")], model=tiny_model)
+    with pytest.raises(ValueError, match=r"node pair's text holds a character written as two surrogates"):
+        split.persist(folder)
+    assert {p.name for p in folder.iterdir()} == before
+
 
 def test_from_defaults_with_a_docstore_and_its_refusals(tiny_model):
     from llama_index.core.storage.docstore import SimpleDocumentStore

@@ -257,7 +257,13 @@ def test_save_pretrained_keeps_other_files_and_refuses_symlinks(tiny_model, tmp_
     if not exchange:
         monkeypatch.setattr("gear_core.files._exchange", lambda a, b: False)
     folder = tmp_path / "model"
-    tiny_model.save_pretrained(folder)
+    folder.mkdir()
+    theirs = {"model_backup.safetensors": "weights", "tokenizer_notes.json": "{}"}  # not the library's names
+    for name, text in theirs.items():
+        (folder / name).write_text(text)
+    tiny_model.save_pretrained(folder)  # a first save: the folder records no checksums yet
+    assert {name: (folder / name).read_text() for name in theirs} == theirs
+    GeARModel.from_pretrained(folder)  # their files are not the model's: not checked, not refused
     (folder / "README.md").write_text("my model card")
     (folder / "notes").mkdir()
     (folder / "notes" / "a.txt").write_text("mine")
