@@ -10,11 +10,14 @@ Each probe is a call with an expected outcome:
 - ``error``: bad input or a damaged file: the call must raise one of the errors a caller can handle (ValueError,
   TypeError, FileNotFoundError and their subclasses) whose message names what is wrong (the parameter or the file).
   For the CLI: exit code 2, a last stderr line starting with ``gear``, no traceback.
+- nothing lost: saves beside a user's files, over metadata edited to name them, through planted symbolic links,
+  with text that is not valid UTF-8: the user's files stay byte for byte and the save loads.
 - concurrency: results under threads and concurrent tasks identical to serial ones.
-- crash during save: a process saving over an existing index or retriever is SIGKILLed at random moments; the
-  folder must load afterwards, as one whole version (nothing lost).
+- crash during save: a process saving over an existing index, retriever or model is SIGKILLed at random moments;
+  the folder must load afterwards, as one whole version (nothing lost).
 
-The run uses the shipped model on the CPU; timings are not reported.
+The run uses the shipped model on the CPU; the one timing is ``gear --help`` (arguments are parsed before the
+heavy imports), so run it with the cores free.
 """
 
 from __future__ import annotations
@@ -22,17 +25,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import io
 import json
 import random
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 from llama_index.core.schema import NodeWithScore, TextNode
@@ -41,6 +50,7 @@ from llama_index.core.storage.docstore import SimpleDocumentStore
 from gear_core import DEFAULT_MODEL, GeARModel, split_sentences
 from gear_core.cli import main as gear_cli
 from gear_core.evidence import ground_evidence
+from gear_core.files import TEMPORARY_PREFIX, sha256_file
 from gear_core.retrieval import DocumentIndex, GeARSearcher
 from llama_index_gear import GeARHighlighter, GeARRetriever
 
@@ -50,6 +60,7 @@ from reliability_helpers import (
     frequent_thread_switches,
     index_versions,
     kill_while_saving,
+    random_unit_vectors,
     retriever_versions,
     save_in_turn,
 )
@@ -315,37 +326,286 @@ def file_probes(model: GeARModel, work: Path) -> list[Outcome]:
             name,
         )
     )
+    outcomes += verification_probes(work)
     return outcomes
+
+
+def verification_probes(work: Path) -> list[Outcome]:
+    """What loading cannot verify (issue 31, points 6 and 8): each refused, naming the file or the value."""
+    from gear_core.files import CHECKSUMS_FILE, write_checksums
+
+    def shipped_copy(name: str) -> Path:
+        folder = work / f"verify-{name}"
+        shutil.copytree(DEFAULT_MODEL, folder)
+        return folder
+
+    outcomes = []
+    folder = shipped_copy("line-removed")
+    lines = (folder / CHECKSUMS_FILE).read_text().splitlines(keepends=True)
+    (folder / CHECKSUMS_FILE).write_text("".join(line for line in lines if not line.endswith("config.json\n")))
+    outcomes.append(
+        expect_error(
+            "damaged file", "model: a checksums line removed", lambda: GeARModel.from_pretrained(folder), "config.json"
+        )
+    )
+    folder = shipped_copy("checksums-flipped")
+    damage(folder / CHECKSUMS_FILE, "flip a bit")
+    outcomes.append(
+        expect_error(
+            "damaged file",
+            "model: a byte flipped in checksums.sha256",
+            lambda: GeARModel.from_pretrained(folder),
+            "checksums.sha256",
+        )
+    )
+    folder = shipped_copy("no-checksums")
+    (folder / CHECKSUMS_FILE).unlink()
+    outcomes.append(
+        expect_error(
+            "damaged file", "model: checksums.sha256 deleted", lambda: GeARModel.from_pretrained(folder), "checksums"
+        )
+    )
+    # Config values a tool wrote and checksummed: valid JSON, absurd values.
+    for key, value in (("layer_norm_eps", float("nan")), ("num_hidden_layers", 10**6), ("vocab_size", 10**9)):
+        folder = shipped_copy(key)
+        config = json.loads((folder / "config.json").read_text())
+        config["encoder_config"][key] = value
+        (folder / "config.json").write_text(json.dumps(config))
+        write_checksums(folder, [line.split()[-1] for line in lines])
+        outcomes.append(
+            expect_error(
+                "damaged file",
+                f"model: config {key} = {value}",
+                lambda folder=folder: GeARModel.from_pretrained(folder),
+                key,
+            )
+        )
+    # A non-finite vector in a FAISS file whose checksum was recorded with it (it vanished from results).
+    folder = work / "index-nan"
+    index = index_versions(50)[0]
+    index.save(folder)
+    metadata = json.loads((folder / "gear_index.json").read_text())
+    index_path = folder / metadata["files"]["index"]
+    vectors = random_unit_vectors(50, 16, 0)
+    vectors[3, 5] = np.nan
+    damaged = faiss.read_index(str(index_path))
+    damaged.reset()
+    damaged.add(vectors)
+    faiss.write_index(damaged, str(index_path))
+    metadata["sha256"]["index"] = sha256_file(index_path)
+    (folder / "gear_index.json").write_text(json.dumps(metadata))
+    outcomes.append(
+        expect_error(
+            "damaged file",
+            "index: a NaN vector, checksum recorded with it",
+            lambda: DocumentIndex.load(folder, expected_model=INDEX_MODEL),
+            index_path.name,
+        )
+    )
+    return outcomes
+
+
+def nothing_lost_probes(model: GeARModel, work: Path) -> list[Outcome]:
+    """Saves beside a user's files, over metadata edited to name them, through planted links, with text that is
+    not valid UTF-8 (issue 31, points 1, 2 and 7): the user's files stay byte for byte, the save loads."""
+    theirs = {
+        "draft.tmp": "a draft",
+        "index-notes.faiss": "notes",
+        "documents-2023.jsonl": "{}",
+        "docstore-archive.json": "{}",
+        "gear_index-mine/notes.txt": "mine",
+        "my_project/main.py": "print()",
+        "model_backup.safetensors": "weights",
+        "README.md": "my model card",
+    }
+
+    def planted(name: str) -> Path:
+        folder = work / f"lost-{name}"
+        for file, text in theirs.items():
+            (folder / file).parent.mkdir(parents=True, exist_ok=True)
+            (folder / file).write_text(text)
+        return folder
+
+    def kept(folder: Path) -> bool:
+        return all((folder / file).read_text() == text for file, text in theirs.items())
+
+    outcomes = []
+    versions = index_versions(20)
+    folder = planted("index")
+
+    def index_saves_beside_theirs() -> bool:
+        versions[0].save(folder)
+        versions[1].save(folder)
+        for name in ("*", "draft.tmp", "index-[0-9]*.faiss"):  # metadata edited to name their files
+            metadata = json.loads((folder / "gear_index.json").read_text())
+            metadata["files"]["index"] = name
+            (folder / "gear_index.json").write_text(json.dumps(metadata))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                versions[0].save(folder)
+        return kept(folder) and DocumentIndex.load(folder, expected_model=INDEX_MODEL).ids == versions[0].ids
+
+    outcomes.append(
+        expect_result("nothing lost", "index saves beside a user's files, metadata edited", index_saves_beside_theirs)
+    )
+
+    folder = planted("retriever")
+    retriever = GeARRetriever.from_defaults(
+        nodes=[TextNode(text=f"Node {i} is about topic {i}.", id_=f"n{i}") for i in range(10)], model=model
+    )
+
+    def retriever_persists_beside_theirs() -> bool:
+        retriever.persist(folder)
+        retriever.persist(folder)
+        for key, name in (("index", "*"), ("docstore", "draft.tmp"), ("index", "my_project")):
+            settings = json.loads((folder / "gear_retriever.json").read_text())
+            settings["files"][key] = name
+            (folder / "gear_retriever.json").write_text(json.dumps(settings))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                retriever.persist(folder)
+        again = GeARRetriever.from_persist_dir(folder, model=model)
+        return kept(folder) and len(again.searcher.index) == 10
+
+    outcomes.append(
+        expect_result(
+            "nothing lost",
+            "retriever persists beside a user's files, settings edited",
+            retriever_persists_beside_theirs,
+        )
+    )
+
+    folder = planted("model")
+
+    def model_saves_beside_theirs() -> bool:
+        model.save_pretrained(folder)
+        model.save_pretrained(folder)
+        return kept(folder) and torch.equal(GeARModel.from_pretrained(folder).temperature, model.temperature)
+
+    outcomes.append(
+        expect_result("nothing lost", "model saves over itself beside a user's files", model_saves_beside_theirs)
+    )
+    victim = work / "victim.json"
+    victim.write_text("precious")
+    (folder / "config.json").unlink()
+    (folder / "config.json").symlink_to(victim)
+    outcomes.append(
+        expect_error(
+            "nothing lost",
+            "model save through a planted link: refused",
+            lambda: model.save_pretrained(folder),
+            "symbolic link",
+        )
+    )
+    outcomes.append(
+        expect_result(
+            "nothing lost",
+            "model save through a planted link: the target kept",
+            lambda: victim.read_text() == "precious",
+        )
+    )
+
+    surrogates = ["caf\udce9 au lait.", "half \ud83d of an emoji.", "\ude00 the other half."]
+
+    def surrogates_persist() -> bool:
+        folder = work / "lost-surrogates"
+        nodes = [TextNode(text=text, id_=f"s{i}") for i, text in enumerate(surrogates)]
+        GeARRetriever.from_defaults(nodes=nodes, model=model).persist(folder)
+        again = GeARRetriever.from_persist_dir(folder, model=model)
+        return sorted(again.searcher.index.get_text(f"s{i}") for i in range(3)) == sorted(surrogates)
+
+    outcomes.append(expect_result("nothing lost", "lone surrogates persist and reload", surrogates_persist))
+
+    folder = work / "lost-surrogate-pair"
+    pair = GeARRetriever.from_defaults(nodes=[TextNode(text="Smile \ud83d\ude00.", id_="p")], model=model)
+    outcomes.append(
+        expect_error(
+            "nothing lost",
+            "a character as two surrogates (JSON would join them): refused at persist",
+            lambda: pair.persist(folder),
+            "two surrogates",
+        )
+    )
+    outcomes.append(expect_result("nothing lost", "a refused persist writes nothing", lambda: not folder.exists()))
+    return outcomes
+
+
+def run_cli(argv: list[str]) -> tuple[object, str, str]:
+    """``gear ARGV`` in this process: the exit code (or the exception's name), stdout and stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+        try:
+            code = gear_cli(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        except Exception as error:
+            code = f"{type(error).__name__}"
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def cli_probes(model_folder: str, work: Path) -> list[Outcome]:
     binary = work / "binary.txt"
     binary.write_bytes(b"\xff\xfe\x00\x81 not text")
+    not_json = work / "not-json.json"
+    not_json.write_text("this is not JSON")
     damaged = work / "cli-damaged-model"
     shutil.copytree(model_folder, damaged)
     damage(sorted(damaged.glob("model-*.safetensors"))[0], "flip a bit")
-    cases = {
-        "wrong model name": ["info", "no-such-model"],
-        "binary --file": ["highlight", model_folder, "--query", "q", "--file", str(binary)],
-        "missing --file": ["highlight", model_folder, "--query", "q", "--file", str(work / "missing.txt")],
-        "damaged model": ["info", str(damaged)],
-        "--top-n 0": ["highlight", model_folder, "--query", "q", "--document", "A. B.", "--top-n", "0"],
-        "missing train config": ["train", "-c", "no-such-config"],
-        "eval with missing data": ["eval", model_folder, "--squad", str(work / "missing.json")],
+    out = work / "cli-out"
+    highlight = ["highlight", model_folder, "--query"]
+    cases = {  # name -> (argv, what the one line must name)
+        "wrong model name": (["info", "no-such-model"], "no-such-model"),
+        "binary --file": ([*highlight, "q", "--file", str(binary)], str(binary)),
+        "missing --file": ([*highlight, "q", "--file", str(work / "missing.txt")], "missing.txt"),
+        "a folder as --file": ([*highlight, "q", "--file", str(work)], str(work)),
+        "/dev/null as --file": ([*highlight, "q", "--file", "/dev/null"], "/dev/null"),
+        "empty --document": ([*highlight, "q", "--document", ""], "--document"),
+        "blank --query": ([*highlight, " ", "--document", "A. B."], "--query"),
+        "--top-n 0": ([*highlight, "q", "--document", "A. B.", "--top-n", "0"], "--top-n"),
+        "damaged model": (["info", str(damaged)], "safetensors"),
+        "init from a missing encoder": (["init", "/nonexistent", str(out)], "/nonexistent"),
+        "init from a GeAR folder": (["init", model_folder, str(out)], model_folder),
+        "init --decoder-layers -1": (["init", "/nonexistent", str(out), "--decoder-layers", "-1"], "--decoder-layers"),
+        "export --max-shard-size abc": (
+            ["export", model_folder, str(out), "--max-shard-size", "abc"],
+            "--max-shard-size",
+        ),
+        "eval --squad not JSON": (["eval", model_folder, "--squad", str(not_json)], str(not_json)),
+        "eval with missing data": (["eval", model_folder, "--squad", str(work / "missing.json")], "missing.json"),
+        "synthesize --wiki not JSON": (
+            ["synthesize", "--wiki", str(not_json), "--no-filter", "--out", str(out)],
+            str(not_json),
+        ),
+        "missing train config": (["train", "-c", "no-such-config"], "no-such-config"),
     }
     outcomes = []
-    for name, argv in cases.items():
-        stderr = io.StringIO()
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                code = gear_cli(argv)
-            except SystemExit as exit_:
-                code = exit_.code
-            except Exception as error:
-                code = f"{type(error).__name__}"
-        lines = stderr.getvalue().strip().splitlines()
-        ok = code == 2 and bool(lines) and lines[-1].startswith("gear") and "Traceback" not in stderr.getvalue()
+    for name, (argv, needle) in cases.items():
+        code, _, err = run_cli(argv)
+        lines = err.strip().splitlines()
+        ok = code == 2 and bool(lines) and lines[-1].startswith("gear") and needle in lines[-1]
+        ok = ok and "Traceback" not in err and not out.exists()  # nothing half-written
         outcomes.append(Outcome("CLI", name, ok, "" if ok else f"exit {code}: {lines[-1:]}"))
+
+    crlf = work / "crlf.txt"
+    crlf.write_bytes(b"Intro line here.\r\nThe tower is in Paris.\r\nIt was finished in 1889.\r\nIt is tall.")
+
+    def offsets_slice_the_file() -> bool:
+        code, printed, _ = run_cli([*highlight, "when was it finished", "--file", str(crlf), "--top-n", "4"])
+        spans = re.findall(r"\((\d+):(\d+)\) (.*)", printed)  # the 4 sentences, and the evidence if any
+        text = crlf.read_bytes().decode("utf-8")
+        return code == 0 and len(spans) >= 4 and all(text[int(a) : int(b)] == s for a, b, s in spans)
+
+    outcomes.append(expect_result("CLI", "highlight --file CRLF: offsets slice the file", offsets_slice_the_file))
+
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "gear_core.cli", "--help"], capture_output=True, check=True)
+        seconds.append(time.perf_counter() - start)
+    help_seconds = sorted(seconds)[1]
+    outcomes.append(
+        Outcome("CLI", f"gear --help in {help_seconds:.2f} s (median of 3; target < 2 s)", help_seconds < 2)
+    )
     return outcomes
 
 
@@ -424,7 +684,33 @@ def crash_probes(model: GeARModel, work: Path, kills: int) -> list[Outcome]:
             3000,
             0.5,
         ),
+        model_kills(model, work / "crash-model", kills, rng),
     ]
+
+
+def model_kills(model: GeARModel, folder: Path, kills: int, rng: random.Random) -> Outcome:
+    """save_pretrained over itself, killed at random moments: the folder loads as one of the two versions, the
+    user's model card stays, and at most one temporary (the killed save's) waits beside it for the next save."""
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.temperature.add_(0.01)
+    versions = [model, other]
+    versions[0].save_pretrained(folder)
+    (folder / "README.md").write_text("my model card")
+    whole = 0
+    for _ in range(kills):
+        kill_while_saving(save_in_turn(versions, lambda m: m.save_pretrained(folder)), rng.uniform(0.0, 2.0))
+        try:
+            loaded = GeARModel.from_pretrained(folder).temperature
+            one_version = sum(torch.equal(loaded, v.temperature) for v in versions) == 1
+            card = (folder / "README.md").read_text() == "my model card"
+            temporaries = [p for p in folder.parent.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+            whole += one_version and card and len(temporaries) <= 1
+        except Exception:
+            pass
+    return Outcome(
+        "crash during save", f"model: {whole} of {kills} kills left a whole, loadable version", whole == kills
+    )
 
 
 def report(outcomes: list[Outcome]) -> str:
@@ -434,8 +720,9 @@ def report(outcomes: list[Outcome]) -> str:
         "",
         "`python benchmarks/reliability.py` (shipped model, CPU). A probe passes when the answer is right (odd but",
         "valid input), the error is clear (a ValueError/TypeError/FileNotFoundError naming the parameter or the file;",
-        "for the CLI exit code 2 and one `gear: ...` line), results under concurrency equal the serial ones, and a",
-        "save killed at a random moment leaves a whole, loadable version.",
+        "for the CLI exit code 2 and one `gear: ...` line naming it, nothing half-written), a user's files beside a",
+        "save stay byte for byte, results under concurrency equal the serial ones, and a save killed at a random",
+        "moment leaves a whole, loadable version.",
         "",
         "| category | probes | passed |",
         "| --- | ---: | ---: |",
@@ -464,7 +751,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         outcomes = text_probes(model) + parameter_probes(model, searcher) + file_probes(model, work)
-        outcomes += cli_probes(args.model, work) + concurrency_probes(model, args.rounds)
+        outcomes += nothing_lost_probes(model, work) + cli_probes(args.model, work)
+        outcomes += concurrency_probes(model, args.rounds)
         outcomes += crash_probes(model, work, args.kills)
     markdown = report(outcomes)
     Path(args.out).write_text(markdown, encoding="utf-8")
