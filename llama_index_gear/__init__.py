@@ -24,11 +24,12 @@ from llama_index_gear.highlighter import (
     GeARHighlighter,
     GeARHighlightStartEvent,
 )
-from llama_index_gear.retriever import GeARRetriever, default_node_parser
+from llama_index_gear.retriever import FOUND_BY_KEY, GeARRetriever, default_node_parser
 from llama_index_gear.splitter import GeARPassageSplitter
 
 __all__ = [
     "EVIDENCE_KEY",
+    "FOUND_BY_KEY",
     "GEAR_CITATION_QA_TEMPLATE",
     "GEAR_CITATION_REFINE_TEMPLATE",
     "HIGHLIGHTS_KEY",

@@ -43,13 +43,15 @@ from gear_core.files import (
     versioned_save,
     write_atomic,
 )
-from gear_core.retrieval import GeARSearcher, IndexType
+from gear_core.retrieval import SEARCH_MODES, GeARSearcher, IndexType, SearchMode
 from llama_index_gear._model import is_gear_folder, load_model, model_label, saved_model_folder
 from llama_index_gear.embedding import GeAREmbedding
 from llama_index_gear.highlighter import GeARHighlighter
 from llama_index_gear.splitter import GeARPassageSplitter
 
 SETTINGS_FILE = "gear_retriever.json"
+#: Node metadata, in hybrid mode: which retrievers found the node ("dense", "bm25"); its score is the fused one.
+FOUND_BY_KEY = "gear_found_by"
 _SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 FORMAT_NAME = "gear-llamaindex-retriever"
 FORMAT_VERSION = 2
@@ -112,6 +114,7 @@ class GeARRetriever(BaseRetriever):
         device: str | None = None,
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         highlight: bool | GeARHighlighter = False,
+        mode: SearchMode = "dense",
         node_parser: NodeParser | None = None,
         metadata_mode: MetadataMode = MetadataMode.NONE,
         index_type: IndexType = "flat",
@@ -129,7 +132,9 @@ class GeARRetriever(BaseRetriever):
 
         The default ``node_parser`` is :class:`GeARPassageSplitter`: the passages ``gear demo`` cuts, which fit the
         model's ``max_document_length`` in its own word pieces. ``highlight=True`` adds a default
-        :class:`GeARHighlighter`; pass one to choose its settings. ``index_params`` go to gear_core's
+        :class:`GeARHighlighter`; pass one to choose its settings. ``mode="hybrid"`` merges GeAR's and BM25's top
+        ``similarity_top_k`` nodes by reciprocal rank (scores are then the fused ones, and each node's
+        ``gear_found_by`` metadata names the retrievers that found it). ``index_params`` go to gear_core's
         ``DocumentIndex`` (e.g. HNSW's ``m``).
         """
         sources = {"nodes": nodes, "documents": documents, "index": index, "docstore": docstore}
@@ -165,6 +170,7 @@ class GeARRetriever(BaseRetriever):
             **index_params,
         )
         searcher.batch_size = batch_size
+        searcher.mode = mode
         if highlight is True:
             highlight = GeARHighlighter(model=gear_model, batch_size=batch_size)
         return cls(
@@ -197,6 +203,12 @@ class GeARRetriever(BaseRetriever):
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         results = self._searcher.search(query_bundle.query_str, k=self.similarity_top_k, rank_sentences=False)
         nodes = [NodeWithScore(node=self._docstore.get_node(r.id), score=r.score) for r in results]
+        if self._searcher.mode == "hybrid":  # the nodes are the docstore's copies: safe to annotate
+            for result, node in zip(results, nodes, strict=True):
+                node.node.metadata[FOUND_BY_KEY] = list(result.found_by)
+                for excluded in (node.node.excluded_embed_metadata_keys, node.node.excluded_llm_metadata_keys):
+                    if FOUND_BY_KEY not in excluded:
+                        excluded.append(FOUND_BY_KEY)
         if self.highlighter is not None:
             nodes = self.highlighter.postprocess_nodes(nodes, query_bundle=query_bundle)
         return nodes
@@ -242,6 +254,7 @@ class GeARRetriever(BaseRetriever):
             "similarity_top_k": self.similarity_top_k,
             "metadata_mode": self.metadata_mode.value,
             "batch_size": self._searcher.batch_size,
+            "mode": self._searcher.mode,
             "highlighter": highlighter,
             "files": files,
             "sha256": {"docstore": sha256_file(folder / files["docstore"])},
@@ -281,7 +294,9 @@ class GeARRetriever(BaseRetriever):
         if "sha256" in settings and sha256_file(docstore_path) != settings["sha256"]["docstore"]:
             raise CorruptFileError(f"{docstore_path} is damaged or was changed after saving (its SHA-256 differs)")
         gear_model = load_model(model, model_name, device)
-        searcher = GeARSearcher.load(folder / files["index"], gear_model, batch_size=settings["batch_size"])
+        searcher = GeARSearcher.load(
+            folder / files["index"], gear_model, batch_size=settings["batch_size"], mode=settings.get("mode", "dense")
+        )
         try:
             docstore = SimpleDocumentStore.from_persist_path(str(docstore_path))
         except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
@@ -335,6 +350,8 @@ def read_settings(folder: Path) -> dict[str, Any]:
     for key in ("similarity_top_k", "batch_size"):
         if settings[key] <= 0:
             raise CorruptFileError(f"{path}: {key!r} must be positive, got {settings[key]}")
+    if settings.get("mode", "dense") not in SEARCH_MODES:  # files saved before hybrid search hold no mode
+        raise CorruptFileError(f"{path}: unknown mode {settings['mode']!r}; expected one of {SEARCH_MODES}")
     if settings["metadata_mode"] not in {mode.value for mode in MetadataMode}:
         raise CorruptFileError(f"{path}: unknown metadata_mode {settings['metadata_mode']!r}")
     for key in ("docstore", "index"):

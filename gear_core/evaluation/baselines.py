@@ -19,7 +19,8 @@ import numpy as np
 from gear_core.evaluation.metrics import ranking_from_scores
 from gear_core.evaluation.tasks import QuestionExample
 from gear_core.retrieval.index import DocumentIndex
-from gear_core.scoring import bm25_sentence_scores, bm25_tokenize
+from gear_core.retrieval.lexical import LexicalIndex
+from gear_core.scoring import bm25_sentence_scores
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -87,26 +88,10 @@ def dense_sentence_rankings(
 def bm25_search(
     queries: Sequence[str], corpus_ids: Sequence[str], corpus_texts: Sequence[str], k: int
 ) -> list[list[str]]:
-    """Top-``k`` corpus ids per query by BM25 over the whole corpus."""
-    import bm25s
-
-    retriever = bm25s.BM25()
-    retriever.index(bm25_tokenize(corpus_texts), show_progress=False)
-    documents, _ = retriever.retrieve(
-        bm25_tokenize(queries), k=min(k, len(corpus_texts)), show_progress=False, n_threads=1
-    )
-    return [[corpus_ids[int(i)] for i in row] for row in documents]
-
-
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: float = 60.0) -> list[str]:
-    """Ids of several rankings merged by the sum of 1 / (k + rank), rank counted from 0: what LlamaIndex's
-    ``QueryFusionRetriever(mode="reciprocal_rerank")`` does with its retrievers' results (k = 60, Cormack et al.,
-    2009). Ties keep the order in which ids were first seen."""
-    fused: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, id_ in enumerate(ranking):
-            fused[id_] = fused.get(id_, 0.0) + 1.0 / (k + rank)
-    return sorted(fused, key=lambda id_: -fused[id_])
+    """Top-``k`` corpus ids per query by BM25 over the whole corpus (:class:`~gear_core.retrieval.LexicalIndex`:
+    documents sharing no term with the query are not returned)."""
+    index = LexicalIndex(corpus_ids, corpus_texts)
+    return [[id_ for id_, _ in row] for row in index.search(queries, k)]
 
 
 def bm25_sentence_rankings(examples: Sequence[QuestionExample]) -> list[list[int]]:

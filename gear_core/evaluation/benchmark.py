@@ -50,6 +50,7 @@ from gear_core.evaluation.metrics import (
 from gear_core.evaluation.ranking import scoring_rankings
 from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples, sample_in_order
 from gear_core.evidence import DEFAULT_MIN_SUPPORT
+from gear_core.retrieval.lexical import reciprocal_rank_fusion
 from gear_core.scoring import SentenceScoring
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ def _global(
         }
         # What a LlamaIndex user gets from QueryFusionRetriever over GeAR and BM25 retrievers of top k each.
         rankings[HYBRID_GLOBAL] = [
-            baselines.reciprocal_rank_fusion([gear, bm25])[:k]
+            [id_ for id_, _ in reciprocal_rank_fusion([gear, bm25])[:k]]
             for gear, bm25 in zip(rankings["GeAR"], rankings["BM25"], strict=True)
         ]
         results[corpus_name] = {

@@ -10,16 +10,21 @@ from gear_core.retrieval.index import (
     model_identity,
     same_model,
 )
-from gear_core.retrieval.searcher import GeARSearcher, SearchResult
+from gear_core.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
+from gear_core.retrieval.searcher import SEARCH_MODES, GeARSearcher, SearchMode, SearchResult
 
 __all__ = [
     "INDEX_TYPES",
+    "SEARCH_MODES",
     "DocumentIndex",
     "GeARSearcher",
     "Hit",
     "IndexType",
+    "LexicalIndex",
     "ModelMismatchError",
+    "SearchMode",
     "SearchResult",
     "model_identity",
+    "reciprocal_rank_fusion",
     "same_model",
 ]

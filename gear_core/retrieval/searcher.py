@@ -1,6 +1,8 @@
 """GeARSearcher: GeAR's three uses in one call: find documents, the sentences in them that answer, and evidence.
 
-1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors.
+1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors; with
+   ``mode="hybrid"``, merged by reciprocal rank with BM25 over the same documents (:mod:`gear_core.retrieval.lexical`,
+   rebuilt from the index's texts, so nothing more is saved).
 2. Local retrieval: each hit's sentences ranked by the fusion encoder's cross-attention
    (``GeARModel.rank_sentences_batch``), with character spans into the hit's text.
 3. Optionally, the decoder's generated evidence for each hit (``GeARModel.generate_evidence_batch``; with 2, one
@@ -11,27 +13,35 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from gear_core.evidence import GroundedEvidence
 from gear_core.modeling import check_batch_size
 from gear_core.retrieval.index import DocumentIndex, Hit, IndexType, check_model, model_identity
+from gear_core.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 from gear_core.text import ScoredSentence
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
 
 
+SearchMode = Literal["dense", "hybrid"]
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+
+
 @dataclass
 class SearchResult:
     """One retrieved document with what GeAR found inside it.
 
-    ``sentences`` are best first and each satisfies ``text[s.start_char:s.end_char] == s.text``; ``evidence`` is
-    the generated text with the span of ``text`` that supports it (:class:`~gear_core.evidence.GroundedEvidence`),
-    or None when generation was not asked for.
+    ``score`` is the cosine of query and document, or in hybrid mode the reciprocal-rank fusion score (the sum of
+    1 / (60 + rank) over the retrievers that found it); ``found_by`` names those retrievers (``"dense"``,
+    ``"bm25"``). ``sentences`` are best first and each satisfies ``text[s.start_char:s.end_char] == s.text``;
+    ``evidence`` is the generated text with the span of ``text`` that supports it
+    (:class:`~gear_core.evidence.GroundedEvidence`), or None when generation was not asked for.
     """
 
     id: str
@@ -40,6 +50,7 @@ class SearchResult:
     rank: int
     sentences: list[ScoredSentence] = field(default_factory=list)
     evidence: GroundedEvidence | None = None
+    found_by: tuple[str, ...] = ("dense",)
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
@@ -51,10 +62,18 @@ class GeARSearcher:
 
     Build one with :meth:`from_documents`, or from an existing index (which must come from the same model:
     see :func:`~gear_core.retrieval.index.model_identity`). ``batch_size`` bounds how many (query, document)
-    pairs the fusion encoder and the decoder see at once.
+    pairs the fusion encoder and the decoder see at once. ``mode`` chooses global retrieval: ``"dense"`` (GeAR's
+    vectors) or ``"hybrid"`` (GeAR's and BM25's top ``k`` merged by reciprocal rank).
     """
 
-    def __init__(self, model: GeARModel, index: DocumentIndex, batch_size: int = 16, check: bool = True) -> None:
+    def __init__(
+        self,
+        model: GeARModel,
+        index: DocumentIndex,
+        batch_size: int = 16,
+        check: bool = True,
+        mode: SearchMode = "dense",
+    ) -> None:
         if index.dim != model.config.hidden_size:
             raise ValueError(
                 f"the index holds {index.dim}-dim vectors but the model makes {model.config.hidden_size}-dim ones"
@@ -64,6 +83,20 @@ class GeARSearcher:
         self.model = model
         self.index = index
         self.batch_size = batch_size
+        self.mode = mode
+        self._lexical: LexicalIndex | None = None  # built on the first hybrid search, from the index's texts
+        self._lexical_lock = threading.Lock()
+
+    @property
+    def mode(self) -> SearchMode:
+        """Global retrieval: ``"dense"`` or ``"hybrid"`` (dense and BM25 merged by reciprocal rank)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: SearchMode) -> None:
+        if value not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {SEARCH_MODES}, got {value!r}")
+        self._mode = value
 
     @property
     def batch_size(self) -> int:
@@ -109,7 +142,9 @@ class GeARSearcher:
         if ids is None:
             ids = [str(len(self.index) + i) for i in range(len(texts))]
         embeddings = self.model.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
-        self.index.add(embeddings, ids, texts)
+        with self._lexical_lock:
+            self.index.add(embeddings, ids, texts)
+            self._lexical = None  # rebuilt with the new documents on the next hybrid search
 
     def search(
         self,
@@ -140,7 +175,10 @@ class GeARSearcher:
             raise TypeError("expected a list of queries, got a single string (use search())")
         queries = list(queries)
         hits = self.index.search(self.model.encode_queries(queries), k)
-        results = [[SearchResult.from_hit(hit) for hit in row] for row in hits]
+        if self.mode == "hybrid":
+            results = self._fuse(hits, self._lexical_index().search(queries, k), k)
+        else:
+            results = [[SearchResult.from_hit(hit) for hit in row] for row in hits]
         # Every (query, hit) pair, flattened so the fusion encoder and decoder run in full batches.
         pairs = [(queries[q], result) for q, row in enumerate(results) for result in row]
         if not pairs:
@@ -168,15 +206,47 @@ class GeARSearcher:
                 result.evidence = evidence[p]
         return results
 
+    def _lexical_index(self) -> LexicalIndex:
+        with self._lexical_lock:
+            if self._lexical is None:
+                ids = self.index.ids
+                self._lexical = LexicalIndex(ids, [self.index.get_text(id_) for id_ in ids])
+            return self._lexical
+
+    def _fuse(self, dense: list[list[Hit]], lexical: list[list[tuple[str, float]]], k: int) -> list[list[SearchResult]]:
+        """Each query's dense and BM25 hits merged by reciprocal rank, the best ``k``."""
+        results = []
+        for dense_row, lexical_row in zip(dense, lexical, strict=True):
+            rankings = {"dense": [hit.id for hit in dense_row], "bm25": [id_ for id_, _ in lexical_row]}
+            fused = reciprocal_rank_fusion(list(rankings.values()))[:k]
+            results.append(
+                [
+                    SearchResult(
+                        id=id_,
+                        text=self.index.get_text(id_),
+                        score=score,
+                        rank=rank,
+                        found_by=tuple(name for name, ranking in rankings.items() if id_ in ranking),
+                    )
+                    for rank, (id_, score) in enumerate(fused, start=1)
+                ]
+            )
+        return results
+
     def save(self, folder: str | os.PathLike) -> Path:
         """Save the index (the model is not saved: keep it with ``model.save_pretrained``)."""
         return self.index.save(folder)
 
     @classmethod
     def load(
-        cls, folder: str | os.PathLike, model: GeARModel, batch_size: int = 16, check: bool = True
+        cls,
+        folder: str | os.PathLike,
+        model: GeARModel,
+        batch_size: int = 16,
+        check: bool = True,
+        mode: SearchMode = "dense",
     ) -> GeARSearcher:
         """Load a saved index for ``model``; an index built with another model raises ModelMismatchError
         (``check=False`` skips that check, at your own risk)."""
         index = DocumentIndex.load(folder, expected_model=model_identity(model) if check else None)
-        return cls(model, index, batch_size=batch_size, check=False)  # checked above, before the big read
+        return cls(model, index, batch_size=batch_size, check=False, mode=mode)  # checked above, before the big read
