@@ -274,3 +274,14 @@ def test_the_demo_and_a_llamaindex_retriever_index_the_same_passages(corpus_dir,
     assert [(n.ref_doc_id, n.start_char_idx, n.end_char_idx, n.text) for n in nodes] == sorted(
         (p.source, p.start, p.end, p.text) for p in passages
     )
+
+
+def test_hybrid_mode_says_who_found_each_passage(corpus_dir, model_dir, tmp_path, capsys):
+    args = ["demo", "--corpus", str(corpus_dir), "--model", model_dir, "--index-dir", str(tmp_path / "index")]
+    assert main([*args, "-q", "gas giant hydrogen", "--top-k", "2", "--no-generate", "--mode", "hybrid"]) == 0
+    out = capsys.readouterr().out
+    assert "found by" in out and "bm25" in out  # jupiter.md names hydrogen: BM25 finds it
+    assert main([*args, "-q", "gas giant hydrogen", "--top-k", "2", "--no-generate"]) == 0  # dense: as before
+    assert "found by" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*args, "--mode", "sparse"])

@@ -77,6 +77,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="only N documents: each question's best match first",
     )
+    demo.add_argument(
+        "--mode",
+        dest="search_mode",
+        choices=("dense", "hybrid"),
+        default="dense",
+        help="how passages are found: GeAR's vectors (dense), or GeAR and BM25 merged by reciprocal rank (hybrid)",
+    )
     demo.add_argument("--device", default=None, help="e.g. cuda (default: the CPU)")
     demo.add_argument("--no-color", action="store_true", help="no ANSI colour (also off when NO_COLOR is set)")
     demo.set_defaults(handler=run)

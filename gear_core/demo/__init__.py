@@ -44,6 +44,7 @@ from gear_core.demo.index import default_index_dir, load_demo_model, open_search
 from gear_core.demo.passages import Passage, chunk_documents
 from gear_core.demo.render import excerpt_windows, passage_runs, render_html, render_terminal, use_color
 from gear_core.demo.report import Answer, DemoReport, ask
+from gear_core.retrieval.searcher import SearchMode
 
 # ----------------------------------------------------------------------------------------------------------
 # The command.
@@ -64,12 +65,14 @@ def run_demo(
     limit: int | None = None,
     color: bool = False,
     device: str | None = None,
+    search_mode: SearchMode = "dense",
 ) -> int:
     """``gear demo``: print the report to stdout (and write ``html_path``); raises DemoError on bad input.
 
     ``generate`` adds each document's evidence with its span: the span reader's answer, or the decoder's text (None:
     on when the model's evidence comes from its span reader, as the shipped model's does; the decoder's is asked
-    for explicitly); ``limit`` keeps N documents (:func:`select_documents`).
+    for explicitly); ``limit`` keeps N documents (:func:`select_documents`); ``search_mode`` is the searcher's
+    ``mode`` (``"hybrid"``: GeAR and BM25 merged by reciprocal rank).
     """
     corpus = choose_corpus(corpus_path, wiki_offline)  # input errors first, before the slow model load
     questions = choose_questions(questions, questions_file, corpus)
@@ -89,6 +92,7 @@ def run_demo(
     # Separate caches per limit, so trying --limit does not throw away the full index.
     folder = index_dir or default_index_dir(corpus.name + (f"-limit{limit}" if limit else ""))
     searcher, built = open_searcher(model, documents, folder)
+    searcher.mode = search_mode
     index_seconds = time.perf_counter() - started
 
     report = DemoReport(

@@ -23,7 +23,8 @@ _BOLD, _DIM, _TITLE, _EVIDENCE = "1", "2", "1;36", "32"
 
 
 SCORES_LEGEND = (
-    "passage score: cosine of question and passage; sentence score: the sentence's share of the passage's "
+    "passage score: cosine of question and passage (--mode hybrid: the reciprocal-rank fusion score, the sum of "
+    "1 / (60 + rank) over the retrievers that found it); sentence score: the sentence's share of the passage's "
     "relevance (a passage's sentence scores sum to 1): the model's cross-attention, mixed with BM25 over the "
     "passage's sentences as the model's ranking_lexical_weight sets (the shipped model: half each)"
 )
@@ -199,7 +200,7 @@ def _terminal_hit(result: SearchResult, color: bool, width: int, paint: Callable
     lines = [
         f"  {result.rank}. "
         + paint(passage.source, _TITLE)
-        + paint(f"  score {result.score:.3f} · chars {passage.start}-{passage.end}", _DIM)
+        + paint(f"  score {result.score:.3f}{_found_by(result)} · chars {passage.start}-{passage.end}", _DIM)
     ]
     runs = passage_runs(result.text, result.sentences, excerpt_windows(result.text, result.sentences))
     if color:
@@ -294,6 +295,11 @@ def render_html(report: DemoReport) -> str:
     return _HTML_PAGE.substitute(meta=meta, sections="\n".join(sections), timing=timing, attribution=attribution)
 
 
+def _found_by(result: SearchResult) -> str:
+    """Which retrievers found a passage, when it is not the dense search alone (hybrid mode)."""
+    return "" if result.found_by == ("dense",) else f" (found by {' + '.join(result.found_by)})"
+
+
 def _flowing(text: str) -> str:
     """``text`` as HTML that flows: a file's hard line breaks become spaces, its blank lines paragraph breaks."""
     return "<br><br>".join(html.escape(re.sub(r"[\r\n]+", " ", p)) for p in PARAGRAPH_BREAK.split(text))
@@ -325,7 +331,10 @@ def _html_hit(result: SearchResult) -> str:
         if result.evidence is not None
         else ""
     )
-    heading = f'{result.rank}. {esc(passage.source)} <span class="score">score {result.score:.3f}</span>'
+    heading = (
+        f'{result.rank}. {esc(passage.source)} <span class="score">score {result.score:.3f}'
+        f"{esc(_found_by(result))}</span>"
+    )
     return (
         f'<article>\n<h3>{heading}</h3>\n<p class="where">chars {passage.start}-{passage.end}</p>\n'
         f'<p class="passage">{"".join(parts)}</p>\n'
