@@ -114,7 +114,7 @@ class GeARRetriever(BaseRetriever):
         device: str | None = None,
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         highlight: bool | GeARHighlighter = False,
-        mode: SearchMode = "dense",
+        mode: SearchMode = "hybrid",
         node_parser: NodeParser | None = None,
         metadata_mode: MetadataMode = MetadataMode.NONE,
         index_type: IndexType = "flat",

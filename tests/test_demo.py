@@ -281,7 +281,7 @@ def test_hybrid_mode_says_who_found_each_passage(corpus_dir, model_dir, tmp_path
     assert main([*args, "-q", "gas giant hydrogen", "--top-k", "2", "--no-generate", "--mode", "hybrid"]) == 0
     out = capsys.readouterr().out
     assert "found by" in out and "bm25" in out  # jupiter.md names hydrogen: BM25 finds it
-    assert main([*args, "-q", "gas giant hydrogen", "--top-k", "2", "--no-generate"]) == 0  # dense: as before
+    assert main([*args, "-q", "gas giant hydrogen", "--top-k", "2", "--no-generate", "--mode", "dense"]) == 0
     assert "found by" not in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([*args, "--mode", "sparse"])

@@ -46,7 +46,7 @@ def as_tuples(results: list[NodeWithScore]) -> list[tuple]:
 
 def test_from_nodes_returns_the_nodes_with_scores(tiny_model):
     given = nodes()
-    retriever = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=3)
+    retriever = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=3, mode="dense")
     results = retriever.retrieve(QUERY)
     assert len(results) == 3
     by_id = {n.node_id: n for n in given}
@@ -87,7 +87,7 @@ def test_exactly_one_source(tiny_model):
 
 def test_from_a_vector_store_index_built_with_gear_embedding(tiny_model):
     index = VectorStoreIndex(nodes(), embed_model=GeAREmbedding(model=tiny_model))
-    retriever = GeARRetriever.from_defaults(index=index, similarity_top_k=4)
+    retriever = GeARRetriever.from_defaults(index=index, similarity_top_k=4, mode="dense")  # cosine, as theirs
     assert retriever.model is tiny_model, "the index's GeAR model is reused"
     ours = retriever.retrieve(QUERY)
     theirs = index.as_retriever(similarity_top_k=4).retrieve(QUERY)
@@ -203,7 +203,9 @@ def test_query_engine_with_mock_llm(tiny_model):
 def test_minilm_retrieves_the_right_node_and_agrees_with_vector_index(minilm_path):
     model = GeARModel.from_encoder(minilm_path, shared_encoder=True, decoder_num_layers=1, max_document_length=128)
     docs = [Document(text=text, doc_id=key) for key, text in TEXTS.items()]
-    retriever = GeARRetriever.from_defaults(documents=docs, model=model, similarity_top_k=2, highlight=True)
+    retriever = GeARRetriever.from_defaults(
+        documents=docs, model=model, similarity_top_k=2, highlight=True, mode="dense"
+    )
     queries = {"paris": QUERY, "jupiter": "largest planet moons", "water": "temperature at which water boils"}
     for key, query in queries.items():
         results = retriever.retrieve(query)
@@ -407,7 +409,7 @@ def test_hybrid_with_bm25_through_query_fusion(tiny_model):
     from gear_core.retrieval import reciprocal_rank_fusion
 
     given = nodes()
-    gear = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2)
+    gear = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2, mode="dense")
     lexical = bm25.BM25Retriever.from_defaults(nodes=given, similarity_top_k=2)
     hybrid = QueryFusionRetriever(
         [gear, lexical], mode="reciprocal_rerank", num_queries=1, use_async=False, llm=MockLLM(), similarity_top_k=3
@@ -430,8 +432,8 @@ def test_hybrid_mode_fuses_bm25_says_who_found_each_node_and_persists(tiny_model
     from llama_index_gear import FOUND_BY_KEY
 
     given = nodes()
-    dense = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2)
-    hybrid = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2, mode="hybrid")
+    dense = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2, mode="dense")
+    hybrid = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2)  # the default
     query = "At what degrees does water freeze?"
     results = hybrid.retrieve(query)
     assert "water" in [r.node.node_id for r in results]  # BM25 finds it, whatever the tiny model ranks

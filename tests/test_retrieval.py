@@ -508,8 +508,10 @@ def test_hybrid_search_merges_dense_and_bm25_by_reciprocal_rank(tiny_model):
     tiny model's vectors are random, so BM25 is what finds the one document naming the query's rare word."""
     ids = ["paris", "jupiter", "hamlet", "water"]
     searcher = GeARSearcher.from_documents(tiny_model, DOCUMENTS, ids=ids)
+    assert searcher.mode == "hybrid"  # the default: it won on every validation source (hybrid_retrieval.py)
     with pytest.raises(ValueError, match="mode must be one of"):
         searcher.mode = "sparse"
+    searcher.mode = "dense"
     dense = searcher.search("shakespeare", k=2, rank_sentences=False)
     assert all(r.found_by == ("dense",) for r in dense)
 

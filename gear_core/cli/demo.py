@@ -81,7 +81,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--mode",
         dest="search_mode",
         choices=("dense", "hybrid"),
-        default="dense",
+        default="hybrid",
         help="how passages are found: GeAR's vectors (dense), or GeAR and BM25 merged by reciprocal rank (hybrid)",
     )
     demo.add_argument("--device", default=None, help="e.g. cuda (default: the CPU)")

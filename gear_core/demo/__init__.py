@@ -65,7 +65,7 @@ def run_demo(
     limit: int | None = None,
     color: bool = False,
     device: str | None = None,
-    search_mode: SearchMode = "dense",
+    search_mode: SearchMode = "hybrid",
 ) -> int:
     """``gear demo``: print the report to stdout (and write ``html_path``); raises DemoError on bad input.
 

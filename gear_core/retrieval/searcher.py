@@ -72,7 +72,7 @@ class GeARSearcher:
         index: DocumentIndex,
         batch_size: int = 16,
         check: bool = True,
-        mode: SearchMode = "dense",
+        mode: SearchMode = "hybrid",
     ) -> None:
         if index.dim != model.config.hidden_size:
             raise ValueError(
@@ -244,7 +244,7 @@ class GeARSearcher:
         model: GeARModel,
         batch_size: int = 16,
         check: bool = True,
-        mode: SearchMode = "dense",
+        mode: SearchMode = "hybrid",
     ) -> GeARSearcher:
         """Load a saved index for ``model``; an index built with another model raises ModelMismatchError
         (``check=False`` skips that check, at your own risk)."""
