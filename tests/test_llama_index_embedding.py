@@ -102,7 +102,7 @@ def test_inside_a_vector_store_index(tiny_model, store):
     assert [r.node.node_id for r in results] == [str(i) for i in order]
     assert [r.score for r in results] == pytest.approx(expected[order].tolist(), abs=1e-5)
     # A GeARRetriever over the same index reuses its nodes and model, and agrees.
-    ours = GeARRetriever.from_defaults(index=index, similarity_top_k=3).retrieve(QUERY)
+    ours = GeARRetriever.from_defaults(index=index, similarity_top_k=3, mode="dense").retrieve(QUERY)
     assert [r.node.node_id for r in ours] == [r.node.node_id for r in results]
     assert [r.score for r in ours] == pytest.approx([r.score for r in results], abs=1e-5)
 
