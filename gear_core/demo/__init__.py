@@ -106,6 +106,7 @@ def run_demo(
         index_seconds=index_seconds,
         answers=ask(searcher, questions, top_k, top_sentences, generate),
         attribution=corpus.attribution,
+        search_mode=search_mode,
     )
     width = min(shutil.get_terminal_size((100, 24)).columns, 120)
     print(render_terminal(report, color, width))

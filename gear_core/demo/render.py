@@ -177,7 +177,7 @@ def render_terminal(report: DemoReport, color: bool, width: int = 100) -> str:
         if not answer.results:
             lines.append("  (no documents)")
         for result in answer.results:
-            lines += _terminal_hit(result, color, width, paint)
+            lines += _terminal_hit(result, color, width, paint, report.search_mode == "hybrid")
     if report.answers:
         times = [a.seconds for a in report.answers]
         lines += [
@@ -194,13 +194,15 @@ def render_terminal(report: DemoReport, color: bool, width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def _terminal_hit(result: SearchResult, color: bool, width: int, paint: Callable[[str, str], str]) -> list[str]:
+def _terminal_hit(
+    result: SearchResult, color: bool, width: int, paint: Callable[[str, str], str], hybrid: bool
+) -> list[str]:
     passage = Passage.from_id(result.id, result.text)
     indent = "     "
     lines = [
         f"  {result.rank}. "
         + paint(passage.source, _TITLE)
-        + paint(f"  score {result.score:.3f}{_found_by(result)} · chars {passage.start}-{passage.end}", _DIM)
+        + paint(f"  score {result.score:.3f}{_found_by(result, hybrid)} · chars {passage.start}-{passage.end}", _DIM)
     ]
     runs = passage_runs(result.text, result.sentences, excerpt_windows(result.text, result.sentences))
     if color:
@@ -281,7 +283,8 @@ def render_html(report: DemoReport) -> str:
     )
     sections = []
     for number, answer in enumerate(report.answers, start=1):
-        hits = "\n".join(_html_hit(result) for result in answer.results) or "<p>(no documents)</p>"
+        hybrid = report.search_mode == "hybrid"
+        hits = "\n".join(_html_hit(result, hybrid) for result in answer.results) or "<p>(no documents)</p>"
         note = "" if looks_english(answer.question) else f'<p class="note">note: {esc(NOT_ENGLISH_NOTE)}</p>\n'
         sections.append(
             f'<section>\n<h2>Q{number}. {esc(answer.question)}</h2>\n{note}<p class="time">search '
@@ -295,9 +298,9 @@ def render_html(report: DemoReport) -> str:
     return _HTML_PAGE.substitute(meta=meta, sections="\n".join(sections), timing=timing, attribution=attribution)
 
 
-def _found_by(result: SearchResult) -> str:
-    """Which retrievers found a passage, when it is not the dense search alone (hybrid mode)."""
-    return "" if result.found_by == ("dense",) else f" (found by {' + '.join(result.found_by)})"
+def _found_by(result: SearchResult, hybrid: bool) -> str:
+    """Which retrievers found a passage (hybrid mode; in dense mode it is always the dense search)."""
+    return f" (found by {' + '.join(result.found_by)})" if hybrid else ""
 
 
 def _flowing(text: str) -> str:
@@ -305,7 +308,7 @@ def _flowing(text: str) -> str:
     return "<br><br>".join(html.escape(re.sub(r"[\r\n]+", " ", p)) for p in PARAGRAPH_BREAK.split(text))
 
 
-def _html_hit(result: SearchResult) -> str:
+def _html_hit(result: SearchResult, hybrid: bool) -> str:
     esc = html.escape
     passage = Passage.from_id(result.id, result.text)
     by_rank = {rank: s for rank, s in enumerate(result.sentences, start=1)}
@@ -333,7 +336,7 @@ def _html_hit(result: SearchResult) -> str:
     )
     heading = (
         f'{result.rank}. {esc(passage.source)} <span class="score">score {result.score:.3f}'
-        f"{esc(_found_by(result))}</span>"
+        f"{esc(_found_by(result, hybrid))}</span>"
     )
     return (
         f'<article>\n<h3>{heading}</h3>\n<p class="where">chars {passage.start}-{passage.end}</p>\n'

@@ -41,6 +41,7 @@ class DemoReport:
     index_seconds: float
     answers: list[Answer]
     attribution: str | None = None
+    search_mode: str = "dense"  # "hybrid": each passage says which retrievers found it
 
 
 def ask(
