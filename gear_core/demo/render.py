@@ -23,8 +23,8 @@ _BOLD, _DIM, _TITLE, _EVIDENCE = "1", "2", "1;36", "32"
 
 
 SCORES_LEGEND = (
-    "passage score: cosine of question and passage (--mode hybrid: the reciprocal-rank fusion score, the sum of "
-    "1 / (60 + rank) over the retrievers that found it); sentence score: the sentence's share of the passage's "
+    "passage score: GeAR's and BM25's rankings fused, the sum of 1 / (60 + rank) over the retrievers that found "
+    "it (--mode dense: the cosine of question and passage); sentence score: the sentence's share of the passage's "
     "relevance (a passage's sentence scores sum to 1): the model's cross-attention, mixed with BM25 over the "
     "passage's sentences as the model's ranking_lexical_weight sets (the shipped model: half each)"
 )
