@@ -24,7 +24,7 @@ import torch
 from gear_core.data.sources import WIKI_VITAL, data_path, wiki_vital_documents
 from gear_core.evaluation.metrics import retrieval_metrics
 from gear_core.loading import load_model
-from gear_core.retrieval import DocumentIndex, GeARSearcher, LexicalIndex, model_identity
+from gear_core.retrieval import DocumentIndex, GeARSearcher, model_identity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validation_sources import validation_examples
@@ -35,8 +35,7 @@ SYSTEMS = ("BM25", "GeAR (dense)", "GeAR + BM25 (hybrid)")
 def rankings(searcher: GeARSearcher, queries: list[str], k: int) -> dict[str, list[list[str]]]:
     """Each system's top ``k`` ids per query, as a retriever asked for ``k`` returns them (the hybrid fuses each
     one's top ``k``), from one searcher (one encoding of the corpus)."""
-    ids = searcher.index.ids
-    lexical = LexicalIndex(ids, [searcher.index.get_text(i) for i in ids])
+    lexical = searcher.lexical_index()  # the one hybrid mode fuses, built once per searcher
     found: dict[str, list[list[str]]] = {"BM25": [[i for i, _ in row] for row in lexical.search(queries, k)]}
     for mode, name in (("dense", "GeAR (dense)"), ("hybrid", "GeAR + BM25 (hybrid)")):
         searcher.mode = mode

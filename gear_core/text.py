@@ -31,9 +31,9 @@ _BLOCK_SEPARATORS = [
         re.IGNORECASE,
     ),
 ]
-# A sentence end in Chinese or Japanese text (no space follows it, so punkt does not see it), with closing marks.
 # A paragraph break (a blank line): passages are cut there first (passage_spans).
 PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+# A sentence end in Chinese or Japanese text (no space follows it, so punkt does not see it), with closing marks.
 _CJK_SENTENCE_END = re.compile(r"[\u3002\uff01\uff1f\uff61]+[\u300d\u300f\u201d\u2019\uff09\u3011)]*")
 
 

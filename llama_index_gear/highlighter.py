@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -234,9 +235,15 @@ class GeARHighlighter(BaseNodePostprocessor):
         node.metadata.pop(EVIDENCE_KEY, None)  # evidence from an earlier query would be stale
         if evidence is not None:
             node.metadata[EVIDENCE_KEY] = _evidence_metadata(evidence, doc_start, kept_spans, len(self.separator))
-        for keys in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
-            keys.extend(key for key in GEAR_METADATA_KEYS if key not in keys)
+        exclude_from_prompts(node, GEAR_METADATA_KEYS)
         return True
+
+
+def exclude_from_prompts(node: BaseNode, keys: Sequence[str]) -> None:
+    """Add ``keys`` to the node's excluded LLM and embedding metadata keys (once each): the library's annotations
+    never leak into prompts or embeddings."""
+    for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
+        excluded.extend(key for key in keys if key not in excluded)
 
 
 def _evidence_metadata(

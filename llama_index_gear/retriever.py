@@ -46,7 +46,7 @@ from gear_core.files import (
 from gear_core.retrieval import SEARCH_MODES, GeARSearcher, IndexType, SearchMode
 from llama_index_gear._model import is_gear_folder, load_model, model_label, saved_model_folder
 from llama_index_gear.embedding import GeAREmbedding
-from llama_index_gear.highlighter import GeARHighlighter
+from llama_index_gear.highlighter import GeARHighlighter, exclude_from_prompts
 from llama_index_gear.splitter import GeARPassageSplitter
 
 SETTINGS_FILE = "gear_retriever.json"
@@ -206,9 +206,7 @@ class GeARRetriever(BaseRetriever):
         if self._searcher.mode == "hybrid":  # the nodes are the docstore's copies: safe to annotate
             for result, node in zip(results, nodes, strict=True):
                 node.node.metadata[FOUND_BY_KEY] = list(result.found_by)
-                for excluded in (node.node.excluded_embed_metadata_keys, node.node.excluded_llm_metadata_keys):
-                    if FOUND_BY_KEY not in excluded:
-                        excluded.append(FOUND_BY_KEY)
+                exclude_from_prompts(node.node, [FOUND_BY_KEY])
         if self.highlighter is not None:
             nodes = self.highlighter.postprocess_nodes(nodes, query_bundle=query_bundle)
         return nodes

@@ -176,7 +176,7 @@ class GeARSearcher:
         queries = list(queries)
         hits = self.index.search(self.model.encode_queries(queries), k)
         if self.mode == "hybrid":
-            results = self._fuse(hits, self._lexical_index().search(queries, k), k)
+            results = self._fuse(hits, self.lexical_index().search(queries, k), k)
         else:
             results = [[SearchResult.from_hit(hit) for hit in row] for row in hits]
         # Every (query, hit) pair, flattened so the fusion encoder and decoder run in full batches.
@@ -206,7 +206,8 @@ class GeARSearcher:
                 result.evidence = evidence[p]
         return results
 
-    def _lexical_index(self) -> LexicalIndex:
+    def lexical_index(self) -> LexicalIndex:
+        """BM25 over the index's documents (what hybrid mode fuses), built on first use from their stored texts."""
         with self._lexical_lock:
             if self._lexical is None:
                 ids = self.index.ids
