@@ -40,6 +40,10 @@ class CorruptFileError(ValueError):
     """A file a load reads is damaged, malformed or was changed after it was saved."""
 
 
+class ModelMismatchError(ValueError):
+    """An index (or file) was built with another model than the one it is used with."""
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """The SHA-256 of a file's bytes, as hex."""
     digest = hashlib.sha256()

@@ -29,7 +29,7 @@ MARGIN_MIB=${GPU_MARGIN_MIB:-2}
 HELPER="$REPO/scripts/gpu_prepare.py"
 REFERENCE_MODEL=gear_core/checkpoints/gear-minilm
 
-# What `gear train` imports that the GPU image (torch 2.11, transformers 5.17, lightning) lacks, pure Python only:
+# What `gear train` imports that the GPU image (torch 2.11, transformers 5.17, lightning) lacks, pure Python:
 # jsonargparse[signatures] (LightningCLI) and nltk, with their requirements that neither transformers nor
 # lightning brings (click, regex and tqdm come with transformers; PyYAML and typing-extensions with lightning).
 WHEELS=(
@@ -40,6 +40,12 @@ WHEELS=(
     defusedxml==0.7.1         # nltk
     joblib==1.6.0             # nltk; requires cloudpickle
     cloudpickle==3.1.3        # joblib
+    bm25s==0.3.16             # BM25 in sentence ranking (the lexical mix) and the span reader's collator
+)
+# Compiled, for the GPU's CPython 3.12 on x86-64 (manylinux): BM25's English stemming. Without it BM25 would still
+# run, unstemmed, and rank differently from serving.
+BINARY_WHEELS=(
+    PyStemmer==2.2.0.3
 )
 DATA_FILES=(squad/dev-v1.1.json.gz squad/split.json squad/train-v1.1.json.gz nq-qed/qed-train.jsonl.gz)
 SYNTHETIC_NAME=synthetic/wiki_extract.jsonl.gz
@@ -73,20 +79,27 @@ prepare() {
     mkdir -p "$GPU_DIR/wheels" "$GPU_DIR/nltk_data/tokenizers/punkt_tab" "$GPU_DIR/data"
     touch "$GPU_DIR/.gpu_prepare"
 
-    echo "== wheels (pip download --no-deps, pure Python, for the GPU's Python 3.12)"
+    echo "== wheels (pip download --no-deps, pure Python and PyStemmer, for the GPU's Python 3.12)"
     local pip_log="$GPU_DIR/.pip.log"
     for spec in "${WHEELS[@]}"; do
         "$PY" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
             --python-version 3.12 --implementation py --abi none --platform any -d "$GPU_DIR/wheels" "$spec" \
             2>"$pip_log" || { cat "$pip_log" >&2; die "pip download $spec failed"; }
     done
+    for spec in "${BINARY_WHEELS[@]}"; do
+        "$PY" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+            --python-version 3.12 --implementation cp --abi cp312 --platform manylinux_2_17_x86_64 \
+            --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d "$GPU_DIR/wheels" "$spec" \
+            2>"$pip_log" || { cat "$pip_log" >&2; die "pip download $spec failed"; }
+    done
     rm -f "$pip_log"
     local wheel
     for wheel in "$GPU_DIR"/wheels/*; do
-        [[ $wheel == *-none-any.whl ]] || die "$wheel is not a pure-Python wheel"
+        [[ $wheel == *-none-any.whl || $wheel == *-cp312-*x86_64*.whl ]] || die "$wheel is neither pure Python nor for CPython 3.12 on x86-64"
         printf '   %-48s %8s KiB\n' "$(basename "$wheel")" $(($(stat -c %s "$wheel") / 1024))
     done
-    (($(ls "$GPU_DIR"/wheels | wc -l) == ${#WHEELS[@]})) || die "expected ${#WHEELS[@]} wheels in $GPU_DIR/wheels"
+    local expected=$((${#WHEELS[@]} + ${#BINARY_WHEELS[@]}))
+    (($(ls "$GPU_DIR"/wheels | wc -l) == expected)) || die "expected $expected wheels in $GPU_DIR/wheels"
 
     echo "== nltk data (punkt_tab/english, from llama-index-core's nltk_cache)"
     local cache

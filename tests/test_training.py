@@ -2,6 +2,7 @@
 
 import math
 import warnings
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -242,7 +243,7 @@ def test_ddp_ranks_share_one_queue(tiny_encoder_dir, tiny_squad):
 
 
 @pytest.mark.parametrize(
-    "name", ["paper", "minilm", "minilm-cpu", "fusion-cpu", "decoder-cpu", "reader-cpu", "span-reader-cpu", "gpu"]
+    "name", sorted(path.stem for path in (Path(__file__).parents[1] / "gear_core/training/configs").glob("*.yaml"))
 )
 def test_shipped_configs_parse(name, capsys):
     with pytest.raises(SystemExit) as exit_info:

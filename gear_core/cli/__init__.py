@@ -39,8 +39,7 @@ def is_user_error(error: Exception) -> bool:
     The library's error classes are imported only when an error needs them: parsing stays quick."""
     if isinstance(error, (CommandError, FileNotFoundError)):
         return True
-    from gear_core.files import CorruptFileError
-    from gear_core.retrieval.index import ModelMismatchError
+    from gear_core.files import CorruptFileError, ModelMismatchError  # no faiss: the GPU image has none
 
     return isinstance(error, (CorruptFileError, ModelMismatchError))
 

@@ -33,6 +33,7 @@ import numpy as np
 from gear_core.files import (
     TAG_PATTERN,
     CorruptFileError,
+    ModelMismatchError,
     fsync_path,
     plain_file_name,
     sha256_file,
@@ -65,10 +66,6 @@ DEFAULT_PARAMS: dict[str, dict[str, int]] = {
 _SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivf": ("nprobe",)}
 _FAISS_CLASSES = {"flat": faiss.IndexFlatIP, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
 _NORM_TOLERANCE = 1e-3
-
-
-class ModelMismatchError(ValueError):
-    """The index was built with another model than the one it is used with."""
 
 
 @dataclass(frozen=True)

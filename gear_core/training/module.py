@@ -238,7 +238,9 @@ class GeARLightningModule(L.LightningModule):
             lr=hp.learning_rate,
             betas=tuple(hp.betas),
             eps=hp.eps,
-            fused=True,  # one kernel per step instead of a loop over tensors (CPU and CUDA)
+            # One kernel per step instead of a loop over tensors; but Lightning refuses to clip the gradients of a
+            # fused optimizer under mixed precision (it would unscale them itself), so bf16-mixed runs unfused.
+            fused="mixed" not in str(self.trainer.precision),
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
 
