@@ -134,6 +134,15 @@ MODEL_FILE_PATTERNS += ("model.safetensors.index.json", "tokenizer.json", "token
 MODEL_FILE_PATTERNS += ("special_tokens_map.json",)
 
 
+def is_model_file(name: str) -> bool:
+    """Whether a file of this name is one of a saved model's own (its checksums file included)."""
+    from fnmatch import fnmatchcase
+
+    from gear_core.files import CHECKSUMS_FILE
+
+    return name == CHECKSUMS_FILE or any(fnmatchcase(name, pattern) for pattern in MODEL_FILE_PATTERNS)
+
+
 def write_model_checksums(folder: str | os.PathLike) -> None:
     """Record the SHA-256 of a saved model folder's files (``checksums.sha256``), checked by ``from_pretrained``."""
     from pathlib import Path

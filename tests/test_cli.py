@@ -172,6 +172,22 @@ def test_init_and_export_never_replace_a_folder_by_surprise(tiny_encoder_dir, tm
     assert main(["export", str(out), str(tmp_path / "empty")]) == 0  # an empty folder is fine
 
 
+def test_export_over_a_model_folder_keeps_its_model_card(tiny_encoder_dir, tmp_path, capsys):
+    """Shipping a new model with `gear export ... --overwrite` deleted the shipped folder's README.md (its card)."""
+    source, out = tmp_path / "source", tmp_path / "shipped"
+    tiny = ["--decoder-layers", "1", "--ranking-layer", "-1"]
+    assert main(["init", tiny_encoder_dir, str(source), *tiny]) == 0
+    assert main(["export", str(source), str(out), "--dtype", "int8"]) == 0
+    (out / "README.md").write_text("# The card\n", encoding="utf-8")
+    (out / "model-00009-of-00009.safetensors").write_bytes(b"stale")  # the model's own name: not carried over
+    assert main(["export", str(source), str(out), "--dtype", "int8", "--overwrite"]) == 0
+    assert (out / "README.md").read_text(encoding="utf-8") == "# The card\n"
+    assert not (out / "model-00009-of-00009.safetensors").exists()
+    from gear_core import GeARModel
+
+    GeARModel.from_pretrained(str(out))  # the checksums hold: the card is not among the model's files
+
+
 def test_output_into_a_pipe_that_closes_early_is_not_an_error():
     """`gear info MODEL | head -1` printed a BrokenPipeError traceback."""
     import subprocess

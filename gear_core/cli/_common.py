@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import chain, islice
 from pathlib import Path
@@ -63,10 +63,11 @@ def check_out(out: str, overwrite: bool) -> None:
 
 
 @contextmanager
-def writing_folder(out: str, overwrite: bool) -> Iterator[Path]:
+def writing_folder(out: str, overwrite: bool, keep: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """A new folder beside ``out`` to write a command's output into; it becomes ``out`` only when the block
     succeeds, so a failure (a bad argument found late, a full disk, Ctrl-C) leaves ``out`` as it was and nothing
-    half-written."""
+    half-written. Replacing a folder (``overwrite``), its files for which ``keep`` says True and that the block did
+    not write are carried into the new one (a model card beside the weights)."""
     check_out(out, overwrite)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +81,9 @@ def writing_folder(out: str, overwrite: bool) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if target.is_dir() and not target.is_symlink():  # empty, or replaced with --overwrite
+        for path in target.iterdir() if keep is not None else ():
+            if path.is_file() and not path.is_symlink() and keep(path) and not (staging / path.name).exists():
+                shutil.copy2(path, staging / path.name)
         old = staging.with_name(staging.name + ".old")
         target.rename(old)
         staging.rename(target)

@@ -23,8 +23,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gear_core.config import GeARConfig
+    from gear_core.modeling import is_model_file
 
-    with writing_folder(args.out, args.overwrite) as folder:  # a failed export leaves no half-written folder
+    # A failed export leaves no half-written folder; replacing one keeps what is not the model's (its card).
+    with writing_folder(args.out, args.overwrite, keep=lambda path: not is_model_file(path.name)) as folder:
         model = load(args.model)
         for field, value in args.settings:
             if not hasattr(model.config, field):
