@@ -1,11 +1,12 @@
 """Does the model rank and answer the same on every device? The training validation's sets, on the CPU and on CUDA.
 
-    python benchmarks/device_parity.py [--model gear-minilm] [--config span-reader-cpu] [--out DIR/device_parity]
+    python benchmarks/device_parity.py [--model gear-minilm] [--questions 200] [--long-questions 30] [--out OUT]
 
 Why: on the first lent H200 the span reader's in-training validation scored the frozen ranking's local R@1 on whole
 articles (``long``, 30 questions) at 0.333, where the same weights score 0.667 on this CPU (squad 0.875 vs 0.870,
 nq 0.685 vs 0.675). This script separates the device's arithmetic from the GPU image's library versions: on one
-machine it ranks each validation set (the ``--config``'s data section, as training validates) on the CPU, on CUDA
+machine it ranks each validation set (validation_sources.py's; 200 and 30 questions are the span reader
+training's validation) on the CPU, on CUDA
 in float32, and on CUDA with TF32 matrix products, and reports local R@1, the top-1 sentence's agreement with the
 CPU's, the largest score difference, and the evidence's agreement. Imports nothing the GPU image lacks (no faiss).
 Writes ``OUT.md`` and ``OUT.json``.
@@ -15,35 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from gear_core import GeARModel
 from gear_core.evaluation.metrics import recall_at_k
-from gear_core.training.cli import resolve_config
-from gear_core.training.datamodule import GeARDataModule
 
-DATA_KEYS = (
-    "squad_path",
-    "split_path",
-    "squad_train_path",
-    "nq_path",
-    "validation_articles",
-    "validation_fraction",
-    "validation_max_questions",
-    "long_document_questions",
-)
-
-
-def validation_sets(config: str) -> dict[str, list]:
-    data = yaml.safe_load(Path(resolve_config(config)).read_text(encoding="utf-8"))["data"]
-    module = GeARDataModule(**{k: data[k] for k in DATA_KEYS if k in data}, triples_paths=[])
-    module.setup()
-    return {v.name: v.triples for v in module.validation_sets}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from validation_sources import validation_triples
 
 
 def agreement(a: list, b: list) -> float:
@@ -78,7 +62,8 @@ def run_on(model: GeARModel, triples: list, device: str, tf32: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gear-minilm")
-    parser.add_argument("--config", default="span-reader-cpu", help="whose data section makes the validation sets")
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--long-questions", type=int, default=30)
     parser.add_argument("--out", default="benchmarks/results/device_parity")
     args = parser.parse_args()
 
@@ -87,7 +72,7 @@ def main() -> None:
     if torch.cuda.is_available():
         settings += [("cuda", False), ("cuda", True)]
     rows = []
-    for name, triples in validation_sets(args.config).items():
+    for name, triples in validation_triples(args.questions, args.long_questions, []).items():
         reference = None
         for device, tf32 in settings:
             result = run_on(model, triples, device, tf32)
@@ -123,7 +108,8 @@ def main() -> None:
     lines = [
         "# Device parity: the same weights ranking and answering on each device",
         "",
-        f"Command: `python benchmarks/device_parity.py --model {args.model} --config {args.config}`; {versions}.",
+        f"Command: `python benchmarks/device_parity.py --model {args.model} --questions {args.questions} "
+        f"--long-questions {args.long_questions}`; {versions}.",
         "",
         "| set | questions | device | local R@1 | top-1 as on the CPU | largest score difference"
         " | evidence as on the CPU | seconds |",

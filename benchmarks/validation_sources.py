@@ -24,7 +24,6 @@ import torch
 import yaml
 
 from gear_core import GeARModel
-from gear_core.evaluation import baselines
 from gear_core.evaluation.metrics import retrieval_metrics
 from gear_core.evaluation.ranking import scoring_ablation
 from gear_core.evaluation.tasks import examples_from_triples
@@ -52,7 +51,8 @@ DEFAULT_TRIPLES = "runs/data/wiki_extract.jsonl"
 DEFAULT_OUT = "benchmarks/results/validation_sources.md"
 
 
-def validation_examples(questions: int, long_questions: int, triples_paths: list[str]) -> dict[str, list]:
+def validation_triples(questions: int, long_questions: int, triples_paths: list[str]) -> dict[str, list]:
+    """Each validation set's triples, as training validates on them (the same questions for the same sizes)."""
     data = GeARDataModule(
         **DATA,
         triples_paths=triples_paths,
@@ -60,7 +60,12 @@ def validation_examples(questions: int, long_questions: int, triples_paths: list
         long_document_questions=long_questions,
     )
     data.setup()
-    return {v.name: examples_from_triples(v.triples) for v in data.validation_sets}
+    return {v.name: v.triples for v in data.validation_sets}
+
+
+def validation_examples(questions: int, long_questions: int, triples_paths: list[str]) -> dict[str, list]:
+    triples = validation_triples(questions, long_questions, triples_paths)
+    return {name: examples_from_triples(t) for name, t in triples.items()}
 
 
 def validation_parser(description: str) -> argparse.ArgumentParser:
@@ -125,6 +130,8 @@ def main() -> None:
     start = time.perf_counter()
     sets = sets_from_args(args)
     details: dict[str, dict[str, dict[str, float]]] = {}
+    from gear_core.evaluation import baselines  # here: its index needs faiss, which the GPU image lacks
+
     baseline = baselines.dense_encoder(args.baseline_encoder)
     for name, examples in sets.items():
         golds = [e.gold_sentences for e in examples]
