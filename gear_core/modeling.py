@@ -567,7 +567,13 @@ class GeARModel(PreTrainedModel):
         A local folder is verified first (:func:`verify_model_folder`): every model file must match its
         ``checksums.sha256``. ``verify=False`` loads a folder written by other tools, or edited by hand, unchecked.
         """
+        from gear_core.loading import SHIPPED_MODEL_NAMES
+
         path = os.fspath(pretrained_model_name_or_path)
+        if path in SHIPPED_MODEL_NAMES and not os.path.exists(path):  # "gear-minilm" went to a model hub, retrying
+            import gear_core
+
+            path = gear_core.DEFAULT_MODEL
         if kwargs.get("subfolder") and os.path.isdir(path):  # a local folder's subfolder is just a longer path
             path = os.path.join(path, kwargs.pop("subfolder"))
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):

@@ -42,6 +42,17 @@ def test_loads_offline_and_computes_in_float32(default_model, monkeypatch):
     assert default_model.config.shared_encoder and default_model.tokenizer is not None
 
 
+def test_from_pretrained_knows_the_shipped_models_name(tmp_path, monkeypatch):
+    """GeARModel.from_pretrained("gear-minilm") asked a model hub, retrying for 23 s, where the CLI and the
+    adapters load the shipped model; a folder of that name in the working directory still comes first."""
+    monkeypatch.chdir(tmp_path)
+    model = GeARModel.from_pretrained("gear-minilm")
+    assert model.config.name_or_path == gear_core.DEFAULT_MODEL
+    (tmp_path / "gear-minilm").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a GeAR model folder"):
+        GeARModel.from_pretrained("gear-minilm")
+
+
 @pytest.mark.parametrize(
     ("query", "sentence"),
     [("when was the eiffel tower finished", 2), ("how tall is the tower", 3), ("who designed it", 1)],
