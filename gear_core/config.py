@@ -173,6 +173,9 @@ class GeARConfig(PretrainedConfig):
             ``[CLS] question [SEP] best sentences [SEP]`` made of the towers' embeddings and first ``L - n`` layers
             (shared) and ``n`` layers of its own, with a start/end head; its answer is a span of the document.
             0: no span reader.
+        span_reader_shared_layers: how many of the towers' layers the span reader runs before its own; ``None``
+            means ``L - span_reader_layers`` (the reader is as deep as the towers). Fewer make a cheaper reader
+            (its own layers start as the encoder's layers that follow the shared ones).
         span_reader_sentences: how many of the ranking's best sentences the span reader reads, best first.
         span_reader_max_length: the span reader's token limit (question and sentences; the sentences are cut);
             ``None`` means ``min(256, max_position_embeddings)``.
@@ -232,6 +235,7 @@ class GeARConfig(PretrainedConfig):
         generation_decoder_vote: float = 0.0,
         generation_query_penalty: float = 0.0,
         span_reader_layers: int = 0,
+        span_reader_shared_layers: int | None = None,
         span_reader_sentences: int = 3,
         span_reader_max_length: int | None = None,
         span_reader_max_answer_tokens: int = 30,
@@ -279,6 +283,7 @@ class GeARConfig(PretrainedConfig):
         self.generation_decoder_vote = generation_decoder_vote
         self.generation_query_penalty = generation_query_penalty
         self.span_reader_layers = span_reader_layers
+        self.span_reader_shared_layers = span_reader_shared_layers
         self.span_reader_sentences = span_reader_sentences
         max_positions = self.encoder_config.get("max_position_embeddings", 512)
         if span_reader_max_length is None:  # a bad max_positions is refused by _validate, named
@@ -316,7 +321,7 @@ class GeARConfig(PretrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"GeARConfig.{name} must be an int, got {value!r}")
-        for name in ("decoder_num_layers", "document_stride"):
+        for name in ("decoder_num_layers", "document_stride", "span_reader_shared_layers"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"GeARConfig.{name} must be a non-negative int or None, got {value!r}")
@@ -381,6 +386,13 @@ class GeARConfig(PretrainedConfig):
             )
         if not 0 <= self.span_reader_layers <= layers:
             raise ValueError(f"span_reader_layers must lie in [0, {layers}], got {self.span_reader_layers}")
+        if self.span_reader_shared_layers is not None and not (
+            0 <= self.span_reader_shared_layers <= layers - self.span_reader_layers
+        ):
+            raise ValueError(
+                f"span_reader_shared_layers must lie in [0, {layers} - span_reader_layers], "
+                f"got {self.span_reader_shared_layers}"
+            )
         if self.evidence_from == "span_reader" and not self.span_reader_layers:
             raise ValueError("evidence_from='span_reader' needs a span reader: span_reader_layers > 0")
         for name in ("span_reader_sentences", "span_reader_max_answer_tokens"):
@@ -410,6 +422,13 @@ class GeARConfig(PretrainedConfig):
     @property
     def num_encoder_layers(self) -> int:
         return int(self.encoder_config["num_hidden_layers"])
+
+    @property
+    def shared_span_reader_layers(self) -> int:
+        """How many of the towers' layers the span reader runs before its own (``span_reader_shared_layers``)."""
+        if self.span_reader_shared_layers is None:
+            return self.num_encoder_layers - self.span_reader_layers
+        return self.span_reader_shared_layers
 
     @property
     def hidden_size(self) -> int:

@@ -179,8 +179,13 @@ def verify_model_folder(folder: str | os.PathLike, needs_tokenizer: bool = True)
 
 
 def _adds_span_reader(config: GeARConfig, path: str) -> bool:
-    """Whether ``config`` asks for a span reader that the folder at ``path`` was saved without (an override)."""
-    return bool(config.span_reader_layers) and not _saved_config(path).get("span_reader_layers")
+    """Whether ``config`` asks for a span reader that the folder at ``path`` was saved without, or with another
+    shape (an override): it starts as ``from_encoder`` starts it."""
+    saved = _saved_config(path)
+    return bool(config.span_reader_layers) and (
+        saved.get("span_reader_layers") != config.span_reader_layers
+        or saved.get("span_reader_shared_layers") != config.span_reader_shared_layers
+    )
 
 
 def _check_finite(model: nn.Module, path: str) -> None:
@@ -541,9 +546,9 @@ class GeARModel(PreTrainedModel):
                 self._copy_self_attention(top + i, reader_layer.crossattention)
 
     def _start_span_reader(self) -> None:
-        """The span reader's layer i starts as encoder layer ``L - n + i``: the reader continues the shared bottom
+        """The span reader's layer i starts as encoder layer ``shared + i``: the reader continues the shared bottom
         layers with copies of the layers that followed them; its head starts fresh."""
-        top = self.config.num_encoder_layers - self.config.span_reader_layers
+        top = self.config.shared_span_reader_layers
         with torch.no_grad():
             for i, layer in enumerate(self.span_reader.layers):
                 layer.load_state_dict(self.query_encoder.encoder.layer[top + i].state_dict())
@@ -652,7 +657,8 @@ class GeARModel(PreTrainedModel):
             weights["reader_output.bias"] = torch.zeros_like(model.reader_output.bias)
         # And a span reader (span_reader_layers): from the encoder's top layers, once those are loaded.
         start_span_reader = _adds_span_reader(config, path)
-        if start_span_reader:
+        if start_span_reader:  # a saved reader of another shape is dropped
+            weights = {k: v for k, v in weights.items() if not k.startswith("span_reader.")}
             weights.update({f"span_reader.{k}": v for k, v in model.span_reader.state_dict().items()})
         try:
             model.load_state_dict(weights, strict=True)
@@ -815,14 +821,14 @@ class GeARModel(PreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The span reader over ``[CLS] question [SEP] context [SEP]`` tokens: the towers' embeddings and their
-        first ``L - n`` layers, then the reader's ``n`` layers and head. Start and end logits, (B, L) each."""
+        first ``shared_span_reader_layers`` (``L - n`` unless set), then the reader's ``n`` layers and head. Start
+        and end logits, (B, L) each."""
         if self.span_reader is None:
             raise ValueError("this model has no span reader (GeARConfig.span_reader_layers = 0)")
         encoder = self.query_encoder
         hidden = encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         self_mask = additive_mask(attention_mask, hidden.dtype)
-        shared = self.config.num_encoder_layers - self.config.span_reader_layers
-        for layer in encoder.encoder.layer[:shared]:
+        for layer in encoder.encoder.layer[: self.config.shared_span_reader_layers]:
             hidden = layer.feed_forward_chunk(layer.attention(hidden, self_mask)[0])
         return self.span_reader(hidden, self_mask)
 

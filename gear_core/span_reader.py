@@ -5,9 +5,10 @@ inside a sentence an answer starts and ends. A cross-encoder over ``[CLS] questi
 (BERT's SQuAD reader, Devlin et al., 2019): every token sees the question. It reads only the ranking's few best
 sentences, so it stays cheap, and its answer is a span of the document, cited with exact character offsets.
 
-Shape (``GeARConfig.span_reader_layers`` = n): the towers' embeddings and their first ``L - n`` layers, shared
-(no weights of its own, frozen in the ``span_reader`` training stage so retrieval and ranking never change), then
-``n`` layers of its own (started as the encoder's top ``n``) and a start/end head. Abstaining is reading
+Shape (``GeARConfig.span_reader_layers`` = n): the towers' embeddings and their first ``L - n`` layers (or
+``span_reader_shared_layers``, fewer for a cheaper reader), shared (no weights of its own, frozen in the
+``span_reader`` training stage so retrieval and ranking never change), then ``n`` layers of its own (started as the
+encoder's layers that follow the shared ones) and a start/end head. Abstaining is reading
 ``[CLS]`` (SQuAD 2.0's null answer); an answer's ``support`` is the probability of its span against the null
 answer (:func:`best_spans`), and below ``GeARConfig.span_reader_min_support`` the reader abstains.
 

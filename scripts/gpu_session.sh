@@ -9,19 +9,24 @@
 # OUT receives stage 2's packed int8 export, train.log and metrics.csv, and as full_stage_logs.tar stage 1's
 # train.log and metrics.csv and the parity tables (7 files of the 8 that may come back).
 #
+# --reader-layers SHARED,OWN gives the reader another shape (span_reader_shared_layers, span_reader_layers): it then
+# starts afresh from the encoder's layers (a shallower reader costs less; 1,3 reads at 2/3 of today's 2,4 cost).
+#
 #   bash scripts/gpu_session.sh OUT [--full-minutes 5] [--reader-minutes 3.5] [--reader-steps 4000] [--parity]
+#       [--reader-layers SHARED,OWN]
 # Here: `bash scripts/gpu_train.sh prepare` first, then the device tool with carry [".gpu"].
 set -uo pipefail
 cd "$(dirname "$0")/.."
 (($# >= 1)) || { sed -n '8p' "$0" >&2; exit 2; }
 out=$1; shift
-full_minutes=5 reader_minutes=3.5 reader_steps=4000 parity=0
+full_minutes=5 reader_minutes=3.5 reader_steps=4000 parity=0 reader_layers=""
 while (($#)); do
     case $1 in
         --full-minutes) full_minutes=$2; shift 2 ;;
         --reader-minutes) reader_minutes=$2; shift 2 ;;
         --reader-steps) reader_steps=$2; shift 2 ;;
         --parity) parity=1; shift ;;
+        --reader-layers) reader_layers=$2; shift 2 ;;
         *) echo "gpu_session: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -35,8 +40,13 @@ rc1=$?
 start_model=gear-minilm
 if ((rc1 == 0)) && [[ -f runs/gpu/best/config.json ]]; then start_model=runs/gpu/best; fi
 echo "#### stage 2: the span reader from $start_model ($reader_minutes min, at most $reader_steps steps)"
+reader_args=()
+if [[ -n $reader_layers ]]; then
+    reader_args=(--model.config_overrides "{span_reader_shared_layers: ${reader_layers%,*}, span_reader_layers: ${reader_layers#*,}, evidence_from: span_reader}")
+fi
 RUN_DIR=runs/gpu-reader GEAR_GPU_CONFIG=span-reader-gpu bash scripts/gpu_train.sh train "$out" \
-    --minutes "$reader_minutes" --model.model_name_or_path "$start_model" --trainer.max_steps "$reader_steps"
+    --minutes "$reader_minutes" --model.model_name_or_path "$start_model" --trainer.max_steps "$reader_steps" \
+    "${reader_args[@]}"
 rc2=$?
 if ((parity)); then
     model=gear_core/checkpoints/gear-minilm

@@ -146,6 +146,11 @@ def test_config_checks_the_span_reader_fields():
         GeARConfig(evidence_from="oracle")
     with pytest.raises(ValueError, match="span_reader_min_support"):
         GeARConfig(span_reader_layers=1, span_reader_min_support=1.5)
+    for shared in (-1, 12):  # 12 layers in all: 12 shared leave none for the reader's own one
+        with pytest.raises(ValueError, match="span_reader_shared_layers"):
+            GeARConfig(span_reader_layers=1, span_reader_shared_layers=shared)
+    assert GeARConfig(span_reader_layers=4).shared_span_reader_layers == 8  # as deep as the towers, by default
+    assert GeARConfig(span_reader_layers=4, span_reader_shared_layers=2).shared_span_reader_layers == 2
 
 
 def test_the_reader_starts_from_the_encoders_top_layers_and_survives_saving(tiny_encoder_dir, tmp_path):
@@ -170,6 +175,33 @@ def test_the_reader_starts_from_the_encoders_top_layers_and_survives_saving(tiny
         added = GeARModel.from_pretrained(tmp_path / folder, span_reader_layers=1)
         top = added.query_encoder.encoder.layer[-1].state_dict()
         assert all(torch.equal(v, top[k]) for k, v in added.span_reader.layers[0].state_dict().items())
+
+
+def test_a_shallower_reader_shares_fewer_layers_and_a_new_shape_starts_afresh(tiny_encoder_dir, tmp_path):
+    """span_reader_shared_layers: the reader runs that many of the towers' layers, then its own (started as the
+    layers that follow them); loading a folder with an override of another shape starts the reader afresh."""
+    deep = tiny_gear(tiny_encoder_dir, span_reader_layers=1, evidence_from="span_reader")
+    layers = deep.config.num_encoder_layers
+    assert layers >= 2 and deep.config.shared_span_reader_layers == layers - 1
+    shallow = tiny_gear(
+        tiny_encoder_dir, span_reader_layers=1, span_reader_shared_layers=0, evidence_from="span_reader"
+    )
+    first = shallow.query_encoder.encoder.layer[0].state_dict()
+    assert all(torch.equal(v, first[k]) for k, v in shallow.span_reader.layers[0].state_dict().items())
+    calls = []
+    for layer in shallow.query_encoder.encoder.layer:
+        layer.register_forward_hook(lambda *_: calls.append(1))
+    (evidence,) = shallow.read_spans_batch(["when?"], [DOCUMENT], [split_sentences(DOCUMENT)[:1]], min_support=0.0)
+    assert calls == [] and evidence.grounded  # no tower layer ran: embeddings, then the reader's own layer
+    deep.save_pretrained(tmp_path / "deep")
+    assert main(["export", str(tmp_path / "deep"), str(tmp_path / "deep-int8"), "--dtype", "int8"]) == 0
+    for folder in ("deep", "deep-int8"):
+        restarted = GeARModel.from_pretrained(tmp_path / folder, span_reader_shared_layers=0)
+        first = restarted.query_encoder.encoder.layer[0].state_dict()
+        assert all(torch.equal(v, first[k]) for k, v in restarted.span_reader.layers[0].state_dict().items())
+        kept = GeARModel.from_pretrained(tmp_path / folder)  # the saved shape: the trained reader, not restarted
+        for name, value in kept.span_reader.state_dict().items():
+            assert torch.allclose(value, deep.span_reader.state_dict()[name], atol=0.02), name
 
 
 def test_span_reader_evidence_cites_the_document(tiny_encoder_dir):
