@@ -201,3 +201,31 @@ def span_loss(
     start = start_logits.float().masked_fill(~candidates, -torch.inf)
     end = end_logits.float().masked_fill(~candidates, -torch.inf)
     return (F.cross_entropy(start, start_positions) + F.cross_entropy(end, end_positions)) / 2
+
+
+def span_distillation_loss(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    teacher_start_logits: torch.Tensor,
+    teacher_end_logits: torch.Tensor,
+    candidates: torch.Tensor,
+    temperature: float = 2.0,
+) -> torch.Tensor:
+    """A smaller span reader learning from a larger one (Hinton et al., 2015): the mean over start and end of
+    ``KL(teacher || student)`` between their distributions over the candidate tokens at ``temperature``, times
+    ``temperature ** 2`` (so its gradients keep the hard loss's scale as the temperature changes).
+
+    Why: the teacher's distribution says more than the gold token does: which other tokens are plausible
+    boundaries, and how sure it is that the context holds no answer (``[CLS]``), which a reader learns slowly
+    from the few contexts without one. Tokens outside ``candidates`` take no probability in either.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    terms = []
+    for student, teacher in ((start_logits, teacher_start_logits), (end_logits, teacher_end_logits)):
+        student_log = F.log_softmax(student.float().masked_fill(~candidates, -torch.inf) / temperature, dim=-1)
+        teacher_log = F.log_softmax(teacher.float().masked_fill(~candidates, -torch.inf) / temperature, dim=-1)
+        # masked tokens: both log-probabilities are -inf and their probability 0; zero them before the product
+        difference = (teacher_log - student_log).masked_fill(~candidates, 0.0)
+        terms.append((teacher_log.exp() * difference).sum(dim=-1).mean())
+    return (terms[0] + terms[1]) / 2 * temperature**2

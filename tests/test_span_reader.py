@@ -16,7 +16,7 @@ from gear_core import GeARConfig, GeARModel
 from gear_core.cli import main
 from gear_core.data.triples import Triple, answer_span
 from gear_core.evidence import GroundedEvidence
-from gear_core.losses import span_loss
+from gear_core.losses import span_distillation_loss, span_loss
 from gear_core.span_reader import ReaderContext, best_spans, encode_reader_inputs
 from gear_core.text import split_sentences
 from gear_core.training import GeARDataModule, GeARLightningModule
@@ -93,6 +93,22 @@ def test_span_loss_hand_case():
     loss.requires_grad_(False)
     null = span_loss(start, end, torch.tensor([0]), torch.tensor([0]), candidates)
     assert float(null) == pytest.approx(log_z - 0.0)
+
+
+def test_span_distillation_loss_hand_case():
+    candidates = torch.tensor([[True, False, True]])  # token 1 is the question's: no probability in either
+    student = torch.tensor([[0.0, 9.0, 0.0]])  # uniform over the candidates: (1/2, 1/2)
+    teacher = torch.tensor([[math.log(3.0), -4.0, 0.0]])  # (3/4, 1/4) at temperature 1
+    at_one = span_distillation_loss(student, teacher, teacher, teacher, candidates, temperature=1.0)
+    start_kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert float(at_one) == pytest.approx(start_kl / 2)  # the end logits agree: KL 0
+    p = math.sqrt(3.0) / (1 + math.sqrt(3.0))  # temperature 2: (sqrt 3, 1), normalised
+    at_two = span_distillation_loss(student, student, teacher, student, candidates, temperature=2.0)
+    expected = p * math.log(p / 0.5) + (1 - p) * math.log((1 - p) / 0.5)
+    assert float(at_two) == pytest.approx(4 * expected / 2)
+    assert float(span_distillation_loss(teacher, teacher, teacher, teacher, candidates)) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        span_distillation_loss(student, student, teacher, teacher, candidates, temperature=0.0)
 
 
 def _triple(target: str = "1889", kind: str = "qa") -> Triple:
@@ -254,3 +270,80 @@ def test_the_span_reader_stage_trains_the_reader_alone(tiny_encoder_dir, tiny_sq
     assert changed and all(k.startswith("span_reader.") for k in changed)
     with pytest.raises(ValueError, match="needs a span reader"):
         GeARLightningModule(tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), stage="span_reader")
+
+
+def _reader_kl(model, teacher, batch) -> float:
+    inputs = (batch["reader_input_ids"], batch["reader_attention_mask"], batch["reader_token_type_ids"])
+    with torch.no_grad():
+        return float(
+            span_distillation_loss(
+                *model.span_logits(*inputs), *teacher.span_logits(*inputs), batch["reader_candidates"]
+            )
+        )
+
+
+def test_the_span_reader_stage_learns_from_a_teacher(tiny_encoder_dir, tiny_squad, tmp_path):
+    teacher = tiny_gear(tiny_encoder_dir, span_reader_layers=2, evidence_from="span_reader")
+    with torch.no_grad():  # a sure teacher: a random tiny reader's distributions are near uniform
+        teacher.span_reader.span_head.weight.mul_(40.0)
+    teacher.save_pretrained(tmp_path / "teacher")
+    student = dict(TINY_OVERRIDES) | {"span_reader_layers": 1, "span_reader_shared_layers": 0}
+    L.seed_everything(0)
+    module = GeARLightningModule(
+        tiny_encoder_dir,
+        config_overrides=student,
+        learning_rate=1e-3,
+        warmup_steps=1,
+        stage="span_reader",
+        reader_teacher=str(tmp_path / "teacher"),
+        distillation_weight=1.0,
+        reader_start="teacher",
+    )
+    # a cut of the teacher: its first layer and its head
+    for mine, theirs in (
+        (module.model.span_reader.layers[0], teacher.span_reader.layers[0]),
+        (module.model.span_reader.span_head, teacher.span_reader.span_head),
+    ):
+        assert all(torch.equal(v, theirs.state_dict()[k]) for k, v in mine.state_dict().items())
+    start = {k: v.clone() for k, v in module.model.state_dict().items()}
+    taught = {k: v.clone() for k, v in module.reader_teacher.state_dict().items()}
+    data = GeARDataModule(*tiny_squad, validation_articles=1, batch_size=4, num_workers=0)
+    trainer = L.Trainer(
+        max_steps=12,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, data)
+    assert math.isfinite(float(trainer.callback_metrics["train/distillation_loss"]))
+    # the teacher neither learns nor enters the module's state (checkpoints, optimizer)
+    assert all(torch.equal(v, taught[k]) for k, v in module.reader_teacher.state_dict().items())
+    assert not any("teacher" in k for k in module.state_dict())
+    # the student moved toward the teacher on a batch of the run's own data
+    batch = next(iter(data.train_dataloader()))
+    before = tiny_gear(tiny_encoder_dir, **student).eval()
+    before.load_state_dict(start)
+    learned, started = (
+        _reader_kl(module.model.eval(), module.reader_teacher, batch),
+        _reader_kl(before, module.reader_teacher, batch),
+    )
+    assert learned < started / 2
+    with pytest.raises(ValueError, match="needs a reader_teacher"):
+        GeARLightningModule(tiny_encoder_dir, config_overrides=student, stage="span_reader", reader_start="teacher")
+    with pytest.raises(ValueError, match="teaches the span_reader stage"):
+        GeARLightningModule(tiny_encoder_dir, config_overrides=student, reader_teacher=str(tmp_path / "teacher"))
+    with pytest.raises(ValueError, match="shared layers"):
+        GeARLightningModule(
+            tiny_encoder_dir,
+            config_overrides=dict(TINY_OVERRIDES) | {"span_reader_layers": 1},  # 1 shared layer, the teacher's 0
+            stage="span_reader",
+            reader_teacher=str(tmp_path / "teacher"),
+            reader_start="teacher",
+        )
+    tiny_gear(tiny_encoder_dir).save_pretrained(tmp_path / "no-reader")
+    with pytest.raises(ValueError, match="no span reader"):
+        GeARLightningModule(
+            tiny_encoder_dir, config_overrides=student, stage="span_reader", reader_teacher=str(tmp_path / "no-reader")
+        )

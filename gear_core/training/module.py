@@ -13,6 +13,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from gear_core.data.triples import Triple
 from gear_core.evaluation.metrics import exact_match, mean, recall_at_k, token_f1
 from gear_core.loading import load_or_build_model
+from gear_core.losses import span_distillation_loss, span_loss
+from gear_core.modeling import GeARModel
 from gear_core.momentum import MomentumEncoder
 from gear_core.training.resume import (
     RNG_SEED_KEY,
@@ -65,6 +67,13 @@ class GeARLightningModule(L.LightningModule):
             sentence ranking stays exactly as it was. ``"span_reader"`` trains the span reader's own layers and head
             alone (everything else frozen) on question-answer triples, from the span loss
             (:func:`~gear_core.losses.span_loss`); ``lm_loss_weight`` and the other loss weights do not apply.
+        reader_teacher: the ``span_reader`` stage also learns from this GeAR folder's span reader (frozen, outside
+            checkpoints): ``(1 - distillation_weight) * span loss + distillation_weight * distillation loss`` at
+            ``distillation_temperature`` (:func:`~gear_core.losses.span_distillation_loss`). How a cheaper reader
+            (fewer layers) keeps a larger one's answers and its abstentions.
+        reader_start: ``"model"``: the reader starts as the loaded model's (or afresh, for a new reader shape);
+            ``"teacher"``: as the teacher's first layers and its head (:meth:`SpanReader.start_from
+            <gear_core.span_reader.SpanReader.start_from>`; the same shared layers, no more own layers).
         validate_generation: also generate an answer for each validation question whose triple is question-answer
             and log ``val/<set>/answer_f1`` and ``answer_em`` (SQuAD's metrics against the triple's target); they
             join ``val/score``.
@@ -99,6 +108,10 @@ class GeARLightningModule(L.LightningModule):
         export_dir: str | None = None,
         validate_before_training: bool = False,
         validate_generation: bool = False,
+        reader_teacher: str | None = None,
+        distillation_weight: float = 0.5,
+        distillation_temperature: float = 2.0,
+        reader_start: Literal["model", "teacher"] = "model",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -111,6 +124,9 @@ class GeARLightningModule(L.LightningModule):
                 raise ValueError("the span_reader stage needs a span reader: config_overrides {span_reader_layers: n}")
             self.model.requires_grad_(False)
             self.model.span_reader.requires_grad_(True)
+        # Held outside the module tree: its weights are the teacher folder's, so checkpoints and the optimizer
+        # leave them out (on_fit_start moves it to the run's device).
+        self.__dict__["reader_teacher"] = self._load_reader_teacher(reader_teacher, reader_start)
         if lexical_localization and not self.model.config.ranking_lexical_weight > 0:
             raise ValueError("lexical_localization needs a model with ranking_lexical_weight > 0 (config_overrides)")
         if stage in ("fusion", "decoder"):  # frozen towers (the fusion encoder still runs the query tower's layers)
@@ -123,6 +139,34 @@ class GeARLightningModule(L.LightningModule):
             # Tied decoder word embeddings are the query tower's: they stay frozen with it.
         self.momentum = MomentumEncoder(self.model) if use_momentum and stage == "full" else None
         self.best_score = -math.inf
+
+    def _load_reader_teacher(self, path: str | None, reader_start: str) -> GeARModel | None:
+        hp = self.hparams
+        if reader_start not in ("model", "teacher"):
+            raise ValueError(f"reader_start must be 'model' or 'teacher', got {reader_start!r}")
+        if path is None:
+            if reader_start == "teacher":
+                raise ValueError("reader_start 'teacher' needs a reader_teacher")
+            return None
+        if hp.stage != "span_reader":
+            raise ValueError(f"reader_teacher teaches the span_reader stage, not {hp.stage!r}")
+        if not 0 <= hp.distillation_weight <= 1 or not hp.distillation_temperature > 0:
+            raise ValueError("distillation_weight must lie in [0, 1] and distillation_temperature be positive")
+        teacher = load_or_build_model(path).eval().requires_grad_(False)
+        if teacher.span_reader is None:
+            raise ValueError(f"the reader_teacher {path} has no span reader")
+        if teacher.query_encoder.embeddings.word_embeddings.weight.shape != (
+            self.model.query_encoder.embeddings.word_embeddings.weight.shape
+        ):  # both read the inputs the student's tokenizer makes
+            raise ValueError(f"the reader_teacher {path} has another vocabulary or width than the model")
+        if reader_start == "teacher":
+            if teacher.config.shared_span_reader_layers != self.model.config.shared_span_reader_layers:
+                raise ValueError(
+                    "reader_start 'teacher' needs the teacher's shared layers: "
+                    f"{teacher.config.shared_span_reader_layers}, not {self.model.config.shared_span_reader_layers}"
+                )
+            self.model.span_reader.start_from(teacher.span_reader)
+        return teacher
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
@@ -153,9 +197,7 @@ class GeARLightningModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if "reader_input_ids" in batch:
-            loss = self.model.span_reader_loss(**batch)
-            self.log("train/span_loss", loss, prog_bar=True, batch_size=batch["reader_input_ids"].shape[0])
-            return loss
+            return self._span_reader_step(batch)
         if "document_states" in batch:
             return self._fusion_step(batch)
         soft_label_weight = self.current_soft_label_weight(batch_idx)
@@ -181,6 +223,25 @@ class GeARLightningModule(L.LightningModule):
         self.log("train/temperature", self.model.temperature.detach(), batch_size=size)
         self.log("train/soft_label_weight", soft_label_weight, batch_size=size)
         return out.loss
+
+    def _span_reader_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The span loss on the gold spans, mixed with the teacher's distribution when there is a teacher."""
+        inputs = (batch["reader_input_ids"], batch["reader_attention_mask"], batch["reader_token_type_ids"])
+        start, end = self.model.span_logits(*inputs)
+        candidates = batch["reader_candidates"]
+        loss = span_loss(start, end, batch["start_positions"], batch["end_positions"], candidates)
+        size = inputs[0].shape[0]
+        self.log("train/span_loss", loss, prog_bar=True, batch_size=size)
+        if self.reader_teacher is None:
+            return loss
+        with torch.no_grad():
+            teacher_start, teacher_end = self.reader_teacher.span_logits(*inputs)
+        distillation = span_distillation_loss(
+            start, end, teacher_start, teacher_end, candidates, self.hparams.distillation_temperature
+        )
+        self.log("train/distillation_loss", distillation, prog_bar=True, batch_size=size)
+        weight = self.hparams.distillation_weight
+        return (1 - weight) * loss + weight * distillation
 
     def _fusion_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The fusion stage: localization and LM losses over cached document states (no contrastive loss)."""
@@ -321,6 +382,8 @@ class GeARLightningModule(L.LightningModule):
             self.model.save_pretrained(self.hparams.export_dir)
 
     def on_fit_start(self) -> None:
+        if self.reader_teacher is not None:
+            self.reader_teacher.to(self.device)
         # A dry run (--trainer.fast_dev_run) checks the pipeline; it must not leave a model or checkpoints behind
         # (Lightning still writes last.ckpt: the smoke test left 570 MB in runs/).
         if self.trainer.fast_dev_run:
