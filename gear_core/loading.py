@@ -27,12 +27,21 @@ class ModelNotFoundError(FileNotFoundError):
     """No GeAR model where one was asked for (the message says what is there instead)."""
 
 
+def shipped_model_folder(name_or_path: str | os.PathLike) -> str | None:
+    """``gear_core.DEFAULT_MODEL`` when ``name_or_path`` names the shipped model (one of ``SHIPPED_MODEL_NAMES``,
+    and no file or folder of that name is here: a local one comes first); else None."""
+    import gear_core
+
+    path = os.fspath(name_or_path)
+    return gear_core.DEFAULT_MODEL if path in SHIPPED_MODEL_NAMES and not os.path.exists(path) else None
+
+
 def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> str:
     """The folder of the GeAR model ``name_or_path`` names (see the module docstring), or ModelNotFoundError."""
     import gear_core
 
     path = None if name_or_path is None else os.fspath(name_or_path)
-    if path is None or (path in SHIPPED_MODEL_NAMES and not os.path.exists(path)):
+    if path is None or shipped_model_folder(path):
         if not is_gear_folder(gear_core.DEFAULT_MODEL):
             raise ModelNotFoundError(
                 f"the shipped model is missing at {gear_core.DEFAULT_MODEL} (a broken install?): reinstall "

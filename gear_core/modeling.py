@@ -136,19 +136,25 @@ MODEL_FILE_PATTERNS += ("special_tokens_map.json",)
 
 def is_model_file(name: str) -> bool:
     """Whether a file of this name is one of a saved model's own (its checksums file included)."""
-    from fnmatch import fnmatchcase
-
     from gear_core.files import CHECKSUMS_FILE
 
-    return name == CHECKSUMS_FILE or any(fnmatchcase(name, pattern) for pattern in MODEL_FILE_PATTERNS)
+    return name == CHECKSUMS_FILE or _checksummed(name)
+
+
+def _checksummed(name: str) -> bool:
+    from fnmatch import fnmatchcase
+
+    return any(fnmatchcase(name, pattern) for pattern in MODEL_FILE_PATTERNS)
+
+
+def _checksummed_files(folder: str | os.PathLike) -> list[str]:
+    """The names of the files in ``folder`` that a saved model's checksums cover, sorted."""
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_file() and _checksummed(entry.name))
 
 
 def write_model_checksums(folder: str | os.PathLike) -> None:
     """Record the SHA-256 of a saved model folder's files (``checksums.sha256``), checked by ``from_pretrained``."""
-    from pathlib import Path
-
-    names = {p.name for pattern in MODEL_FILE_PATTERNS for p in Path(folder).glob(pattern) if p.is_file()}
-    write_checksums(folder, names)
+    write_checksums(folder, _checksummed_files(folder))
 
 
 def verify_model_folder(folder: str | os.PathLike, needs_tokenizer: bool = True) -> None:
@@ -167,8 +173,7 @@ def verify_model_folder(folder: str | os.PathLike, needs_tokenizer: bool = True)
             f"{folder} records no checksums ({CHECKSUMS_FILE} is missing), so its files cannot be verified: {escape}; "
             "save_pretrained() writes them"
         )
-    present = sorted({p.name for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()})
-    unlisted = [name for name in present if name not in checksums]
+    unlisted = [name for name in _checksummed_files(folder) if name not in checksums]
     if unlisted:
         raise CorruptFileError(
             f"{folder / unlisted[0]} is not listed in {folder / CHECKSUMS_FILE}, so it cannot be verified: {escape}"
@@ -572,13 +577,10 @@ class GeARModel(PreTrainedModel):
         A local folder is verified first (:func:`verify_model_folder`): every model file must match its
         ``checksums.sha256``. ``verify=False`` loads a folder written by other tools, or edited by hand, unchecked.
         """
-        from gear_core.loading import SHIPPED_MODEL_NAMES
+        from gear_core.loading import shipped_model_folder
 
-        path = os.fspath(pretrained_model_name_or_path)
-        if path in SHIPPED_MODEL_NAMES and not os.path.exists(path):  # "gear-minilm" went to a model hub, retrying
-            import gear_core
-
-            path = gear_core.DEFAULT_MODEL
+        # "gear-minilm" would otherwise go to a model hub (retrying for 23 s)
+        path = shipped_model_folder(pretrained_model_name_or_path) or os.fspath(pretrained_model_name_or_path)
         if kwargs.get("subfolder") and os.path.isdir(path):  # a local folder's subfolder is just a longer path
             path = os.path.join(path, kwargs.pop("subfolder"))
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
