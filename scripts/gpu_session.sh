@@ -11,15 +11,17 @@
 #
 # --reader-layers SHARED,OWN gives the reader another shape (span_reader_shared_layers, span_reader_layers): it then
 # starts afresh from the encoder's layers (a shallower reader costs less; 1,3 reads at 2/3 of today's 2,4 cost).
+# --reader-teacher MODEL distils the reader from MODEL's (e.g. gear-minilm) and starts it as MODEL's first layers
+# (--model.reader_teacher, --model.reader_start teacher: the same shared layers, no more own layers).
 #
 #   bash scripts/gpu_session.sh OUT [--full-minutes 5] [--reader-minutes 3.5] [--reader-steps 4000] [--parity]
-#       [--reader-layers SHARED,OWN]
+#       [--reader-layers SHARED,OWN] [--reader-teacher MODEL]
 # Here: `bash scripts/gpu_train.sh prepare` first, then the device tool with carry [".gpu"].
 set -uo pipefail
 cd "$(dirname "$0")/.."
-(($# >= 1)) || { sed -n '8p' "$0" >&2; exit 2; }
+(($# >= 1)) || { sed -n '17,18p' "$0" >&2; exit 2; }
 out=$1; shift
-full_minutes=5 reader_minutes=3.5 reader_steps=4000 parity=0 reader_layers=""
+full_minutes=5 reader_minutes=3.5 reader_steps=4000 parity=0 reader_layers="" reader_teacher=""
 while (($#)); do
     case $1 in
         --full-minutes) full_minutes=$2; shift 2 ;;
@@ -27,6 +29,7 @@ while (($#)); do
         --reader-steps) reader_steps=$2; shift 2 ;;
         --parity) parity=1; shift ;;
         --reader-layers) reader_layers=$2; shift 2 ;;
+        --reader-teacher) reader_teacher=$2; shift 2 ;;
         *) echo "gpu_session: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -43,6 +46,9 @@ echo "#### stage 2: the span reader from $start_model ($reader_minutes min, at m
 reader_args=()
 if [[ -n $reader_layers ]]; then
     reader_args=(--model.config_overrides "{span_reader_shared_layers: ${reader_layers%,*}, span_reader_layers: ${reader_layers#*,}, evidence_from: span_reader}")
+fi
+if [[ -n $reader_teacher ]]; then
+    reader_args+=(--model.reader_teacher "$reader_teacher" --model.reader_start teacher)
 fi
 RUN_DIR=runs/gpu-reader GEAR_GPU_CONFIG=span-reader-gpu bash scripts/gpu_train.sh train "$out" \
     --minutes "$reader_minutes" --model.model_name_or_path "$start_model" --trainer.max_steps "$reader_steps" \
