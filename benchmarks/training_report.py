@@ -53,6 +53,7 @@ LOSS_TITLES = {
     "train/lm_loss": "LM",
     "train/localization_loss": "localization",
     "train/span_loss": "span",
+    "train/distillation_loss": "distillation",
 }
 
 
