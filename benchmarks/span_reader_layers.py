@@ -90,7 +90,7 @@ def main() -> None:
         model.train()
         start, losses = time.perf_counter(), []
         for step in range(args.steps):
-            loss = model.span_reader_loss(**data.collator(batches[step]))
+            loss, _ = model.span_reader_losses(**data.collator(batches[step]))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.span_reader.parameters(), 1.0)
             optimizer.step()

@@ -60,6 +60,7 @@ from gear_core.losses import (
     localization_loss,
     next_token_positions,
     sentence_distillation_loss,
+    span_distillation_loss,
     span_loss,
 )
 from gear_core.scoring import (
@@ -834,7 +835,7 @@ class GeARModel(PreTrainedModel):
             hidden = layer.feed_forward_chunk(layer.attention(hidden, self_mask)[0])
         return self.span_reader(hidden, self_mask)
 
-    def span_reader_loss(
+    def span_reader_losses(
         self,
         reader_input_ids: torch.Tensor,
         reader_attention_mask: torch.Tensor,
@@ -842,12 +843,19 @@ class GeARModel(PreTrainedModel):
         reader_candidates: torch.Tensor,
         start_positions: torch.Tensor,
         end_positions: torch.Tensor,
+        teacher_logits: tuple[torch.Tensor, torch.Tensor] | None = None,
+        distillation_temperature: float = 2.0,
         **_: Any,
-    ) -> torch.Tensor:
-        """The span reader's training loss on a batch of the span-reader collator
-        (:func:`~gear_core.losses.span_loss`; 0 positions are the null answer)."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The span reader's training losses on a batch of the span-reader collator: the span loss on the gold
+        tokens (:func:`~gear_core.losses.span_loss`; 0 positions are the null answer) and, given a teacher's
+        ``(start, end)`` logits for the same inputs, the distillation loss
+        (:func:`~gear_core.losses.span_distillation_loss`), else None."""
         start, end = self.span_logits(reader_input_ids, reader_attention_mask, reader_token_type_ids)
-        return span_loss(start, end, start_positions, end_positions, reader_candidates)
+        gold = span_loss(start, end, start_positions, end_positions, reader_candidates)
+        if teacher_logits is None:
+            return gold, None
+        return gold, span_distillation_loss(start, end, *teacher_logits, reader_candidates, distillation_temperature)
 
     def decoder_inputs(self, targets: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenised targets for the decoder (see :func:`decoder_inputs`)."""

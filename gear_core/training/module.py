@@ -13,7 +13,6 @@ from lightning.pytorch.utilities import rank_zero_only
 from gear_core.data.triples import Triple
 from gear_core.evaluation.metrics import exact_match, mean, recall_at_k, token_f1
 from gear_core.loading import load_or_build_model
-from gear_core.losses import span_distillation_loss, span_loss
 from gear_core.modeling import GeARModel
 from gear_core.momentum import MomentumEncoder
 from gear_core.training.resume import (
@@ -226,19 +225,19 @@ class GeARLightningModule(L.LightningModule):
 
     def _span_reader_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The span loss on the gold spans, mixed with the teacher's distribution when there is a teacher."""
-        inputs = (batch["reader_input_ids"], batch["reader_attention_mask"], batch["reader_token_type_ids"])
-        start, end = self.model.span_logits(*inputs)
-        candidates = batch["reader_candidates"]
-        loss = span_loss(start, end, batch["start_positions"], batch["end_positions"], candidates)
-        size = inputs[0].shape[0]
-        self.log("train/span_loss", loss, prog_bar=True, batch_size=size)
-        if self.reader_teacher is None:
-            return loss
-        with torch.no_grad():
-            teacher_start, teacher_end = self.reader_teacher.span_logits(*inputs)
-        distillation = span_distillation_loss(
-            start, end, teacher_start, teacher_end, candidates, self.hparams.distillation_temperature
+        teacher_logits = None
+        if self.reader_teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.reader_teacher.span_logits(
+                    batch["reader_input_ids"], batch["reader_attention_mask"], batch["reader_token_type_ids"]
+                )
+        loss, distillation = self.model.span_reader_losses(
+            **batch, teacher_logits=teacher_logits, distillation_temperature=self.hparams.distillation_temperature
         )
+        size = batch["reader_input_ids"].shape[0]
+        self.log("train/span_loss", loss, prog_bar=True, batch_size=size)
+        if distillation is None:
+            return loss
         self.log("train/distillation_loss", distillation, prog_bar=True, batch_size=size)
         weight = self.hparams.distillation_weight
         return (1 - weight) * loss + weight * distillation
