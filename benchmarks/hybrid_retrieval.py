@@ -22,37 +22,12 @@ from pathlib import Path
 import torch
 
 from gear_core.data.sources import WIKI_VITAL, data_path, wiki_vital_documents
-from gear_core.evaluation.metrics import retrieval_metrics
+from gear_core.evaluation.benchmark import global_retrieval_metrics
 from gear_core.loading import load_model
 from gear_core.retrieval import DocumentIndex, GeARSearcher, model_identity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validation_sources import validation_examples
-
-SYSTEMS = ("BM25", "GeAR (dense)", "GeAR + BM25 (hybrid)")
-
-
-def rankings(searcher: GeARSearcher, queries: list[str], k: int) -> dict[str, list[list[str]]]:
-    """Each system's top ``k`` ids per query, as a retriever asked for ``k`` returns them (the hybrid fuses each
-    one's top ``k``), from one searcher (one encoding of the corpus)."""
-    lexical = searcher.lexical_index()  # the one hybrid mode fuses, built once per searcher
-    found: dict[str, list[list[str]]] = {"BM25": [[i for i, _ in row] for row in lexical.search(queries, k)]}
-    for mode, name in (("dense", "GeAR (dense)"), ("hybrid", "GeAR + BM25 (hybrid)")):
-        searcher.mode = mode
-        found[name] = [[r.id for r in row] for row in searcher.search_batch(queries, k, rank_sentences=False)]
-    return found
-
-
-def system_metrics(searcher: GeARSearcher, queries: list[str], golds: list[set[str]]) -> dict[str, dict[str, float]]:
-    """R@1, R@5 and MAP@5 from each system's top 5 (what similarity_top_k=5 returns), R@20 from its top 20."""
-    top5, top20 = rankings(searcher, queries, 5), rankings(searcher, queries, 20)
-    return {
-        system: {
-            **retrieval_metrics(top5[system], golds, recall_ks=(1, 5), map_ks=(5,)),
-            **retrieval_metrics(top20[system], golds, recall_ks=(20,), map_ks=()),
-        }
-        for system in SYSTEMS
-    }
 
 
 def main() -> None:
@@ -93,7 +68,7 @@ def main() -> None:
             with_wiki.add(wiki[2], wiki[0], wiki[1])
             corpora[f"{name} + wiki"] = GeARSearcher(model, with_wiki, check=False)
         for corpus, corpus_searcher in corpora.items():
-            results[corpus] = system_metrics(corpus_searcher, queries, golds)
+            results[corpus] = global_retrieval_metrics(corpus_searcher, queries, golds)
     seconds = time.perf_counter() - start
     lines = [
         "# Hybrid retrieval on the validation sources",

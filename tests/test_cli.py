@@ -327,7 +327,7 @@ def test_eval_and_synthesize_name_an_input_file_that_is_not_json(tmp_path, capsy
     bad.write_text("not json\n")
     split = tmp_path / "split.json"
     split.write_text('{"train": [], "test": []}')
-    args = ["--squad", str(bad), "--split-file", str(split), "--no-wiki", "--tasks", "local"]
+    args = ["--squad", str(bad), "--split-file", str(split), "--no-wiki", "--no-nq", "--tasks", "local"]
     assert main(["eval", str(tmp_path / "never-loaded"), *args]) == 2
     assert f"{bad} is not valid JSON" in one_line_error(capsys)
     out = tmp_path / "triples.jsonl"

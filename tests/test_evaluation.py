@@ -15,6 +15,7 @@ from conftest import stub_evidence
 from gear_core import GeARConfig, GeARModel
 from gear_core.cli import main
 from gear_core.data import read_squad
+from gear_core.data.sources import VALIDATION_FRACTION, held_out
 from gear_core.data.triples import gold_sentence_indices
 from gear_core.evaluation import baselines
 from gear_core.evaluation.attention import TokenWeight
@@ -141,24 +142,61 @@ def eval_data(tiny_squad, tmp_path):
     return squad, str(split), str(wiki)
 
 
-def test_evaluate_runs_every_table_with_baselines(tiny_model, tiny_encoder_dir, eval_data):
+@pytest.fixture
+def nq_file(tmp_path):
+    """NQ-QED lines whose ids fall in and out of training's held-out 5%: two held-out questions, one passage each."""
+    held = [i for i in range(400) if held_out(str(i), VALIDATION_FRACTION)][:2]
+    kept = next(i for i in range(400) if not held_out(str(i), VALIDATION_FRACTION))
+    passages = ["The Nile is the longest river. It flows north.", "Everest is the highest mountain. It is in Nepal."]
+    lines = [
+        {
+            "example_id": example_id,
+            "title_text": title,
+            "question_text": question,
+            "paragraph_text": passage,
+            "answer_spans": [[passage.index(answer), passage.index(answer) + len(answer)]],
+            "answer_text": [answer],
+        }
+        for example_id, title, question, passage, answer in [
+            (held[0], "Nile", "what is the longest river", passages[0], "The Nile"),
+            (held[1], "Everest", "what is the highest mountain", passages[1], "Everest"),
+            (kept, "Nile", "where does the nile flow", passages[0], "north"),  # a training question: not asked
+        ]
+    ]
+    path = tmp_path / "qed.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(line) + "\n" for line in lines)
+    return str(path)
+
+
+def test_evaluate_runs_every_table_with_baselines(tiny_model, tiny_encoder_dir, eval_data, nq_file):
     squad, split, wiki = eval_data
     settings = EvaluationSettings(
-        squad, split, wiki, baseline_encoder=tiny_encoder_dir, cost_pairs=2, cost_repeats=1, show_progress=False
+        squad,
+        split,
+        wiki,
+        nq_path=nq_file,
+        baseline_encoder=tiny_encoder_dir,
+        cost_pairs=2,
+        cost_repeats=1,
+        show_progress=False,
     )
     report = evaluate(tiny_model, settings, model_name="tiny")
     assert report.counts == {
         "articles": 1,
         "paragraphs": 2,
         "questions": 4,
+        "questions_nq": 2,
         "corpus_squad": 8,
         "corpus_squad+wiki": 10,
+        "corpus_nq": 2,
+        "corpus_nq+wiki": 4,
         "long_questions": 4,
         "long_sentences": 6,
     }
-    assert set(report.global_retrieval) == {"squad", "squad+wiki"}
+    assert list(report.global_retrieval) == ["squad", "squad+wiki", "nq", "nq+wiki"]
     for systems in report.global_retrieval.values():
-        assert list(systems) == ["BM25", Path(tiny_encoder_dir).name, "GeAR", "GeAR + BM25 (reciprocal rank fusion)"]
+        assert list(systems) == ["BM25", Path(tiny_encoder_dir).name, "GeAR", "GeAR + BM25 (hybrid)"]
         for metrics in systems.values():
             assert list(metrics) == ["R@1", "R@5", "MAP@5", "R@20"] and all(0 <= v <= 1 for v in metrics.values())
             assert metrics["R@20"] == 1.0  # 20 of 8 or 10 documents: every gold paragraph is found
@@ -197,7 +235,7 @@ def test_gear_eval_command_writes_markdown_and_json(tiny_model, tiny_encoder_dir
     squad, split, _ = eval_data
     tiny_model.save_pretrained(tmp_path / "model")
     out, figures = tmp_path / "eval.md", tmp_path / "eval.json"
-    argv = ["eval", str(tmp_path / "model"), "--squad", squad, "--split-file", split, "--no-wiki"]
+    argv = ["eval", str(tmp_path / "model"), "--squad", squad, "--split-file", split, "--no-wiki", "--no-nq"]
     argv += ["--baseline", tiny_encoder_dir, "--tasks", "local,generation", "--quiet", "--out", str(out)]
     assert main([*argv, "--json", str(figures)]) == 0
     assert "Local retrieval" in capsys.readouterr().out
@@ -205,7 +243,9 @@ def test_gear_eval_command_writes_markdown_and_json(tiny_model, tiny_encoder_dir
     assert json.loads(figures.read_text())["local_retrieval"]["first sentence"]["R@3"] == 1.0
     assert main(["eval", str(tmp_path / "model"), "--squad", str(tmp_path / "missing.json")]) == 2
     capsys.readouterr()
-    assert main(["eval", str(tmp_path / "nothing"), "--squad", squad, "--split-file", split, "--no-wiki"]) == 2
+    assert (
+        main(["eval", str(tmp_path / "nothing"), "--squad", squad, "--split-file", split, "--no-wiki", "--no-nq"]) == 2
+    )
     assert "no GeAR model at" in capsys.readouterr().err
 
 

@@ -1,4 +1,5 @@
-"""The cheap fusion stage: cached document states, the cached collator, window cropping and the frozen towers."""
+"""The staged training: the towers stage (bi-encoder top layers), the cheap fusion stage (cached document states,
+the cached collator, window cropping, frozen towers) and the decoder stage."""
 
 import math
 import warnings
@@ -202,7 +203,61 @@ def test_the_fusion_stage_can_train_the_mixture_with_bm25(tiny_encoder_dir, tiny
 
 def test_an_unknown_stage_is_refused(tiny_encoder_dir):
     with pytest.raises(ValueError, match="stage"):
-        GeARLightningModule(tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), stage="towers")
+        GeARLightningModule(tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), stage="bi-encoder")
+
+
+def test_the_towers_stage_trains_the_towers_above_the_span_readers_layers(tiny_encoder_dir, tiny_squad, tmp_path):
+    squad, split = tiny_squad
+    overrides = {**TINY_OVERRIDES, "span_reader_layers": 1, "span_reader_shared_layers": 1}
+    module = GeARLightningModule(
+        tiny_encoder_dir,
+        config_overrides=overrides,
+        learning_rate=1e-3,
+        warmup_steps=1,
+        stage="towers",
+        score_metrics=["global_r5"],
+    )
+    assert module.momentum is not None  # the paper's contrastive recipe: momentum encoder and queue
+    reader_inputs = torch.tensor([[2, 5, 6, 3, 7, 8, 3]])
+
+    def read() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return module.model.eval().span_logits(reader_inputs, torch.ones_like(reader_inputs), None)
+
+    reader_before = read()
+    module.model.train()
+    trainer, _, changed = fit_three_steps(module, squad, split, tmp_path)
+    assert any(n.startswith("query_encoder.encoder.layer.1.") for n in changed)
+    # the embeddings and layer 0 (which the span reader shares), cross-attention and decoder stay as they were
+    top_layers = ("query_encoder.encoder.layer.1.", "document_encoder.encoder.layer.1.")  # two towers here
+    assert all(n.startswith(top_layers) or n == "temperature" for n in changed)
+    assert all(torch.equal(after, start) for after, start in zip(read(), reader_before, strict=True))
+    metrics = trainer.callback_metrics
+    assert "val/squad/local_r1" in metrics  # logged, but only global R@5 picks the export
+    assert float(metrics["val/score"]) == pytest.approx(float(metrics["val/squad/global_r5"]))
+
+
+def test_the_towers_stage_can_train_every_layer_and_refuses_a_frozen_tower(tiny_encoder_dir, tiny_squad, tmp_path):
+    squad, split = tiny_squad
+    module = GeARLightningModule(
+        tiny_encoder_dir,
+        config_overrides=dict(TINY_OVERRIDES),
+        learning_rate=1e-3,
+        warmup_steps=1,
+        stage="towers",
+        frozen_encoder_layers=0,
+    )
+    _, _, changed = fit_three_steps(module, squad, split, tmp_path)
+    assert any(n.startswith("query_encoder.encoder.layer.0.") for n in changed)
+    assert not any(n.startswith("query_encoder.embeddings.") for n in changed)
+    with pytest.raises(ValueError, match="frozen_encoder_layers must lie in"):
+        GeARLightningModule(
+            tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), stage="towers", frozen_encoder_layers=2
+        )
+    with pytest.raises(ValueError, match="towers stage"):
+        GeARLightningModule(
+            tiny_encoder_dir, config_overrides=dict(TINY_OVERRIDES), stage="fusion", frozen_encoder_layers=1
+        )
 
 
 def test_the_decoder_stage_trains_the_copying_decoder_only(tiny_encoder_dir, tiny_squad, tmp_path):

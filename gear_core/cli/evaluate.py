@@ -23,7 +23,7 @@ def model_or_default(path: str | None):
 def check_inputs(settings: EvaluationSettings) -> None:
     """Read the input files before the model loads, so a file that is not what it should be is one line naming it,
     at once (the SQuAD file and the split are read whole; the wiki corpus to its first record)."""
-    from gear_core.data.sources import wiki_vital_documents
+    from gear_core.data.sources import read_nq_qed, wiki_vital_documents
     from gear_core.data.squad import load_split, read_squad
 
     with reading(settings.squad_path):
@@ -32,10 +32,13 @@ def check_inputs(settings: EvaluationSettings) -> None:
         load_split(settings.split_path)
     if settings.wiki_path is not None:
         read_checked(settings.wiki_path, wiki_vital_documents(settings.wiki_path))
+    if settings.nq_path is not None:
+        with reading(settings.nq_path):
+            read_nq_qed(settings.nq_path)
 
 
 def run(args: argparse.Namespace) -> int:
-    from gear_core.data.sources import SQUAD_DEV, SQUAD_SPLIT, WIKI_VITAL, data_path, data_root
+    from gear_core.data.sources import NQ_QED, SQUAD_DEV, SQUAD_SPLIT, WIKI_VITAL, data_path, data_root
     from gear_core.evaluation.benchmark import EvaluationSettings, evaluate
 
     root = Path(args.data_dir) if args.data_dir else data_root()
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             squad_path=args.squad or str(data_path(SQUAD_DEV, root)),
             split_path=args.split_file or str(data_path(SQUAD_SPLIT, root)),
             wiki_path=None if args.no_wiki else (args.wiki or str(data_path(WIKI_VITAL, root))),
+            nq_path=None if args.no_nq else (args.nq or str(data_path(NQ_QED, root))),
             split=args.split,
             max_questions=args.max_questions,
             long_questions=args.long_questions,
@@ -81,12 +85,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluation.add_argument(
         "--data-dir",
         default=None,
-        help="the data root with squad/ and wiki-vital/ (default: $GEAR_DATA_ROOT or ../shared/data)",
+        help="the data root with squad/, nq-qed/ and wiki-vital/ (default: $GEAR_DATA_ROOT or ../shared/data)",
     )
     evaluation.add_argument("--squad", default=None, help="SQuAD v1.1 dev file (default: DATA_DIR/squad/...)")
     evaluation.add_argument("--split-file", default=None, help="the project's split.json")
     evaluation.add_argument("--wiki", default=None, help="wiki-vital summaries (JSONL.gz): distractor corpus")
     evaluation.add_argument("--no-wiki", action="store_true", help="skip the corpus with wiki distractors")
+    evaluation.add_argument(
+        "--nq", default=None, help="NQ-QED (JSONL.gz): its held-out questions join global retrieval"
+    )
+    evaluation.add_argument("--no-nq", action="store_true", help="leave NQ out of the global table")
     evaluation.add_argument(
         "--split", choices=("test", "validation"), default="test", help="report on test; choose settings on validation"
     )

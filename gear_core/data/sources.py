@@ -67,6 +67,10 @@ def existing_data_path(path: str | os.PathLike, what: str = "data file", hint: s
     return found
 
 
+#: The share of NQ examples and synthetic-triple titles that training holds out for validation (by default).
+VALIDATION_FRACTION = 0.05
+
+
 def held_out(key: str, fraction: float, seed: int = 0) -> bool:
     """Whether ``key`` falls in the held-out ``fraction``: a hash of ``(seed, key)``, the same everywhere."""
     if not 0.0 <= fraction <= 1.0:
@@ -116,6 +120,14 @@ def read_nq_qed(path: str | os.PathLike) -> list[NQExample]:
             )
         )
     return examples
+
+
+def nq_validation_triples(
+    path: str | os.PathLike, fraction: float = VALIDATION_FRACTION, seed: int = 0
+) -> list[Triple]:
+    """The NQ-QED examples training holds out (``fraction`` of them by id, with ``seed``), as triples: the ``nq``
+    validation set of :class:`~gear_core.training.GeARDataModule` before its sampling."""
+    return triples_from_nq(e for e in read_nq_qed(path) if held_out(e.id, fraction, seed))
 
 
 def triples_from_nq(examples: Iterable[NQExample]) -> list[Triple]:
@@ -249,6 +261,7 @@ __all__ = [
     "SQUAD_DEV",
     "SQUAD_SPLIT",
     "SQUAD_TRAIN",
+    "VALIDATION_FRACTION",
     "WIKI_EXTRACT",
     "WIKI_VITAL",
     "NQExample",
@@ -257,6 +270,7 @@ __all__ = [
     "existing_data_path",
     "held_out",
     "long_document_triples",
+    "nq_validation_triples",
     "read_nq_qed",
     "title_of",
     "triples_from_nq",

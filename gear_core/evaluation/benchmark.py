@@ -22,7 +22,7 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from gear_core.data.sources import (
     WIKI_VITAL,
     data_path,
     long_document_triples,
+    nq_validation_triples,
     wiki_vital_documents,
 )
 from gear_core.data.squad import read_squad, split_paragraphs, validation_paragraphs
@@ -50,7 +51,7 @@ from gear_core.evaluation.metrics import (
 from gear_core.evaluation.ranking import scoring_rankings
 from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples, sample_in_order
 from gear_core.evidence import DEFAULT_MIN_SUPPORT
-from gear_core.retrieval.lexical import reciprocal_rank_fusion
+from gear_core.retrieval import DocumentIndex, GeARSearcher, model_identity
 from gear_core.scoring import SentenceScoring
 
 if TYPE_CHECKING:
@@ -65,9 +66,7 @@ PAPER = {
     "generation": {"EM": 60.0, "F1": 64.5},
     "cost": {"rank_sentences": 1.28},
 }
-GLOBAL_METRICS = {"recall_ks": (1, 5, 20), "map_ks": (5,)}
 LOCAL_METRICS = {"recall_ks": (1, 3), "map_ks": (1, 3)}
-HYBRID_GLOBAL = "GeAR + BM25 (reciprocal rank fusion)"
 
 
 @dataclass
@@ -78,6 +77,7 @@ class EvaluationSettings:
     squad_path: str = field(default_factory=lambda: str(data_path(SQUAD_DEV)))
     split_path: str = field(default_factory=lambda: str(data_path(SQUAD_SPLIT)))
     wiki_path: str | None = field(default_factory=lambda: str(data_path(WIKI_VITAL)))
+    nq_path: str | None = None  # NQ-QED: its held-out questions join the global table (gear eval passes it)
     split: str = "test"
     validation_articles: int = 4
     seed: int = 0
@@ -102,6 +102,8 @@ class EvaluationSettings:
                 raise FileNotFoundError(f"{path} not found (the evaluation reads SQuAD dev and the project's split)")
         if self.wiki_path is not None and not Path(self.wiki_path).is_file():
             raise FileNotFoundError(f"{self.wiki_path} not found (pass wiki_path=None to skip the distractors)")
+        if self.nq_path is not None and not Path(self.nq_path).is_file():
+            raise FileNotFoundError(f"{self.nq_path} not found (pass nq_path=None to leave NQ out)")
 
 
 @dataclass
@@ -188,53 +190,94 @@ def _global(
     settings: EvaluationSettings,
     report: EvaluationReport,
 ) -> dict[str, dict[str, dict[str, float]]]:
+    """Every system through the searcher the library serves, over each question set's corpus and the same with the
+    wiki distractors: ``squad`` (the questions' gold paragraphs among every dev paragraph) and, with ``nq_path``,
+    ``nq`` (NQ-QED's held-out questions among their passages)."""
     corpus = read_squad(settings.squad_path)  # every dev paragraph: the test articles' and all the others
-    ids, texts = [p.id for p in corpus], [p.context for p in corpus]
-    corpora = {"squad": (ids, texts)}
-    report.counts["corpus_squad"] = len(ids)
-    if settings.wiki_path is not None:
-        wiki_ids, wiki_texts = map(list, zip(*wiki_vital_documents(settings.wiki_path), strict=True))
-        corpora["squad+wiki"] = (ids + wiki_ids, texts + wiki_texts)
-        report.counts["corpus_squad+wiki"] = len(ids) + len(wiki_ids)
-    queries = [e.question for e in examples]
-    golds = [{e.paragraph_id} for e in examples]
-    k = max(GLOBAL_METRICS["recall_ks"])
-    # Each model encodes the largest corpus once; the smaller corpus is its prefix.
-    largest_ids, largest_texts = corpora["squad+wiki" if "squad+wiki" in corpora else "squad"]
-    vectors = {
-        name: encoder.encode_documents(
-            largest_texts, batch_size=settings.batch_size, show_progress=settings.show_progress
+    question_sets = {
+        "squad": (
+            [e.question for e in examples],
+            [{e.paragraph_id} for e in examples],
+            [p.id for p in corpus],
+            [p.context for p in corpus],
         )
-        for name, encoder in (("GeAR", model), (baseline_name, baseline))
     }
+    if settings.nq_path is not None:
+        nq = examples_from_triples(nq_validation_triples(settings.nq_path))
+        passages = list(dict.fromkeys(e.context for e in nq))
+        id_of = {text: f"nq-{i}" for i, text in enumerate(passages)}
+        question_sets["nq"] = (
+            [e.question for e in nq],
+            [{id_of[e.context]} for e in nq],
+            list(id_of.values()),
+            passages,
+        )
+        report.counts["questions_nq"] = len(nq)
+    wiki: tuple[list[str], list[str]] | None = None
+    if settings.wiki_path is not None:
+        wiki = tuple(map(list, zip(*wiki_vital_documents(settings.wiki_path), strict=True)))  # type: ignore[assignment]
+    encoders = {"GeAR": model, baseline_name: baseline}
+
+    def encode(encoder: GeARModel, texts: list[str]) -> Any:
+        return encoder.encode_documents(texts, batch_size=settings.batch_size, show_progress=settings.show_progress)
+
+    wiki_vectors = {name: encode(encoder, wiki[1]) for name, encoder in encoders.items()} if wiki else {}
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for corpus_name, (corpus_ids, corpus_texts) in corpora.items():
-        n = len(corpus_ids)
-        rankings = {
-            "BM25": baselines.bm25_search(queries, corpus_ids, corpus_texts, k),
-            baseline_name: baselines.dense_search(
-                baseline,
-                queries,
-                corpus_ids,
-                corpus_texts,
-                k,
-                settings.batch_size,
-                corpus_embeddings=vectors[baseline_name][:n],
-            ),
-            "GeAR": baselines.dense_search(
-                model, queries, corpus_ids, corpus_texts, k, settings.batch_size, corpus_embeddings=vectors["GeAR"][:n]
-            ),
-        }
-        # What a LlamaIndex user gets from QueryFusionRetriever over GeAR and BM25 retrievers of top k each.
-        rankings[HYBRID_GLOBAL] = [
-            [id_ for id_, _ in reciprocal_rank_fusion([gear, bm25])[:k]]
-            for gear, bm25 in zip(rankings["GeAR"], rankings["BM25"], strict=True)
-        ]
-        results[corpus_name] = {
-            system: retrieval_metrics(ranking, golds, **GLOBAL_METRICS) for system, ranking in rankings.items()
-        }
-    assert largest_ids[: len(ids)] == ids
+    for set_name, (queries, golds, ids, texts) in question_sets.items():
+        vectors = {name: encode(encoder, texts) for name, encoder in encoders.items()}
+        corpora = {set_name: False} | ({f"{set_name}+wiki": True} if wiki else {})
+        for corpus_name, with_wiki in corpora.items():
+            searchers = {}
+            for name, encoder in encoders.items():
+                index = DocumentIndex(encoder.config.hidden_size, model=model_identity(encoder))
+                index.add(vectors[name], ids, texts)
+                if with_wiki:
+                    index.add(wiki_vectors[name], *wiki)
+                searchers[name] = GeARSearcher(encoder, index, check=False, mode="dense")
+            report.counts[f"corpus_{corpus_name}"] = len(searchers["GeAR"].index)
+            gear = searchers.pop("GeAR")
+            results[corpus_name] = global_retrieval_metrics(gear, queries, golds, dense_baselines=searchers)
     return results
+
+
+HYBRID_GLOBAL = "GeAR + BM25 (hybrid)"
+
+
+def searcher_rankings(
+    searcher: GeARSearcher, queries: list[str], k: int, dense_baselines: Mapping[str, GeARSearcher] | None = None
+) -> dict[str, list[list[str]]]:
+    """Each system's top ``k`` ids per query, as a retriever asked for ``k`` returns them (the hybrid fuses each
+    one's top ``k``): BM25 (the searcher's ``LexicalIndex``), the dense baselines' searchers, then the searcher in
+    ``mode="dense"`` (``GeAR``) and ``mode="hybrid"``. The searcher's mode is left as it was."""
+    found = {"BM25": [[i for i, _ in row] for row in searcher.lexical_index().search(queries, k)]}
+    for name, baseline in (dense_baselines or {}).items():
+        found[name] = [[r.id for r in row] for row in baseline.search_batch(queries, k, rank_sentences=False)]
+    mode = searcher.mode
+    try:
+        for system_mode, name in (("dense", "GeAR"), ("hybrid", HYBRID_GLOBAL)):
+            searcher.mode = system_mode
+            found[name] = [[r.id for r in row] for row in searcher.search_batch(queries, k, rank_sentences=False)]
+    finally:
+        searcher.mode = mode
+    return found
+
+
+def global_retrieval_metrics(
+    searcher: GeARSearcher,
+    queries: list[str],
+    golds: list[set[str]],
+    dense_baselines: Mapping[str, GeARSearcher] | None = None,
+) -> dict[str, dict[str, float]]:
+    """R@1, R@5 and MAP@5 from each system's top 5 (what ``similarity_top_k=5`` returns), R@20 from its top 20."""
+    top5 = searcher_rankings(searcher, queries, 5, dense_baselines)
+    top20 = searcher_rankings(searcher, queries, 20, dense_baselines)
+    return {
+        system: {
+            **retrieval_metrics(top5[system], golds, recall_ks=(1, 5), map_ks=(5,)),
+            **retrieval_metrics(top20[system], golds, recall_ks=(20,), map_ks=()),
+        }
+        for system in top5
+    }
 
 
 def local_retrieval_metrics(
@@ -447,18 +490,23 @@ def format_markdown(report: EvaluationReport) -> str:
     ]
     if report.global_retrieval:
         metrics = ["R@1", "R@5", "MAP@5", "R@20"]
-        corpora = list(report.global_retrieval)
-        header = ["system"] + [f"{m} ({c})" for c in corpora for m in metrics]
-        systems = list(report.global_retrieval[corpora[0]])
-        rows = [
-            [name] + [_fmt(report.global_retrieval[c][name].get(m)) for c in corpora for m in metrics]
-            for name in systems
+        parts += [
+            "",
+            "## Global retrieval",
+            "",
+            'Every system through the library\'s searcher (`GeARSearcher`: `mode="dense"`, `mode="hybrid"` = GeAR\'s '
+            "and BM25's top k merged by reciprocal rank, BM25 from its `LexicalIndex`); R@1, R@5 and MAP@5 from "
+            "top-5 searches, R@20 from top-20 ones. `squad`: the questions above among every SQuAD dev paragraph; "
+            f"`nq`: NQ-QED's {report.counts.get('questions_nq', 0):,} held-out questions (training's `nq` "
+            "validation set, which picks checkpoints) among their passages; `+wiki`: with the wiki-vital summaries "
+            "as distractors.",
         ]
-        rows.append(
-            [PAPER_LABEL] + [_fmt(PAPER["global"].get(m)) if c == "squad" else "" for c in corpora for m in metrics]
-        )
-        sizes = ", ".join(f"{c}: {report.counts.get('corpus_' + c, 0):,} documents" for c in corpora)
-        parts += ["", f"## Global retrieval ({sizes})", "", _table(header, rows)]
+        for corpus, systems in report.global_retrieval.items():
+            rows = [[name] + [_fmt(values.get(m)) for m in metrics] for name, values in systems.items()]
+            if corpus == "squad":
+                rows.append([PAPER_LABEL] + [_fmt(PAPER["global"].get(m)) for m in metrics])
+            size = report.counts.get("corpus_" + corpus, 0)
+            parts += ["", f"### {corpus} ({size:,} documents)", "", _table(["system", *metrics], rows)]
     if report.local_retrieval:
         metrics = ["R@1", "MAP@1", "R@3", "MAP@3"]
         rows = [[name] + [_fmt(m.get(k)) for k in metrics] for name, m in report.local_retrieval.items()]

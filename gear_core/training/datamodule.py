@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gear_core.data.sources import (
+    VALIDATION_FRACTION,
     data_path,
     existing_data_path,
     held_out,
@@ -156,7 +157,7 @@ class GeARDataModule(L.LightningDataModule):
         triples_paths: list[str] | None = None,
         paq_paths: list[str] | None = None,
         validation_articles: int = 4,
-        validation_fraction: float = 0.05,
+        validation_fraction: float = VALIDATION_FRACTION,
         validation_max_questions: int | None = 500,
         long_document_questions: int = 100,
         max_train_triples: int | None = None,

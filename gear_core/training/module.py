@@ -56,7 +56,10 @@ class GeARLightningModule(L.LightningModule):
         soft_label_weight: final soft-label weight; ``None`` takes the model config's (0.4).
         soft_label_ramp_epochs: epochs over which the soft-label weight ramps up from 0.
         use_momentum: momentum encoder + queue (ALBEF); off means in-batch negatives and hard labels only.
-        stage: ``"full"`` trains every part with every loss (the paper's step). ``"fusion"`` freezes the query and
+        stage: ``"full"`` trains every part with every loss (the paper's step). ``"towers"`` trains the query and
+            document towers alone (the bi-encoder: contrastive loss, momentum and queue), everything else frozen
+            and unused, from ``frozen_encoder_layers`` up; follow it with the fusion stage, which brings the
+            cross-attention and decoder to the new towers. ``"fusion"`` freezes the query and
             document towers: the document tower's token states are computed once and cached (the data module
             does it), and each step trains the cross-attention blocks and the decoder (localization and LM
             losses) over a query-sized pass; with the towers frozen the contrastive loss is constant and skipped.
@@ -66,6 +69,12 @@ class GeARLightningModule(L.LightningModule):
             sentence ranking stays exactly as it was. ``"span_reader"`` trains the span reader's own layers and head
             alone (everything else frozen) on question-answer triples, from the span loss
             (:func:`~gear_core.losses.span_loss`); ``lm_loss_weight`` and the other loss weights do not apply.
+        frozen_encoder_layers: the towers stage leaves the encoders' embeddings and this many bottom layers as they
+            are (the top ones learn). ``None``: the span reader's shared layers (``span_reader_shared_layers``; 0
+            without a reader), so the reader keeps its inputs and needs no retraining; a smaller value retrains
+            layers the reader reads through. On a CPU the frozen layers also cost no backward pass.
+        score_metrics: the validation metrics that join ``val/score`` (which picks the exported model), by name
+            suffix, e.g. ``[global_r5]`` for the towers stage; ``None``: all of them.
         reader_teacher: the ``span_reader`` stage also learns from this GeAR folder's span reader (frozen, outside
             checkpoints): ``(1 - distillation_weight) * span loss + distillation_weight * distillation loss`` at
             ``distillation_temperature`` (:func:`~gear_core.losses.span_distillation_loss`). How a cheaper reader
@@ -103,7 +112,9 @@ class GeARLightningModule(L.LightningModule):
         soft_label_weight: float | None = None,
         soft_label_ramp_epochs: float = 2.0,
         use_momentum: bool = True,
-        stage: Literal["full", "fusion", "decoder", "span_reader"] = "full",
+        stage: Literal["full", "towers", "fusion", "decoder", "span_reader"] = "full",
+        frozen_encoder_layers: int | None = None,
+        score_metrics: list[str] | None = None,
         export_dir: str | None = None,
         validate_before_training: bool = False,
         validate_generation: bool = False,
@@ -114,8 +125,10 @@ class GeARLightningModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if stage not in ("full", "fusion", "decoder", "span_reader"):
-            raise ValueError(f"stage must be 'full', 'fusion', 'decoder' or 'span_reader', got {stage!r}")
+        if stage not in ("full", "towers", "fusion", "decoder", "span_reader"):
+            raise ValueError(f"stage must be 'full', 'towers', 'fusion', 'decoder' or 'span_reader', got {stage!r}")
+        if frozen_encoder_layers is not None and stage != "towers":
+            raise ValueError(f"frozen_encoder_layers applies to the towers stage, not {stage!r}")
         # A loaded model comes in eval mode, and Lightning keeps submodule modes: dropout would stay off.
         self.model = load_or_build_model(model_name_or_path, config_overrides).train()
         if stage == "span_reader":  # the reader's own layers and head alone: retrieval and ranking stay as they are
@@ -123,6 +136,8 @@ class GeARLightningModule(L.LightningModule):
                 raise ValueError("the span_reader stage needs a span reader: config_overrides {span_reader_layers: n}")
             self.model.requires_grad_(False)
             self.model.span_reader.requires_grad_(True)
+        if stage == "towers":
+            self._freeze_all_but_towers(frozen_encoder_layers)
         # Held outside the module tree: its weights are the teacher folder's, so checkpoints and the optimizer
         # leave them out (on_fit_start moves it to the run's device).
         self.__dict__["reader_teacher"] = self._load_reader_teacher(reader_teacher, reader_start)
@@ -136,8 +151,35 @@ class GeARLightningModule(L.LightningModule):
                 if part is not None:
                     part.requires_grad_(False)
             # Tied decoder word embeddings are the query tower's: they stay frozen with it.
-        self.momentum = MomentumEncoder(self.model) if use_momentum and stage == "full" else None
+        self.momentum = MomentumEncoder(self.model) if use_momentum and stage in ("full", "towers") else None
         self.best_score = -math.inf
+
+    def _freeze_all_but_towers(self, frozen_layers: int | None) -> None:
+        """The towers stage: only the encoders' layers from ``frozen_layers`` up (and the temperature) learn."""
+        config = self.model.config
+        if frozen_layers is None:
+            frozen_layers = config.shared_span_reader_layers if self.model.span_reader is not None else 0
+        if not 0 <= frozen_layers < config.num_encoder_layers:
+            raise ValueError(
+                f"frozen_encoder_layers must lie in [0, {config.num_encoder_layers - 1}], got {frozen_layers}"
+            )
+        self.model.requires_grad_(False)
+        self.model.temperature.requires_grad_(True)
+        self._frozen_towers: list[torch.nn.Module] = []
+        for encoder in (self.model.query_encoder, self.model.document_encoder):
+            if encoder is not None:
+                for layer in encoder.encoder.layer[frozen_layers:]:
+                    layer.requires_grad_(True)
+                self._frozen_towers += [encoder.embeddings, *encoder.encoder.layer[:frozen_layers]]
+        self.train()
+
+    def train(self, mode: bool = True) -> GeARLightningModule:
+        # The towers stage's frozen layers are a fixed feature extractor, as the fusion stage's cached states are:
+        # no dropout there, which on a CPU is about half the cost of their forward pass.
+        super().train(mode)
+        for part in getattr(self, "_frozen_towers", []):
+            part.eval()
+        return self
 
     def _load_reader_teacher(self, path: str | None, reader_start: str) -> GeARModel | None:
         hp = self.hparams
@@ -202,12 +244,13 @@ class GeARLightningModule(L.LightningModule):
         soft_label_weight = self.current_soft_label_weight(batch_idx)
         if self.momentum is not None:
             self.momentum.update(self.model)
+        towers = self.hparams.stage == "towers"  # the bi-encoder alone: the decoder and fusion do not run
         out = self.model(
             **batch,
             momentum=self.momentum,
             soft_label_weight=soft_label_weight,
-            lm_loss_weight=self.hparams.lm_loss_weight,
-            localization_loss_weight=self.hparams.localization_loss_weight,
+            lm_loss_weight=0.0 if towers else self.hparams.lm_loss_weight,
+            localization_loss_weight=0.0 if towers else self.hparams.localization_loss_weight,
             teacher_weight=self.hparams.teacher_weight,
         )
         if self.momentum is not None:
@@ -358,15 +401,18 @@ class GeARLightningModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         means = []
+        suffixes = self.hparams.score_metrics
         for name, values in sorted(self._validation_values.items()):
             # Sums and counts from every rank, so the mean is over all validation questions.
             totals = torch.tensor([sum(values), len(values)], dtype=torch.float64, device=self.device)
             if self.trainer.world_size > 1:
                 totals = self.all_gather(totals).sum(dim=0)
             if totals[1] > 0:
-                means.append(float(totals[0] / totals[1]))
+                value = float(totals[0] / totals[1])
+                if suffixes is None or name.endswith(tuple(suffixes)):
+                    means.append(value)
                 # identical on every rank (gathered totals); logged once, not per dataloader
-                self.log(name, means[-1], add_dataloader_idx=False)
+                self.log(name, value, add_dataloader_idx=False)
         if not means:
             return
         score = mean(means)
