@@ -27,7 +27,7 @@ from gear_core import GeARModel
 from gear_core.evaluation.metrics import retrieval_metrics
 from gear_core.evaluation.ranking import scoring_ablation
 from gear_core.evaluation.tasks import examples_from_triples
-from gear_core.scoring import WINDOW_WEIGHTINGS, SentenceScoring
+from gear_core.scoring import WINDOW_WEIGHTINGS
 from gear_core.training.cli import resolve_config
 from gear_core.training.datamodule import GeARDataModule
 
@@ -145,7 +145,7 @@ def main() -> None:
     for spec in args.model:
         label, path = spec.split("=", 1)
         model = GeARModel.from_pretrained(path)
-        configured = SentenceScoring.from_config(model.config)
+        configured = model.config.sentence_scoring
         scorings = [dataclasses.replace(configured, window_weighting=w) for w in WINDOW_WEIGHTINGS]
         scorings += [
             dataclasses.replace(configured, window_weighting="retrieval", window_temperature=t)

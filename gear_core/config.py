@@ -19,6 +19,7 @@ from gear_core.scoring import (
     HeadPooling,
     QueryPooling,
     SentencePooling,
+    SentenceScoring,
     WindowWeighting,
 )
 
@@ -429,6 +430,20 @@ class GeARConfig(PretrainedConfig):
         if self.span_reader_shared_layers is None:
             return self.num_encoder_layers - self.span_reader_layers
         return self.span_reader_shared_layers
+
+    @property
+    def sentence_scoring(self) -> SentenceScoring:
+        """How serving ranks sentences: the ``ranking_*`` fields as one :class:`~gear_core.scoring.SentenceScoring`."""
+        return SentenceScoring(
+            self.ranking_layer_index,
+            self.ranking_head_pooling,
+            self.ranking_query_pooling,
+            self.ranking_sentence_pooling,
+            self.ranking_window_weighting,
+            self.ranking_window_temperature,
+            self.ranking_lexical_weight,
+            self.ranking_lexical_temperature,
+        )
 
     @property
     def hidden_size(self) -> int:

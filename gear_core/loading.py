@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gear_core.modeling import GeARModel, is_gear_folder
+from gear_core.folders import is_gear_folder
+from gear_core.modeling import GeARModel
 
 #: Names of the shipped model, whatever the working directory.
 SHIPPED_MODEL_NAMES = ("default", "gear-minilm")

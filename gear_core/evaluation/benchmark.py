@@ -52,7 +52,6 @@ from gear_core.evaluation.ranking import scoring_rankings
 from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples, sample_in_order
 from gear_core.evidence import DEFAULT_MIN_SUPPORT
 from gear_core.retrieval import DocumentIndex, GeARSearcher, model_identity
-from gear_core.scoring import SentenceScoring
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -306,7 +305,7 @@ def local_retrieval_metrics(
             )
     # "GeAR (cross-attention)" is always the attention alone (a stable key); a model that mixes BM25 in
     # (ranking_lexical_weight) also gets its configured ranking, from the same pass.
-    configured = SentenceScoring.from_config(model.config)
+    configured = model.config.sentence_scoring
     systems = {"GeAR (cross-attention)": replace(configured, lexical_weight=0.0)}
     if configured.lexical_weight:
         systems[f"GeAR (cross-attention + BM25, weight {configured.lexical_weight:g})"] = configured
