@@ -2,7 +2,7 @@
 (``GeARSearcher(mode="dense")``), BM25 alone (its ``LexicalIndex``) and both merged (``mode="hybrid"``).
 
     python benchmarks/hybrid_retrieval.py [--model gear-minilm] [--questions 300] [--sets squad nq]
-        [--no-wiki] [--out benchmarks/results/hybrid_retrieval_validation.md]
+        [--no-wiki] [--out benchmarks/results/hybrid_retrieval.md]
 
 Per set, the corpus is the distinct documents of its validation questions (held-out SQuAD-train paragraphs,
 held-out NQ passages: see validation_sources.py; never the SQuAD ``test`` articles), then the same with the
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", choices=("squad", "nq"), default=["squad", "nq"])
     parser.add_argument("--no-wiki", action="store_true", help="leave the wiki-vital distractors out")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results/hybrid_retrieval_validation.md")
+    parser.add_argument("--out", default="benchmarks/results/hybrid_retrieval.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
