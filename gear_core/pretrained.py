@@ -21,6 +21,7 @@ from gear_core.folders import (
     quiet_transformers,
     resolve_encoder_path,
     saved_config,
+    shipped_model_folder,
     verify_model_folder,
 )
 from gear_core.layers import CopyHead, CrossAttention
@@ -138,8 +139,6 @@ class GeARPreTrainedModel(PreTrainedModel):
         A local folder is verified first (:func:`verify_model_folder`): every model file must match its
         ``checksums.sha256``. ``verify=False`` loads a folder written by other tools, or edited by hand, unchecked.
         """
-        from gear_core.loading import shipped_model_folder
-
         # "gear-minilm" would otherwise go to a model hub (retrying for 23 s)
         path = shipped_model_folder(pretrained_model_name_or_path) or os.fspath(pretrained_model_name_or_path)
         if kwargs.get("subfolder") and os.path.isdir(path):  # a local folder's subfolder is just a longer path

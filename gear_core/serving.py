@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from transformers import BertModel, PreTrainedTokenizerBase
 
-from gear_core import generation, ranking
+import gear_core.generation as generation
+import gear_core.ranking as ranking
 from gear_core.evidence import GroundedEvidence
 from gear_core.layers import embed
 from gear_core.scoring import SentenceScoring
