@@ -14,7 +14,6 @@ This is where ``mode``'s default is chosen.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from gear_core.loading import load_model
 from gear_core.retrieval import DocumentIndex, GeARSearcher, model_identity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_result
 from validation_sources import validation_examples
 
 
@@ -90,9 +90,7 @@ def main() -> None:
         lines += [f"| {s} | " + " | ".join(f"{v:.3f}" for v in m.values()) + " |" for s, m in systems.items()]
         lines.append("")
     lines.append(f"Wall time: {seconds:.0f} s.")
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"counts": counts, "results": results}, indent=2))
-    print("\n".join(lines))
+    write_result(args.out, lines, {"args": vars(args), "counts": counts, "results": results})
 
 
 if __name__ == "__main__":
