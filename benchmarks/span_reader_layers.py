@@ -25,7 +25,6 @@ import torch
 from gear_core.data.sources import data_path
 from gear_core.evaluation.metrics import exact_match, mean, token_f1
 from gear_core.loading import load_model
-from gear_core.span_reader import span_reader_losses
 from gear_core.training.collator import reader_training_sentences
 from gear_core.training.datamodule import GeARDataModule
 
@@ -91,7 +90,7 @@ def main() -> None:
         model.train()
         start, losses = time.perf_counter(), []
         for step in range(args.steps):
-            loss, _ = span_reader_losses(model, **data.collator(batches[step]))
+            loss, _ = model.span_reader_losses(**data.collator(batches[step]))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.span_reader.parameters(), 1.0)
             optimizer.step()

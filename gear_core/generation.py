@@ -32,7 +32,6 @@ from gear_core.ranking import (
     document_windows,
     ranked_sentences,
     ranking_order,
-    ranking_token_attention,
     sentence_scores,
 )
 from gear_core.scoring import fill_unscored
@@ -331,8 +330,8 @@ def decode_evidence(
     )
     token_attention = None
     if ranking_layer in attention_logits:
-        token_attention = ranking_token_attention(
-            model, attention_logits[ranking_layer], query_inputs["input_ids"], query_inputs["attention_mask"]
+        token_attention = model.ranking_token_attention(
+            attention_logits[ranking_layer], query_inputs["input_ids"], query_inputs["attention_mask"]
         )
     read = model.read_document(
         fused, query_inputs["attention_mask"], document_states, document_inputs["attention_mask"]

@@ -46,9 +46,8 @@ from gear_core.losses import (
     sentence_distillation_loss,
 )
 from gear_core.pretrained import GeARPreTrainedModel
-from gear_core.ranking import ranking_token_attention
 from gear_core.serving import GeARServing
-from gear_core.span_reader import SpanReader
+from gear_core.span_reader import SpanReader, span_reader_losses
 
 # The model.
 
@@ -185,6 +184,10 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
             hidden = layer.feed_forward_chunk(layer.attention(hidden, self_mask)[0])
         return self.span_reader(hidden, self_mask)
 
+    def span_reader_losses(self, **batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The span reader's losses on a span-reader batch (:func:`gear_core.span_reader.span_reader_losses`)."""
+        return span_reader_losses(self, **batch)
+
     def read_document(
         self,
         fused: torch.Tensor,
@@ -226,7 +229,7 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
         token_attention: torch.Tensor | None = None,
     ) -> CopySource | None:
         """What the copy head reads (None without ``decoder_copy``), computed once per batch. ``token_attention``
-        (B, Ld; :func:`~gear_core.ranking.ranking_token_attention`) is the copy prior of ``decoder_copy_prior``."""
+        (B, Ld; :meth:`ranking_token_attention`) is the copy prior of ``decoder_copy_prior``."""
         if self.copy_head is None:
             return None
         if document_input_ids is None:
@@ -423,8 +426,8 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
         decoder_loss = attention_loss = None
         token_attention = None
         if ranking.layer in attention_logits:
-            token_attention = ranking_token_attention(
-                self, attention_logits[ranking.layer], query_input_ids, query_attention_mask
+            token_attention = self.ranking_token_attention(
+                attention_logits[ranking.layer], query_input_ids, query_attention_mask
             )
         if localize:
             attention_loss = localization_loss(

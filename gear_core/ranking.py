@@ -94,8 +94,7 @@ def sentence_scores(
             document_inputs = tokenizer.pad(
                 {"input_ids": [windows["input_ids"][w] for w in chunk]}, return_tensors="pt"
             )
-        result = document_token_scores(
-            model,
+        result = model.document_token_scores(
             query_inputs["input_ids"],
             query_inputs["attention_mask"],
             document_inputs["input_ids"].to(model.device),

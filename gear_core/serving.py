@@ -16,7 +16,7 @@ import gear_core.generation as generation
 import gear_core.ranking as ranking
 from gear_core.evidence import GroundedEvidence
 from gear_core.layers import embed
-from gear_core.scoring import SentenceScoring
+from gear_core.scoring import SentenceScoring, WindowScores
 from gear_core.text import ScoredSentence, Sentence, passage_spans
 from gear_core.tokenization import TOKENIZER_LOCK, check_batch_size, check_texts, decoder_inputs, tokenizable
 
@@ -127,6 +127,27 @@ class GeARServing:
         ``(sentences, scores)``, ``scores[s][p][i]`` sentence ``i`` of pair ``p`` under ``scorings[s]``
         (:func:`gear_core.ranking.score_sentences`)."""
         return ranking.score_sentences(self, queries, documents, scorings, batch_size)
+
+    def document_token_scores(
+        self,
+        query_input_ids: torch.Tensor,
+        query_attention_mask: torch.Tensor,
+        document_input_ids: torch.Tensor,
+        document_attention_mask: torch.Tensor,
+        scorings: Sequence[SentenceScoring] | None = None,
+    ) -> WindowScores:
+        """What one fusion pass gives sentence ranking, per scoring
+        (:func:`gear_core.ranking.document_token_scores`)."""
+        return ranking.document_token_scores(
+            self, query_input_ids, query_attention_mask, document_input_ids, document_attention_mask, scorings
+        )
+
+    def ranking_token_attention(
+        self, logits: torch.Tensor, query_input_ids: torch.Tensor, query_attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, Ld) how much the query attends to each document token at the ranking layer
+        (:func:`gear_core.ranking.ranking_token_attention`)."""
+        return ranking.ranking_token_attention(self, logits, query_input_ids, query_attention_mask)
 
     def rank_sentences_batch(
         self, queries: Sequence[str], documents: Sequence[str], top_n: int | None = None, batch_size: int = 16

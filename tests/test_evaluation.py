@@ -12,7 +12,6 @@ import pytest
 import torch
 from conftest import stub_evidence
 
-import gear_core.ranking
 from gear_core import GeARConfig, GeARModel
 from gear_core.cli import main
 from gear_core.data import read_squad
@@ -117,13 +116,13 @@ def test_window_scores_map_back_to_every_sentence_of_a_long_document(tiny_model,
     document = " ".join(f"Topic {i} ends." for i in range(60))
     assert len(tiny_model.tokenizer(document)["input_ids"]) > 3 * tiny_model.config.max_document_length
 
-    def ones(model, query_ids, query_mask, document_ids, document_mask, scorings):
+    def ones(query_ids, query_mask, document_ids, document_mask, scorings):
         batch = document_mask.shape[0]
         return WindowScores(
             [document_mask.float() for _ in scorings], [torch.zeros(batch) for _ in scorings], torch.zeros(batch, 32)
         )
 
-    monkeypatch.setattr(gear_core.ranking, "document_token_scores", ones)
+    monkeypatch.setattr(tiny_model, "document_token_scores", ones)
     sentences, (scores,) = tiny_model.sentence_scores_batch(
         ["q"], [document], [SentenceScoring(1, window_weighting="none")]
     )
@@ -385,7 +384,7 @@ def test_attention_window_weighting_follows_the_window_the_query_attends_to(tiny
     document = " ".join(f"Topic {i} ends." for i in range(60))
     target = document.index("Topic 50")
 
-    def fake(model, query_ids, query_mask, document_ids, document_mask, scorings):
+    def fake(query_ids, query_mask, document_ids, document_mask, scorings):
         batch = document_mask.shape[0]
         texts = [tiny_model.tokenizer.decode(ids, skip_special_tokens=True) for ids in document_ids]
         log_mass = torch.tensor([5.0 if "topic 50 ends" in t else 0.0 for t in texts])
@@ -395,7 +394,7 @@ def test_attention_window_weighting_follows_the_window_the_query_attends_to(tiny
             torch.zeros(batch, tiny_model.config.hidden_size),
         )
 
-    monkeypatch.setattr(gear_core.ranking, "document_token_scores", fake)
+    monkeypatch.setattr(tiny_model, "document_token_scores", fake)
     scoring = dataclasses.replace(tiny_model.config.sentence_scoring, window_weighting="attention")
     sentences, (scores,) = tiny_model.sentence_scores_batch(["q"], [document], [scoring])
     starts = [s.start_char for s in sentences[0]]

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from gear_core.ranking import document_token_scores
 from gear_core.scoring import SentenceScoring
 from gear_core.tokenization import TOKENIZER_LOCK, tokenizable
 
@@ -64,8 +63,7 @@ def token_attention(model: GeARModel, query: str, document: str, layer: int | No
     query_inputs = model._tokenize([query], model.config.max_query_length)
     was_training = model.training
     model.eval()
-    scores = document_token_scores(
-        model,
+    scores = model.document_token_scores(
         query_inputs["input_ids"],
         query_inputs["attention_mask"],
         encoded["input_ids"].to(model.device),

@@ -14,7 +14,6 @@ from gear_core.data.triples import Triple
 from gear_core.evaluation.metrics import exact_match, mean, recall_at_k, token_f1
 from gear_core.loading import load_or_build_model
 from gear_core.momentum import MomentumEncoder
-from gear_core.span_reader import span_reader_losses
 from gear_core.training.resume import (
     RNG_SEED_KEY,
     check_resume,
@@ -212,8 +211,7 @@ class GeARLightningModule(L.LightningModule):
                 teacher_logits = self.reader_teacher.span_logits(
                     batch["reader_input_ids"], batch["reader_attention_mask"], batch["reader_token_type_ids"]
                 )
-        loss, distillation = span_reader_losses(
-            self.model,
+        loss, distillation = self.model.span_reader_losses(
             **batch,
             teacher_logits=teacher_logits,
             distillation_temperature=self.hparams.distillation_temperature,
