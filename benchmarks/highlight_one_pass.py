@@ -58,9 +58,7 @@ def main() -> None:
     )
     # Scores differ only by float rounding: the two paths batch the pairs differently.
     score_gap = max(
-        abs(x.score - y.score)
-        for a, b in zip(ranked_two, ranked_one, strict=True)
-        for x, y in zip(a, b, strict=True)
+        abs(x.score - y.score) for a, b in zip(ranked_two, ranked_one, strict=True) for x, y in zip(a, b, strict=True)
     )
     times: dict[str, list[float]] = {"two calls": [], "one pass": []}
     for _ in range(args.rounds):

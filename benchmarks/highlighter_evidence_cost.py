@@ -27,6 +27,7 @@ from gear_core.evaluation.metrics import exact_match, mean, token_f1
 from llama_index_gear import GeARHighlighter
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _results import write_result
 from validation_sources import validation_examples
 
 
@@ -99,8 +100,8 @@ def main() -> None:
         f"EM {em:.1f}, F1 {f1:.1f} ({len(cases)} questions; abstentions count as empty answers).",
         "",
     ]
-    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    data = {"ms/question": {n: 1000 * statistics.median(t) / len(cases) for n, t in times.items()}, "EM": em, "F1": f1}
+    write_result(args.out, lines, {"args": vars(args), "same highlights": same, **data})
 
 
 if __name__ == "__main__":

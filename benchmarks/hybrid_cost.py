@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from gear_core.loading import load_model
 from gear_core.retrieval import GeARSearcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_result
 from validation_sources import validation_examples
 
 
@@ -81,8 +81,6 @@ def main() -> None:
         "BM25 build s": bm25_seconds,
         "ms/question": {f"{mode}{' + sentences' if ranked else ''}": v for (mode, ranked), v in ms.items()},
     }
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1) + "\n")
     lines = [
         "# Hybrid retrieval: what it costs",
         "",
@@ -103,7 +101,7 @@ def main() -> None:
     for ranked, label in ((False, "retrieval alone"), (True, "with each hit's 3 best sentences ranked")):
         dense, hybrid = ms[("dense", ranked)], ms[("hybrid", ranked)]
         lines.append(f"| {label} | {dense:.1f} | {hybrid:.1f} | {hybrid / dense:.2f}x |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_result(args.out, lines, {"args": vars(args), "results": results})
     print("\n".join(lines))
 
 

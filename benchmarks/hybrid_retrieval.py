@@ -2,7 +2,7 @@
 (``GeARSearcher(mode="dense")``), BM25 alone (its ``LexicalIndex``) and both merged (``mode="hybrid"``).
 
     python benchmarks/hybrid_retrieval.py [--model gear-minilm] [--questions 300] [--sets squad nq]
-        [--no-wiki] [--out benchmarks/results/hybrid_retrieval_validation.md]
+        [--no-wiki] [--out benchmarks/results/hybrid_retrieval.md]
 
 Per set, the corpus is the distinct documents of its validation questions (held-out SQuAD-train paragraphs,
 held-out NQ passages: see validation_sources.py; never the SQuAD ``test`` articles), then the same with the
@@ -14,7 +14,6 @@ This is where ``mode``'s default is chosen.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from gear_core.loading import load_model
 from gear_core.retrieval import DocumentIndex, GeARSearcher, model_identity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_result
 from validation_sources import validation_examples
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", choices=("squad", "nq"), default=["squad", "nq"])
     parser.add_argument("--no-wiki", action="store_true", help="leave the wiki-vital distractors out")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results/hybrid_retrieval_validation.md")
+    parser.add_argument("--out", default="benchmarks/results/hybrid_retrieval.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -90,9 +90,7 @@ def main() -> None:
         lines += [f"| {s} | " + " | ".join(f"{v:.3f}" for v in m.values()) + " |" for s, m in systems.items()]
         lines.append("")
     lines.append(f"Wall time: {seconds:.0f} s.")
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"counts": counts, "results": results}, indent=2))
-    print("\n".join(lines))
+    write_result(args.out, lines, {"args": vars(args), "counts": counts, "results": results})
 
 
 if __name__ == "__main__":

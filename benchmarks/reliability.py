@@ -54,7 +54,9 @@ from gear_core.files import TEMPORARY_PREFIX, sha256_file
 from gear_core.retrieval import DocumentIndex, GeARSearcher
 from llama_index_gear import GeARHighlighter, GeARRetriever
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _results import write_result
 from reliability_helpers import (
     INDEX_MODEL,
     frequent_thread_switches,
@@ -754,9 +756,8 @@ def main() -> None:
         outcomes += nothing_lost_probes(model, work) + cli_probes(args.model, work)
         outcomes += concurrency_probes(model, args.rounds)
         outcomes += crash_probes(model, work, args.kills)
-    markdown = report(outcomes)
-    Path(args.out).write_text(markdown, encoding="utf-8")
-    print(markdown.split("## Every probe")[0])
+    probes = [{"category": o.category, "name": o.name, "ok": o.ok, "detail": o.detail} for o in outcomes]
+    write_result(args.out, report(outcomes).split("\n"), {"args": vars(args), "probes": probes})
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def report_model(name: str, model: GeARModel, examples, batch_size: int) -> list
     tick = time.perf_counter()
     results = scoring_ablation(model, examples, all_scorings(model), batch_size=batch_size, show_progress=True)
     seconds = time.perf_counter() - tick
-    configured = SentenceScoring.from_config(model.config)
+    configured = model.config.sentence_scoring
     layers = model.config.cross_attention_layer_indices
     lines = [f"## {name}", "", f"{len(results)} scorings, {seconds:.0f} s for all of them.", ""]
     lines += ["Per-layer curve (R@1; layers numbered from 1, the paper's Figure 4):", ""]

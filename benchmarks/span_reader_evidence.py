@@ -26,6 +26,10 @@ import torch
 from gear_core import GeARModel
 from gear_core.evaluation.benchmark import generation_metrics
 from gear_core.evaluation.metrics import exact_match, mean, token_f1
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_result
+
 from gear_core.scoring import fill_unscored
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -105,8 +109,6 @@ def main() -> None:
         decoder, _ = generation_metrics(model, examples, evidence_from="decoder")
         results[name] = {"decoder": decoder, "reader": reader_rows(model, examples, args.sentences, args.thresholds)}
         print(f"{name}: {time.perf_counter() - tick:.0f} s", json.dumps(results[name]), flush=True)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1) + "\n")
     lines = [
         "# Span reader evidence on the validation sources",
         "",
@@ -136,8 +138,7 @@ def main() -> None:
                     f"{row['read / rank time']:.2f} |"
                 )
     lines += ["", f"Wall time: {time.perf_counter() - start:.0f} s.", ""]
-    out.with_suffix(".md").write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_result(args.out, lines, {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

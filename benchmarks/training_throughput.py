@@ -30,8 +30,8 @@ import torch
 from gear_core import GeARModel
 from gear_core.data import load_split, read_squad, triples_from_squad
 from gear_core.data.sources import SQUAD_DEV, SQUAD_SPLIT, data_path
+from gear_core.layers import embed
 from gear_core.losses import contrastive_loss
-from gear_core.modeling import embed
 from gear_core.momentum import MomentumEncoder
 from gear_core.training import TripleCollator
 from gear_core.training.collator import CachedStateCollator

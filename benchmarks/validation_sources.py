@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -27,8 +28,12 @@ from gear_core import GeARModel
 from gear_core.evaluation.metrics import retrieval_metrics
 from gear_core.evaluation.ranking import scoring_ablation
 from gear_core.evaluation.tasks import examples_from_triples
-from gear_core.scoring import WINDOW_WEIGHTINGS, SentenceScoring
+from gear_core.scoring import WINDOW_WEIGHTINGS
 from gear_core.training.cli import resolve_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_result
+
 from gear_core.training.datamodule import GeARDataModule
 
 # The sources and held-out slices training validates on: the fusion-cpu config's (sizes are set here).
@@ -145,7 +150,7 @@ def main() -> None:
     for spec in args.model:
         label, path = spec.split("=", 1)
         model = GeARModel.from_pretrained(path)
-        configured = SentenceScoring.from_config(model.config)
+        configured = model.config.sentence_scoring
         scorings = [dataclasses.replace(configured, window_weighting=w) for w in WINDOW_WEIGHTINGS]
         scorings += [
             dataclasses.replace(configured, window_weighting="retrieval", window_temperature=t)
@@ -199,9 +204,9 @@ def main() -> None:
         r3 = [f"{per_set[n]['R@3']:.3f}" if n in per_set else "" for n in names]
         lines.append(f"| {system} | " + " | ".join(r1 + r3) + " |")
     lines += ["", f"Wall time: {time.perf_counter() - start:.0f} s.", ""]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_result(
+        args.out, lines, {"args": vars(args), "questions": {n: len(sets[n]) for n in names}, "results": details}
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from gear_core.scoring import (
     HeadPooling,
     QueryPooling,
     SentencePooling,
+    SentenceScoring,
     WindowWeighting,
 )
 
@@ -144,14 +145,14 @@ class GeARConfig(PretrainedConfig):
             paper) or the fused query states followed by the document window's token states
             (``"query_and_document"``), so an answer's words can be read where they stand.
         decoder_reader_layers: ``n > 0`` makes the document states the decoder reads (its memory and its copy
-            source) know the query: ``n`` reader layers (:class:`~gear_core.modeling.ReaderLayer`, started from the
+            source) know the query: ``n`` reader layers (:class:`~gear_core.layers.ReaderLayer`, started from the
             encoder's last ``n``) in which the window's tokens attend to the fused query states and then to each
             other, as a BERT reader's joint encoding lets each passage token see the question. 0 (the paper): the
             document tower's states as they are, the same for every query. Needs ``"query_and_document"``
             memory or ``decoder_copy``; ranking never reads it.
         decoder_copy: a pointer-generator output (See et al., 2017): each step mixes the vocabulary distribution
             with a copy distribution over the document window's tokens, by a learned gate
-            (:func:`~gear_core.modeling.copy_mixture_log_probs`). Answers are mostly spans of the document.
+            (:func:`~gear_core.layers.copy_mixture_log_probs`). Answers are mostly spans of the document.
         decoder_copy_prior: with ``decoder_copy``, the copy logits add ``w * log(a_j)``, where ``a_j`` is the
             ranking layer's pooled cross-attention on token j (what ranks sentences) and ``w`` is learned
             (starting at 1): the decoder copies from where the fusion encoder found the answer.
@@ -429,6 +430,20 @@ class GeARConfig(PretrainedConfig):
         if self.span_reader_shared_layers is None:
             return self.num_encoder_layers - self.span_reader_layers
         return self.span_reader_shared_layers
+
+    @property
+    def sentence_scoring(self) -> SentenceScoring:
+        """How serving ranks sentences: the ``ranking_*`` fields as one :class:`~gear_core.scoring.SentenceScoring`."""
+        return SentenceScoring(
+            self.ranking_layer_index,
+            self.ranking_head_pooling,
+            self.ranking_query_pooling,
+            self.ranking_sentence_pooling,
+            self.ranking_window_weighting,
+            self.ranking_window_temperature,
+            self.ranking_lexical_weight,
+            self.ranking_lexical_temperature,
+        )
 
     @property
     def hidden_size(self) -> int:

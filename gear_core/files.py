@@ -327,6 +327,6 @@ def verify_checksums(folder: str | os.PathLike, names: Iterable[str] | None = No
             raise CorruptFileError(
                 f"{path} is damaged or was changed after saving: its SHA-256 does not match {CHECKSUMS_FILE} "
                 f"(or {CHECKSUMS_FILE} itself was); to keep a change made on purpose, record the folder's checksums "
-                "again: gear_core.modeling.write_model_checksums(folder)"
+                "again: gear_core.folders.write_model_checksums(folder)"
             )
     return True

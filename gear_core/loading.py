@@ -17,23 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gear_core.modeling import GeARModel, is_gear_folder
-
-#: Names of the shipped model, whatever the working directory.
-SHIPPED_MODEL_NAMES = ("default", "gear-minilm")
+from gear_core.folders import SHIPPED_MODEL_NAMES, is_gear_folder, shipped_model_folder
+from gear_core.modeling import GeARModel
 
 
 class ModelNotFoundError(FileNotFoundError):
     """No GeAR model where one was asked for (the message says what is there instead)."""
-
-
-def shipped_model_folder(name_or_path: str | os.PathLike) -> str | None:
-    """``gear_core.DEFAULT_MODEL`` when ``name_or_path`` names the shipped model (one of ``SHIPPED_MODEL_NAMES``,
-    and no file or folder of that name is here: a local one comes first); else None."""
-    import gear_core
-
-    path = os.fspath(name_or_path)
-    return gear_core.DEFAULT_MODEL if path in SHIPPED_MODEL_NAMES and not os.path.exists(path) else None
 
 
 def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> str:

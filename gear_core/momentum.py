@@ -100,7 +100,7 @@ class MomentumEncoder(nn.Module):
         document_attention_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Momentum embeddings of a batch, pooled exactly as the model pools."""
-        from gear_core.modeling import embed
+        from gear_core.layers import embed
 
         document_encoder = self.query_encoder if self.document_encoder is None else self.document_encoder
         return (

@@ -18,14 +18,20 @@ The top half of this module is pure tensor code (:func:`quantize_rows`, :func:`d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gear_core.files import CorruptFileError
+from gear_core.folders import adds_span_reader, saved_config
+
+if TYPE_CHECKING:
+    from gear_core.modeling import GeARModel
 
 #: Suffix of the per-row scale stored next to an int8 matrix: ``"<name>.int8_scale"``.
 SCALE_SUFFIX = ".int8_scale"
@@ -257,3 +263,75 @@ def load_int8_weights(folder: str | os.PathLike, dtype: torch.dtype = torch.floa
         name = (error.tensor or "").removesuffix(SCALE_SUFFIX)
         files = sorted({str(origin[key]) for key in (name, name + SCALE_SUFFIX) if key in origin}) or [str(folder)]
         raise CheckpointError(f"{' and '.join(files)}: {error}", tensor=error.tensor) from None
+
+
+def load_int8_model(model_class: type[GeARModel], path: str, *args: Any, **kwargs: Any) -> GeARModel:
+    """A folder written by ``gear export --dtype int8`` as a ``model_class`` (what ``GeARModel.from_pretrained``
+    calls for one): built from its config, dequantised, loaded strictly. ``kwargs`` are ``from_pretrained``'s."""
+    from gear_core.config import GeARConfig
+
+    if args:
+        raise TypeError(f"unexpected positional arguments for an int8 folder: {args}")
+    dtype, config = kwargs.pop("dtype"), kwargs.pop("config", None)
+    # where to find files (AutoModel passes these; which ones changes between transformers versions): a local
+    # folder needs none of them
+    for key in (
+        "use_safetensors",
+        "revision",
+        "trust_remote_code",
+        "adapter_kwargs",
+        "cache_dir",
+        "token",
+        "force_download",
+        "local_files_only",
+        "proxies",
+        "resume_download",
+        "subfolder",
+    ):
+        kwargs.pop(key, None)
+    kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}  # e.g. _from_auto
+    if config is None:
+        config, unused = GeARConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
+        if unused:
+            raise TypeError(f"from_pretrained of an int8 folder does not take {sorted(unused)}")
+    elif kwargs:
+        raise TypeError(f"from_pretrained of an int8 folder does not take {sorted(kwargs)}")
+    config.storage_dtype = None  # the loaded model computes (and would save) in float
+    config._name_or_path = path
+    try:  # every parameter is overwritten below: skip the random initialisation
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        no_init_weights = contextlib.nullcontext
+    with no_init_weights():
+        model = model_class(config)
+    model.tie_weights()  # skipped with the initialisation; the loaded state fills each tied group once
+    weights = fill_tied(model, load_int8_weights(path, dtype=torch.float32))
+    # A copy head asked for by an override (decoder_copy) on a folder saved without one starts fresh.
+    added = "copy_head." if model.copy_head is not None and not saved_config(path).get("decoder_copy") else None
+    if added:
+        model.copy_head.apply(model._init_weights)
+        weights.update({f"{added}{k}": v for k, v in model.copy_head.state_dict().items()})
+    # So does a reader (decoder_reader_layers): its layers from the encoder's top ones once those are loaded
+    # (below, as from_encoder starts them), its output projection at 0.
+    start_reader = bool(config.decoder_reader_layers) and not saved_config(path).get("decoder_reader_layers")
+    if start_reader:
+        weights.update({f"reader.{k}": v for k, v in model.reader.state_dict().items()})
+        weights["reader_output.weight"] = torch.zeros_like(model.reader_output.weight)
+        weights["reader_output.bias"] = torch.zeros_like(model.reader_output.bias)
+    # And a span reader (span_reader_layers): from the encoder's top layers, once those are loaded.
+    start_span_reader = adds_span_reader(config, path)
+    if start_span_reader:  # a saved reader of another shape is dropped
+        weights = {k: v for k, v in weights.items() if not k.startswith("span_reader.")}
+        weights.update({f"span_reader.{k}": v for k, v in model.span_reader.state_dict().items()})
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights in {path} do not fit its config.json: {error}") from None
+    if start_reader:
+        model._start_reader()
+    if start_span_reader:
+        model._start_span_reader()
+    if dtype not in (None, "auto", torch.float32):
+        model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+    model.eval()
+    return model

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
 from gear_core.text import Sentence, token_sentence_index
-
-if TYPE_CHECKING:
-    from gear_core.config import GeARConfig
 
 HeadPooling = Literal["mean", "max"]
 QueryPooling = Literal["mean", "content", "max", "cls"]
@@ -61,19 +58,6 @@ class SentenceScoring:
     window_temperature: float = 0.07
     lexical_weight: float = 0.0
     lexical_temperature: float = 1.0
-
-    @classmethod
-    def from_config(cls, config: GeARConfig) -> SentenceScoring:
-        return cls(
-            config.ranking_layer_index,
-            config.ranking_head_pooling,
-            config.ranking_query_pooling,
-            config.ranking_sentence_pooling,
-            config.ranking_window_weighting,
-            config.ranking_window_temperature,
-            config.ranking_lexical_weight,
-            config.ranking_lexical_temperature,
-        )
 
 
 def pool_attention(

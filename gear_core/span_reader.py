@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,7 +28,11 @@ from torch import nn
 from transformers import BertConfig, PreTrainedTokenizerBase
 from transformers.models.bert.modeling_bert import BertLayer
 
+from gear_core.losses import span_distillation_loss, span_loss
 from gear_core.text import Sentence
+
+if TYPE_CHECKING:
+    from gear_core.modeling import GeARModel
 
 #: What joins the chosen sentences in the reader's input (the characters between them are not the document's).
 SEPARATOR = " "
@@ -202,3 +206,26 @@ def best_spans(
     none = ~allowed.flatten(1).any(dim=1)
     start, end = start.masked_fill(none, 0), end.masked_fill(none, 0)
     return BestSpans(start, end, probability, torch.exp(null - normaliser), support)
+
+
+def span_reader_losses(
+    model: GeARModel,
+    reader_input_ids: torch.Tensor,
+    reader_attention_mask: torch.Tensor,
+    reader_token_type_ids: torch.Tensor,
+    reader_candidates: torch.Tensor,
+    start_positions: torch.Tensor,
+    end_positions: torch.Tensor,
+    teacher_logits: tuple[torch.Tensor, torch.Tensor] | None = None,
+    distillation_temperature: float = 2.0,
+    **_: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``model``'s span reader's training losses on a batch of the span-reader collator: the span loss on the gold
+    tokens (:func:`~gear_core.losses.span_loss`; 0 positions are the null answer) and, given a teacher's
+    ``(start, end)`` logits for the same inputs, the distillation loss
+    (:func:`~gear_core.losses.span_distillation_loss`), else None."""
+    start, end = model.span_logits(reader_input_ids, reader_attention_mask, reader_token_type_ids)
+    gold = span_loss(start, end, start_positions, end_positions, reader_candidates)
+    if teacher_logits is None:
+        return gold, None
+    return gold, span_distillation_loss(start, end, *teacher_logits, reader_candidates, distillation_temperature)

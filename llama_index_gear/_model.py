@@ -6,9 +6,9 @@ import os
 import threading
 
 from gear_core import GeARModel
+from gear_core.folders import is_gear_folder
 from gear_core.loading import load_model as gear_load_model
 from gear_core.loading import resolve_model_path
-from gear_core.modeling import is_gear_folder
 
 _cache: dict[tuple[str, str | None], GeARModel] = {}
 _lock = threading.Lock()

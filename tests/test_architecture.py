@@ -22,11 +22,18 @@ LAYERS = {
     "gear_core.decoding": 0,
     "gear_core.span_reader": 0,
     "gear_core.files": 0,
+    "gear_core.folders": 0,
+    "gear_core.tokenization": 0,
+    "gear_core.layers": 0,
     "gear_core.quantization": 0,
+    "gear_core.ranking": 1,
+    "gear_core.generation": 1,
+    "gear_core.serving": 1,
+    "gear_core.pretrained": 1,
     "gear_core.modeling": 1,
     "gear_core.momentum": 1,
     "gear_core.loading": 1,
-    "gear_core": 1,
+    "gear_core": 0,  # __init__.py: DEFAULT_MODEL and the public names, loaded on first use
     "gear_core.data": 2,
     "gear_core.retrieval": 2,
     "gear_core.evaluation": 3,
@@ -129,3 +136,38 @@ def test_serving_loads_no_training_evaluation_or_llama_index_code():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
+
+
+def test_gear_core_has_no_import_cycles():
+    """No module of gear_core imports, at any depth and lazily or not, one that imports it back (TYPE_CHECKING
+    imports aside): each module can be read, and loaded, on its own."""
+    modules = {module_name(path): path for path in package_files("gear_core")}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets = set()
+        for name in runtime_imports(path):
+            if name.split(".")[0] == "gear_core" and (target := resolve(name)) not in (None, module, "gear_core"):
+                targets.add(target)
+        graph[module] = targets
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        seen = set()
+        while stack:
+            node, trail = stack.pop()
+            for target in graph[node]:
+                if target == start:
+                    return [*trail, start]
+                if target not in seen:
+                    seen.add(target)
+                    stack.append((target, [*trail, target]))
+        return None
+
+    cycles = [cycle for module in graph if (cycle := cycle_from(module))]
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)

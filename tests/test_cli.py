@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from gear_core.cli import main
-from gear_core.modeling import write_model_checksums
+from gear_core.folders import write_model_checksums
 
 
 def test_init_info_and_highlight(tiny_encoder_dir, tmp_path, capsys):

@@ -90,7 +90,7 @@ def test_dense_baseline_is_minilm_and_ranks_by_cosine(minilm_path, tiny_squad):
 def test_all_scorings_cover_every_choice(tiny_model):
     scorings = all_scorings(tiny_model)
     assert len(scorings) == len(tiny_model.config.cross_attention_layer_indices) * 2 * 4 * 3
-    assert SentenceScoring.from_config(tiny_model.config) in scorings
+    assert tiny_model.config.sentence_scoring in scorings
 
 
 def test_ablation_pass_agrees_with_serving_ranking(tiny_model, tiny_squad):
@@ -98,7 +98,7 @@ def test_ablation_pass_agrees_with_serving_ranking(tiny_model, tiny_squad):
     examples = question_examples(read_squad(squad))
     results = scoring_ablation(tiny_model, examples, batch_size=3, chunk_size=5)
     served = retrieval_metrics(gear_rankings(tiny_model, examples), [e.gold_sentences for e in examples])
-    assert results[SentenceScoring.from_config(tiny_model.config)] == pytest.approx(served)
+    assert results[tiny_model.config.sentence_scoring] == pytest.approx(served)
     ranked = tiny_model.rank_sentences_batch([e.question for e in examples], [e.context for e in examples])
     for example, ranking, sentences in zip(examples, gear_rankings(tiny_model, examples), ranked, strict=True):
         assert [example.sentences[i].text for i in ranking] == [s.text for s in sentences]
@@ -282,7 +282,7 @@ def test_combine_windows_keeps_the_best_window_or_weighs_windows_first():
 def test_a_window_scores_only_its_own_sentences_and_as_the_whole_document_would():
     """The window's sentences found by offsets give the scores a lookup over every sentence gives."""
     from gear_core.config import GeARConfig
-    from gear_core.scoring import SentenceScoring, pool_sentences, window_sentence_scores
+    from gear_core.scoring import pool_sentences, window_sentence_scores
     from gear_core.text import split_sentences, token_sentence_index
 
     document = " ".join(f"Sentence number {i} is here." for i in range(40))
@@ -292,7 +292,7 @@ def test_a_window_scores_only_its_own_sentences_and_as_the_whole_document_would(
     offsets = np.array([[0, 0]] + [[s, s + 5] for s in starts[1:]])
     special = np.array([True] + [False] * (len(offsets) - 1))
     scores = np.random.default_rng(0).random(len(offsets))
-    scoring = SentenceScoring.from_config(GeARConfig())
+    scoring = GeARConfig().sentence_scoring
     window = window_sentence_scores(scores, offsets, special, sentences, scoring)
     dense_index = token_sentence_index(offsets[:, 0], offsets[:, 1], sentences)
     dense_index[special] = -1
@@ -334,7 +334,7 @@ def test_bm25_sentence_scores_hand_case():
 
 def test_lexical_weight_mixes_bm25_into_the_ranking(tiny_model):
     """Weight 0 is cross-attention alone; weight 1 is BM25's order; in between, one distribution per document."""
-    configured = SentenceScoring.from_config(tiny_model.config)
+    configured = tiny_model.config.sentence_scoring
     assert configured.lexical_weight == 0.0
     scorings = [dataclasses.replace(configured, lexical_weight=w) for w in (0.0, 0.5, 1.0)]
     documents = [
@@ -356,16 +356,14 @@ def test_lexical_weight_mixes_bm25_into_the_ranking(tiny_model):
     assert odd[0].sum() == pytest.approx(1.0)  # stop words and symbols alone: the attention decides
     settings = tiny_model.config.to_dict()
     mixed = GeARConfig(**{**settings, "ranking_lexical_weight": 0.5, "ranking_lexical_temperature": 2.0})
-    assert SentenceScoring.from_config(mixed) == dataclasses.replace(
-        configured, lexical_weight=0.5, lexical_temperature=2.0
-    )
+    assert mixed.sentence_scoring == dataclasses.replace(configured, lexical_weight=0.5, lexical_temperature=2.0)
     for bad in ({"ranking_lexical_weight": 1.5}, {"ranking_lexical_weight": -0.1}, {"ranking_lexical_temperature": 0}):
         with pytest.raises(ValueError, match="ranking_lexical"):
             GeARConfig(**{**settings, **bad})
 
 
 def test_window_weighting_changes_only_documents_longer_than_a_window(tiny_model):
-    configured = SentenceScoring.from_config(tiny_model.config)
+    configured = tiny_model.config.sentence_scoring
     scorings = [dataclasses.replace(configured, window_weighting=w) for w in ("none", "attention", "retrieval")]
     long_document = " ".join(f"Topic {i} is about the number {i}." for i in range(40))
     _, scores = tiny_model.sentence_scores_batch(
@@ -397,7 +395,7 @@ def test_attention_window_weighting_follows_the_window_the_query_attends_to(tiny
         )
 
     monkeypatch.setattr(tiny_model, "document_token_scores", fake)
-    scoring = dataclasses.replace(SentenceScoring.from_config(tiny_model.config), window_weighting="attention")
+    scoring = dataclasses.replace(tiny_model.config.sentence_scoring, window_weighting="attention")
     sentences, (scores,) = tiny_model.sentence_scores_batch(["q"], [document], [scoring])
     starts = [s.start_char for s in sentences[0]]
     at_target, far_away = scores[0][starts.index(target)], scores[0][starts.index(document.index("Topic 5 "))]

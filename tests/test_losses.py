@@ -150,7 +150,7 @@ def test_lm_loss_at_positions_equals_lm_loss_on_every_position():
 
 
 def test_copy_mixture_hand_case():
-    from gear_core.modeling import copy_mixture_log_probs
+    from gear_core.layers import copy_mixture_log_probs
 
     # Uniform vocabulary (0.25 each), gate 0.5, both window tokens are id 2 (copy share 1.0 on id 2):
     # p(2) = 0.5 * 0.25 + 0.5 * 1.0 = 0.625; the other ids 0.5 * 0.25 = 0.125.

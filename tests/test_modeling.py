@@ -286,7 +286,7 @@ def test_save_pretrained_keeps_other_files_and_refuses_symlinks(tiny_model, tmp_
 def test_a_failed_save_pretrained_leaves_the_old_model(tiny_model, tiny_encoder_dir, tmp_path, monkeypatch):
     """A save over a model that failed midway (here: recording checksums) left new weights beside the old
     checksums: the folder no longer loaded. Temporaries of an earlier save that died are removed, and only those."""
-    import gear_core.modeling
+    import gear_core.folders
     from gear_core.files import TEMPORARY_PREFIX
 
     folder = tmp_path / "model"
@@ -305,7 +305,7 @@ def test_a_failed_save_pretrained_leaves_the_old_model(tiny_model, tiny_encoder_
     def fail(folder):
         raise OSError("disk full")
 
-    monkeypatch.setattr(gear_core.modeling, "write_model_checksums", fail)
+    monkeypatch.setattr(gear_core.folders, "write_model_checksums", fail)
     with pytest.raises(OSError, match="disk full"):
         other.save_pretrained(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -398,20 +398,22 @@ def test_generation_lengths_and_bad_values(copying_model):
 def test_evidence_is_read_at_the_window_of_the_best_sentence(copying_model, monkeypatch, kept_windows):
     """The decoder reads the window holding most of the sentence ``rank_sentences`` puts first, with the document
     tower's own states for it, whether they come from the ranking pass or are encoded again."""
-    import gear_core.modeling
+    from gear_core import generation, ranking
 
-    monkeypatch.setattr(gear_core.modeling, "_KEPT_WINDOWS", kept_windows)
+    monkeypatch.setattr(generation, "KEPT_WINDOWS", kept_windows)
     copying_model.eval()
     document = " ".join(f"Sentence number {i} tells of the {w} river." for i, w in enumerate("abcdefghijklmn"))
     queries = ["which river?", "number nine", "the k river", "what tells?"]
     with torch.no_grad():  # as generate_batch calls it
-        windows = copying_model._evidence_windows([*queries, "q"], [document] * len(queries) + ["One short document."])
+        windows = generation.evidence_windows(
+            copying_model, [*queries, "q"], [document] * len(queries) + ["One short document."]
+        )
     first_windows = 0
     for row, query in enumerate(queries):
         best = copying_model.rank_sentences(query, document, top_n=1)[0]
         offsets = windows["offsets"][row]
         inside = sum(best.start_char <= a and b <= best.end_char and a < b for a, b in offsets)
-        every_window = copying_model._document_windows([document])["offset_mapping"]
+        every_window = ranking.document_windows(copying_model, [document])["offset_mapping"]
         assert len(every_window) > 1
         assert inside == max(
             sum(best.start_char <= a and b <= best.end_char and a < b for a, b in w) for w in every_window
@@ -443,7 +445,7 @@ def test_copy_prior_needs_copy():
 
 
 def test_copy_head_span_bonus_hand_case():
-    from gear_core.modeling import CopyHead
+    from gear_core.layers import CopyHead
 
     head = CopyHead(4, spans=True)
     torch.nn.init.zeros_(head.query.weight)  # plain logits 0: only the span bonus (1.0) remains

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gear_core.config import GeARConfig
-    from gear_core.modeling import is_model_file
+    from gear_core.folders import is_model_file
 
     # A failed export leaves no half-written folder; replacing one keeps what is not the model's (its card).
     with writing_folder(args.out, args.overwrite, keep=lambda path: not is_model_file(path.name)) as folder:
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise CommandError(one_line(error)) from None
         if args.dtype == "int8":  # int8 matrices + per-row scales (gear_core.quantization), float32 on load
-            from gear_core.modeling import finish_model_folder
+            from gear_core.folders import finish_model_folder
             from gear_core.quantization import STORAGE_DTYPE, save_int8_weights, untied_state_dict
 
             save_int8_weights(untied_state_dict(model.float()), folder, max_shard_size=args.max_shard_size)

@@ -15,7 +15,7 @@ HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 def check_encoder(name: str) -> None:
     """Refuse at once what cannot be an encoder. A GeAR folder is refused rather than copied: built "from" it, a
     GeAR got random weights (none of its parameter names are a BERT's)."""
-    from gear_core.modeling import is_gear_folder, resolve_encoder_path
+    from gear_core.folders import is_gear_folder, resolve_encoder_path
 
     path = resolve_encoder_path(name)
     if is_gear_folder(path):

@@ -1,7 +1,7 @@
 """What the fusion encoder looks at: each document token's share of a query's cross-attention (the paper's
 Figure 3), and the sentence scorings of every fusion layer (its Figure 4).
 
-The weights are the ones sentence ranking reads (``GeARModel.document_token_scores`` with the config's poolings),
+The weights are the ones sentence ranking reads (``gear_core.ranking.document_token_scores``, the config's poolings),
 so a token that carries much weight here is what puts its sentence on top.
 """
 
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from gear_core.modeling import TOKENIZER_LOCK, tokenizable
 from gear_core.scoring import SentenceScoring
+from gear_core.tokenization import TOKENIZER_LOCK, tokenizable
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -34,7 +34,7 @@ class TokenWeight:
 def layer_scorings(model: GeARModel) -> list[SentenceScoring]:
     """The configured scoring read at every fusion layer that has cross-attention (Figure 4's rows), attention
     alone: no lexical share, so each row measures that layer."""
-    configured = dataclasses.replace(SentenceScoring.from_config(model.config), lexical_weight=0.0)
+    configured = dataclasses.replace(model.config.sentence_scoring, lexical_weight=0.0)
     return [dataclasses.replace(configured, layer=layer) for layer in model.config.cross_attention_layer_indices]
 
 
@@ -43,7 +43,7 @@ def token_attention(model: GeARModel, query: str, document: str, layer: int | No
     """Each token of ``document``'s first window with its share of ``query``'s cross-attention at ``layer``
     (0-based; default: the ranking layer), pooled over heads and query tokens as the config says. Special tokens
     are left out, so the weights sum to less than 1 (the rest rests on [CLS] and [SEP])."""
-    scoring = SentenceScoring.from_config(model.config)
+    scoring = model.config.sentence_scoring
     if layer is not None:
         if layer not in model.config.cross_attention_layer_indices:
             raise ValueError(

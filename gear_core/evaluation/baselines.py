@@ -33,7 +33,8 @@ def dense_encoder(name_or_path: str = "all-MiniLM-L6-v2", max_length: int = 256)
     """
     from transformers import AutoConfig
 
-    from gear_core.modeling import GeARModel, resolve_encoder_path
+    from gear_core.folders import resolve_encoder_path
+    from gear_core.modeling import GeARModel
 
     max_length = min(max_length, AutoConfig.from_pretrained(resolve_encoder_path(name_or_path)).max_position_embeddings)
     model = GeARModel.from_encoder(

@@ -52,7 +52,6 @@ from gear_core.evaluation.ranking import scoring_rankings
 from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples, sample_in_order
 from gear_core.evidence import DEFAULT_MIN_SUPPORT
 from gear_core.retrieval import DocumentIndex, GeARSearcher, model_identity
-from gear_core.scoring import SentenceScoring
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -306,7 +305,7 @@ def local_retrieval_metrics(
             )
     # "GeAR (cross-attention)" is always the attention alone (a stable key); a model that mixes BM25 in
     # (ranking_lexical_weight) also gets its configured ranking, from the same pass.
-    configured = SentenceScoring.from_config(model.config)
+    configured = model.config.sentence_scoring
     systems = {"GeAR (cross-attention)": replace(configured, lexical_weight=0.0)}
     if configured.lexical_weight:
         systems[f"GeAR (cross-attention + BM25, weight {configured.lexical_weight:g})"] = configured
@@ -490,16 +489,26 @@ def format_markdown(report: EvaluationReport) -> str:
     ]
     if report.global_retrieval:
         metrics = ["R@1", "R@5", "MAP@5", "R@20"]
+        through_searcher = any(HYBRID_GLOBAL in systems for systems in report.global_retrieval.values())
+        how = (
+            'Every system through the library\'s searcher (`GeARSearcher`: `mode="dense"`, `mode="hybrid"` = '
+            "GeAR's and BM25's top k merged by reciprocal rank, BM25 from its `LexicalIndex`); R@1, R@5 and MAP@5 "
+            "from top-5 searches, R@20 from top-20 ones."
+            if through_searcher  # reports written before the searcher measured them: top 20s, fused then cut
+            else "Each system's top 20 (exact inner product for the dense ones); GeAR + BM25 merges the two top 20s "
+            "by reciprocal rank."
+        )
+        corpora = "`squad`: the questions above among every SQuAD dev paragraph"
+        if "questions_nq" in report.counts:
+            corpora += (
+                f"; `nq`: NQ-QED's {report.counts['questions_nq']:,} held-out questions (training's `nq` validation "
+                "set, which picks checkpoints) among their passages"
+            )
         parts += [
             "",
             "## Global retrieval",
             "",
-            'Every system through the library\'s searcher (`GeARSearcher`: `mode="dense"`, `mode="hybrid"` = GeAR\'s '
-            "and BM25's top k merged by reciprocal rank, BM25 from its `LexicalIndex`); R@1, R@5 and MAP@5 from "
-            "top-5 searches, R@20 from top-20 ones. `squad`: the questions above among every SQuAD dev paragraph; "
-            f"`nq`: NQ-QED's {report.counts.get('questions_nq', 0):,} held-out questions (training's `nq` "
-            "validation set, which picks checkpoints) among their passages; `+wiki`: with the wiki-vital summaries "
-            "as distractors.",
+            f"{how} {corpora}; `+wiki`: with the wiki-vital summaries as distractors.",
         ]
         for corpus, systems in report.global_retrieval.items():
             rows = [[name] + [_fmt(values.get(m)) for m in metrics] for name, values in systems.items()]

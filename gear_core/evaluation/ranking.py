@@ -77,4 +77,4 @@ def scoring_rankings(
 
 def gear_rankings(model: GeARModel, examples: Sequence[QuestionExample], batch_size: int = 16) -> list[list[int]]:
     """Each example's sentence indices, best first, by the model's configured scoring."""
-    return scoring_rankings(model, examples, [SentenceScoring.from_config(model.config)], batch_size)[0]
+    return scoring_rankings(model, examples, [model.config.sentence_scoring], batch_size)[0]

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 from gear_core.evidence import GroundedEvidence
-from gear_core.modeling import check_batch_size
 from gear_core.retrieval.index import DocumentIndex, Hit, IndexType, check_model, model_identity
 from gear_core.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 from gear_core.text import ScoredSentence
+from gear_core.tokenization import check_batch_size
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel

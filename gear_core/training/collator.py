@@ -11,10 +11,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from gear_core.data.triples import Triple, answer_span, sentence_index_at
-from gear_core.modeling import decoder_inputs
 from gear_core.scoring import bm25_sentence_scores, lexical_distribution
 from gear_core.span_reader import ReaderContext, encode_reader_inputs
 from gear_core.text import Sentence, split_sentences, token_sentence_index
+from gear_core.tokenization import decoder_inputs
 from gear_core.training.document_states import DocumentStateCache, state_key
 from gear_core.training.teacher import SentenceTeacher
 

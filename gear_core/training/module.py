@@ -13,7 +13,6 @@ from lightning.pytorch.utilities import rank_zero_only
 from gear_core.data.triples import Triple
 from gear_core.evaluation.metrics import exact_match, mean, recall_at_k, token_f1
 from gear_core.loading import load_or_build_model
-from gear_core.modeling import GeARModel
 from gear_core.momentum import MomentumEncoder
 from gear_core.training.resume import (
     RNG_SEED_KEY,
@@ -23,6 +22,7 @@ from gear_core.training.resume import (
     seed_batch,
 )
 from gear_core.training.schedule import learning_rate_at, soft_label_weight_at
+from gear_core.training.stages import check_stage, freeze_for_stage, load_reader_teacher
 
 
 class GeARLightningModule(L.LightningModule):
@@ -125,89 +125,26 @@ class GeARLightningModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if stage not in ("full", "towers", "fusion", "decoder", "span_reader"):
-            raise ValueError(f"stage must be 'full', 'towers', 'fusion', 'decoder' or 'span_reader', got {stage!r}")
-        if frozen_encoder_layers is not None and stage != "towers":
-            raise ValueError(f"frozen_encoder_layers applies to the towers stage, not {stage!r}")
+        check_stage(stage, frozen_encoder_layers)
         # A loaded model comes in eval mode, and Lightning keeps submodule modes: dropout would stay off.
         self.model = load_or_build_model(model_name_or_path, config_overrides).train()
-        if stage == "span_reader":  # the reader's own layers and head alone: retrieval and ranking stay as they are
-            if self.model.span_reader is None:
-                raise ValueError("the span_reader stage needs a span reader: config_overrides {span_reader_layers: n}")
-            self.model.requires_grad_(False)
-            self.model.span_reader.requires_grad_(True)
-        if stage == "towers":
-            self._freeze_all_but_towers(frozen_encoder_layers)
+        self._fixed_layers = freeze_for_stage(self.model, stage, frozen_encoder_layers)
+        self.train()
         # Held outside the module tree: its weights are the teacher folder's, so checkpoints and the optimizer
         # leave them out (on_fit_start moves it to the run's device).
-        self.__dict__["reader_teacher"] = self._load_reader_teacher(reader_teacher, reader_start)
+        self.__dict__["reader_teacher"] = load_reader_teacher(
+            self.model, reader_teacher, stage, reader_start, distillation_weight, distillation_temperature
+        )
         if lexical_localization and not self.model.config.ranking_lexical_weight > 0:
             raise ValueError("lexical_localization needs a model with ranking_lexical_weight > 0 (config_overrides)")
-        if stage in ("fusion", "decoder"):  # frozen towers (the fusion encoder still runs the query tower's layers)
-            frozen = [self.model.query_encoder, self.model.document_encoder, self.model.temperature]
-            if stage == "decoder":
-                frozen.append(self.model.cross_attention)
-            for part in frozen:
-                if part is not None:
-                    part.requires_grad_(False)
-            # Tied decoder word embeddings are the query tower's: they stay frozen with it.
         self.momentum = MomentumEncoder(self.model) if use_momentum and stage in ("full", "towers") else None
         self.best_score = -math.inf
 
-    def _freeze_all_but_towers(self, frozen_layers: int | None) -> None:
-        """The towers stage: only the encoders' layers from ``frozen_layers`` up (and the temperature) learn."""
-        config = self.model.config
-        if frozen_layers is None:
-            frozen_layers = config.shared_span_reader_layers if self.model.span_reader is not None else 0
-        if not 0 <= frozen_layers < config.num_encoder_layers:
-            raise ValueError(
-                f"frozen_encoder_layers must lie in [0, {config.num_encoder_layers - 1}], got {frozen_layers}"
-            )
-        self.model.requires_grad_(False)
-        self.model.temperature.requires_grad_(True)
-        self._frozen_towers: list[torch.nn.Module] = []
-        for encoder in (self.model.query_encoder, self.model.document_encoder):
-            if encoder is not None:
-                for layer in encoder.encoder.layer[frozen_layers:]:
-                    layer.requires_grad_(True)
-                self._frozen_towers += [encoder.embeddings, *encoder.encoder.layer[:frozen_layers]]
-        self.train()
-
     def train(self, mode: bool = True) -> GeARLightningModule:
-        # The towers stage's frozen layers are a fixed feature extractor, as the fusion stage's cached states are:
-        # no dropout there, which on a CPU is about half the cost of their forward pass.
         super().train(mode)
-        for part in getattr(self, "_frozen_towers", []):
-            part.eval()
+        for layer in getattr(self, "_fixed_layers", []):  # frozen feature layers run without dropout (stages.py)
+            layer.eval()
         return self
-
-    def _load_reader_teacher(self, path: str | None, reader_start: str) -> GeARModel | None:
-        hp = self.hparams
-        if reader_start not in ("model", "teacher"):
-            raise ValueError(f"reader_start must be 'model' or 'teacher', got {reader_start!r}")
-        if path is None:
-            if reader_start == "teacher":
-                raise ValueError("reader_start 'teacher' needs a reader_teacher")
-            return None
-        if hp.stage != "span_reader":
-            raise ValueError(f"reader_teacher teaches the span_reader stage, not {hp.stage!r}")
-        if not 0 <= hp.distillation_weight <= 1 or not hp.distillation_temperature > 0:
-            raise ValueError("distillation_weight must lie in [0, 1] and distillation_temperature be positive")
-        teacher = load_or_build_model(path).eval().requires_grad_(False)
-        if teacher.span_reader is None:
-            raise ValueError(f"the reader_teacher {path} has no span reader")
-        if teacher.query_encoder.embeddings.word_embeddings.weight.shape != (
-            self.model.query_encoder.embeddings.word_embeddings.weight.shape
-        ):  # both read the inputs the student's tokenizer makes
-            raise ValueError(f"the reader_teacher {path} has another vocabulary or width than the model")
-        if reader_start == "teacher":
-            if teacher.config.shared_span_reader_layers != self.model.config.shared_span_reader_layers:
-                raise ValueError(
-                    "reader_start 'teacher' needs the teacher's shared layers: "
-                    f"{teacher.config.shared_span_reader_layers}, not {self.model.config.shared_span_reader_layers}"
-                )
-            self.model.span_reader.start_from(teacher.span_reader)
-        return teacher
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
@@ -275,7 +212,9 @@ class GeARLightningModule(L.LightningModule):
                     batch["reader_input_ids"], batch["reader_attention_mask"], batch["reader_token_type_ids"]
                 )
         loss, distillation = self.model.span_reader_losses(
-            **batch, teacher_logits=teacher_logits, distillation_temperature=self.hparams.distillation_temperature
+            **batch,
+            teacher_logits=teacher_logits,
+            distillation_temperature=self.hparams.distillation_temperature,
         )
         size = batch["reader_input_ids"].shape[0]
         self.log("train/span_loss", loss, prog_bar=True, batch_size=size)
