@@ -16,7 +16,7 @@ import gear_core.generation as generation
 import gear_core.ranking as ranking
 from gear_core.evidence import GroundedEvidence
 from gear_core.layers import embed
-from gear_core.scoring import SentenceScoring, WindowScores
+from gear_core.scoring import SentenceScoring
 from gear_core.text import ScoredSentence, Sentence, passage_spans
 from gear_core.tokenization import TOKENIZER_LOCK, check_batch_size, check_texts, decoder_inputs, tokenizable
 
@@ -128,19 +128,8 @@ class GeARServing:
         (:func:`gear_core.ranking.score_sentences`)."""
         return ranking.score_sentences(self, queries, documents, scorings, batch_size)
 
-    def document_token_scores(
-        self,
-        query_input_ids: torch.Tensor,
-        query_attention_mask: torch.Tensor,
-        document_input_ids: torch.Tensor,
-        document_attention_mask: torch.Tensor,
-        scorings: Sequence[SentenceScoring] | None = None,
-    ) -> WindowScores:
-        """What one fusion pass gives sentence ranking, per scoring
-        (:func:`gear_core.ranking.document_token_scores`)."""
-        return ranking.document_token_scores(
-            self, query_input_ids, query_attention_mask, document_input_ids, document_attention_mask, scorings
-        )
+    # Functions that take the model first are its methods as they stand: one signature, one docstring.
+    document_token_scores = ranking.document_token_scores
 
     def ranking_token_attention(
         self, logits: torch.Tensor, query_input_ids: torch.Tensor, query_attention_mask: torch.Tensor
@@ -183,14 +172,4 @@ class GeARServing:
         """The evidence / answer for this query and document (``options`` as :meth:`generate_batch` takes them)."""
         return self.generate_batch([query], [document], max_new_tokens=max_new_tokens, **options)[0]
 
-    def read_spans_batch(
-        self,
-        queries: Sequence[str],
-        documents: Sequence[str],
-        sentences: Sequence[Sequence[Sentence]],
-        min_support: float | None = None,
-        batch_size: int = 16,
-    ) -> list[GroundedEvidence]:
-        """The span reader's answer to each query from the given sentences of its document, or an abstention
-        below ``min_support`` (:func:`gear_core.generation.read_spans`)."""
-        return generation.read_spans(self, queries, documents, sentences, min_support, batch_size)
+    read_spans_batch = generation.read_spans  # the span reader over given sentences (a function of the model)
