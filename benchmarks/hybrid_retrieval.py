@@ -21,9 +21,8 @@ from pathlib import Path
 import torch
 
 from gear_core.data.sources import WIKI_VITAL, data_path, wiki_vital_documents
-from gear_core.evaluation.benchmark import global_retrieval_metrics
+from gear_core.evaluation.benchmark import dense_searcher, global_retrieval_metrics, passage_questions
 from gear_core.loading import load_model
-from gear_core.retrieval import DocumentIndex, GeARSearcher, model_identity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_result
@@ -50,23 +49,12 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, float]]] = {}
     counts: dict[str, int] = {}
     for name in args.sets:
-        examples = sets[name]
-        documents = list(dict.fromkeys(e.context for e in examples))
-        ids = [f"{name}-{i}" for i in range(len(documents))]
-        id_of = dict(zip(documents, ids, strict=True))
-        queries = [e.question for e in examples]
-        golds = [{id_of[e.context]} for e in examples]
-        vectors = model.encode_documents(documents, batch_size=32)
-        index = DocumentIndex(model.config.hidden_size, model=model_identity(model))
-        index.add(vectors, ids, documents)
-        searcher = GeARSearcher(model, index, check=False)
+        queries, golds, ids, documents = passage_questions(sets[name], name)
+        corpus = (model.encode_documents(documents, batch_size=32), ids, documents)
         counts[f"{name} questions"], counts[f"{name} documents"] = len(queries), len(documents)
-        corpora = {name: searcher}
+        corpora = {name: dense_searcher(model, corpus)}
         if wiki is not None:
-            with_wiki = DocumentIndex(model.config.hidden_size, model=model_identity(model))
-            with_wiki.add(vectors, ids, documents)
-            with_wiki.add(wiki[2], wiki[0], wiki[1])
-            corpora[f"{name} + wiki"] = GeARSearcher(model, with_wiki, check=False)
+            corpora[f"{name} + wiki"] = dense_searcher(model, corpus, (wiki[2], wiki[0], wiki[1]))
         for corpus, corpus_searcher in corpora.items():
             results[corpus] = global_retrieval_metrics(corpus_searcher, queries, golds)
     seconds = time.perf_counter() - start

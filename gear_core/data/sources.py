@@ -122,12 +122,23 @@ def read_nq_qed(path: str | os.PathLike) -> list[NQExample]:
     return examples
 
 
+def split_nq(
+    examples: Iterable[NQExample], fraction: float = VALIDATION_FRACTION, seed: int = 0
+) -> tuple[list[NQExample], list[NQExample]]:
+    """``(kept, held out)``: the NQ examples training may use and the ``fraction`` it holds out, by example id."""
+    kept: list[NQExample] = []
+    held: list[NQExample] = []
+    for example in examples:
+        (held if held_out(example.id, fraction, seed) else kept).append(example)
+    return kept, held
+
+
 def nq_validation_triples(
     path: str | os.PathLike, fraction: float = VALIDATION_FRACTION, seed: int = 0
 ) -> list[Triple]:
-    """The NQ-QED examples training holds out (``fraction`` of them by id, with ``seed``), as triples: the ``nq``
-    validation set of :class:`~gear_core.training.GeARDataModule` before its sampling."""
-    return triples_from_nq(e for e in read_nq_qed(path) if held_out(e.id, fraction, seed))
+    """The NQ-QED examples training holds out (:func:`split_nq`), as triples: the ``nq`` validation set of
+    :class:`~gear_core.training.GeARDataModule` before its sampling."""
+    return triples_from_nq(split_nq(read_nq_qed(path), fraction, seed)[1])
 
 
 def triples_from_nq(examples: Iterable[NQExample]) -> list[Triple]:
@@ -272,6 +283,7 @@ __all__ = [
     "long_document_triples",
     "nq_validation_triples",
     "read_nq_qed",
+    "split_nq",
     "title_of",
     "triples_from_nq",
     "wiki_extract_documents",

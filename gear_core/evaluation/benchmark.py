@@ -203,14 +203,7 @@ def _global(
     }
     if settings.nq_path is not None:
         nq = examples_from_triples(nq_validation_triples(settings.nq_path))
-        passages = list(dict.fromkeys(e.context for e in nq))
-        id_of = {text: f"nq-{i}" for i, text in enumerate(passages)}
-        question_sets["nq"] = (
-            [e.question for e in nq],
-            [{id_of[e.context]} for e in nq],
-            list(id_of.values()),
-            passages,
-        )
+        question_sets["nq"] = passage_questions(nq, "nq")
         report.counts["questions_nq"] = len(nq)
     wiki: tuple[list[str], list[str]] | None = None
     if settings.wiki_path is not None:
@@ -228,11 +221,8 @@ def _global(
         for corpus_name, with_wiki in corpora.items():
             searchers = {}
             for name, encoder in encoders.items():
-                index = DocumentIndex(encoder.config.hidden_size, model=model_identity(encoder))
-                index.add(vectors[name], ids, texts)
-                if with_wiki:
-                    index.add(wiki_vectors[name], *wiki)
-                searchers[name] = GeARSearcher(encoder, index, check=False, mode="dense")
+                parts = [(vectors[name], ids, texts)] + ([(wiki_vectors[name], *wiki)] if with_wiki else [])
+                searchers[name] = dense_searcher(encoder, *parts)
             report.counts[f"corpus_{corpus_name}"] = len(searchers["GeAR"].index)
             gear = searchers.pop("GeAR")
             results[corpus_name] = global_retrieval_metrics(gear, queries, golds, dense_baselines=searchers)
@@ -240,6 +230,25 @@ def _global(
 
 
 HYBRID_GLOBAL = "GeAR + BM25 (hybrid)"
+
+
+def passage_questions(
+    examples: Sequence[QuestionExample], prefix: str
+) -> tuple[list[str], list[set[str]], list[str], list[str]]:
+    """Questions asked against the distinct passages they were written on: ``(queries, golds, ids, texts)``, each
+    gold the id (``prefix-i``) of the question's own passage."""
+    texts = list(dict.fromkeys(e.context for e in examples))
+    id_of = {text: f"{prefix}-{i}" for i, text in enumerate(texts)}
+    return [e.question for e in examples], [{id_of[e.context]} for e in examples], list(id_of.values()), texts
+
+
+def dense_searcher(encoder: GeARModel, *parts: tuple[Any, Sequence[str], Sequence[str]]) -> GeARSearcher:
+    """A searcher over documents whose vectors are already computed, each part ``(vectors, ids, texts)`` (a corpus,
+    then its distractors), so a corpus with and without distractors is encoded once."""
+    index = DocumentIndex(encoder.config.hidden_size, model=model_identity(encoder))
+    for vectors, ids, texts in parts:
+        index.add(vectors, ids, texts)
+    return GeARSearcher(encoder, index, check=False, mode="dense")
 
 
 def searcher_rankings(

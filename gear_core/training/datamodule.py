@@ -23,6 +23,7 @@ from gear_core.data.sources import (
     held_out,
     long_document_triples,
     read_nq_qed,
+    split_nq,
     title_of,
     triples_from_nq,
 )
@@ -222,9 +223,9 @@ class GeARDataModule(L.LightningDataModule):
             sources["squad_train"] = triples_from_squad(p for p in train_paragraphs if p.title not in held_out_titles)
         if hp.nq_path:
             examples = read_nq_qed(existing_data_path(hp.nq_path, "NQ-QED file"))
-            held = {e.id for e in examples if held_out(e.id, hp.validation_fraction, hp.validation_seed)}
-            sources["nq"] = triples_from_nq(e for e in examples if e.id not in held)
-            nq_validation = triples_from_nq(e for e in examples if e.id in held)
+            kept, held = split_nq(examples, hp.validation_fraction, hp.validation_seed)
+            sources["nq"] = triples_from_nq(kept)
+            nq_validation = triples_from_nq(held)
             if nq_validation:
                 validation.append(
                     ValidationSet("nq", self._sample(nq_validation, validation_rng), *_corpus(nq_validation))
