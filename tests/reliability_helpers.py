@@ -38,6 +38,7 @@ def kill_while_saving(save_forever, seconds: float) -> None:
         try:
             if "torch" in sys.modules:  # OpenMP's thread pool does not survive a fork: a parallel op would hang
                 sys.modules["torch"].set_num_threads(1)
+            own_progress_bar_lock()
             save_forever(lambda: os.write(write_end, b"1"))
         finally:
             os._exit(1)
@@ -51,6 +52,22 @@ def kill_while_saving(save_forever, seconds: float) -> None:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(read_end)
+
+
+def own_progress_bar_lock() -> None:
+    """Give this (forked) process a progress-bar lock of its own. tqdm's default lock holds a multiprocessing
+    semaphore shared with the parent: a child killed while drawing a bar (save_pretrained draws "Writing model
+    shards") left it taken, and every later bar of the parent ("Loading weights") waited forever (CI hung)."""
+    import threading
+
+    import tqdm
+
+    lock = threading.RLock()
+    classes = [tqdm.std.tqdm]
+    while classes:
+        cls = classes.pop()
+        cls.set_lock(lock)
+        classes.extend(cls.__subclasses__())
 
 
 def random_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:

@@ -87,6 +87,29 @@ def test_concurrent_async_highlighting_gives_the_serial_results(tiny_encoder_dir
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="kills a forked process")
+def test_a_saver_killed_while_drawing_a_progress_bar_leaves_the_parents_bars_free():
+    """CI hung for 90 minutes: a child killed inside save_pretrained's progress bar kept tqdm's lock (a semaphore
+    shared across fork), and the parent's next bar waited forever. The killed savers now draw under a lock of
+    their own."""
+    import threading
+    import time
+
+    from tqdm.auto import tqdm
+
+    tqdm.get_lock()  # made before the fork, as the parent's earlier bars had made it
+
+    def draw_forever(signal) -> None:
+        with tqdm.get_lock():
+            signal()
+            time.sleep(60)
+
+    kill_while_saving(draw_forever, 0.0)
+    drawn = threading.Event()
+    threading.Thread(target=lambda: (tqdm(range(3), disable=False).close(), drawn.set()), daemon=True).start()
+    assert drawn.wait(10), "the parent's progress bar waits for a lock the killed child kept"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="kills a forked process")
 def test_an_index_killed_while_saving_over_itself_stays_loadable(tmp_path):
     """kill -9 at random moments of saving over an existing index: the folder always loads, as one whole version
     (before: the new index.faiss was moved into place before the metadata, and 5 of 5 kills broke it)."""
