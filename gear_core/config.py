@@ -49,6 +49,7 @@ _INT_FIELDS = (
     "max_target_length",
     "generation_span_sentences",
     "decoder_reader_layers",
+    "retrieval_layers",
     "span_reader_layers",
     "span_reader_sentences",
     "span_reader_max_length",
@@ -107,6 +108,13 @@ class GeARConfig(PretrainedConfig):
         encoder_config: the base BERT encoder's config as a dict (``BertConfig.to_dict()``). Query encoder,
             document encoder, fusion encoder and decoder are all shaped from it.
         shared_encoder: one encoder for queries and documents (half the encoder parameters) instead of two.
+        retrieval_layers: ``n > 0`` gives the bi-encoder ``n`` layers of its own: query and document embeddings
+            are pooled from them, run on the shared encoder's layer ``L - n`` states, instead of from the encoder's
+            last ``n`` layers. The fusion encoder, span reader and decoder read the encoder as it is, so the towers
+            stage can train retrieval without moving sentence ranking or evidence (as ``span_reader_layers``
+            branches the reader off the shared bottom). They start as copies of the encoder's last ``n`` layers
+            (the embeddings are then unchanged). 0: the embeddings pool the encoder's last states (the paper).
+            Needs ``shared_encoder``.
         cross_attention_layers: encoder layers (0-based) that get a cross-attention block in the fusion
             encoder; ``None`` means every layer, as in the paper.
         cross_attention_init: ``"random"`` (BERT initialisation, as ALBEF/BLIP) or ``"self_attention"``
@@ -214,6 +222,7 @@ class GeARConfig(PretrainedConfig):
         encoder_name_or_path: str | None = None,
         encoder_config: dict[str, Any] | None = None,
         shared_encoder: bool = False,
+        retrieval_layers: int = 0,
         cross_attention_layers: list[int] | None = None,
         cross_attention_init: Literal["random", "self_attention"] = "self_attention",
         ranking_layer: int = -3,
@@ -262,6 +271,7 @@ class GeARConfig(PretrainedConfig):
         # Classification labels mean nothing here, and their int keys do not survive a JSON round trip.
         self.encoder_config = {k: v for k, v in encoder_config.items() if k not in ("id2label", "label2id")}
         self.shared_encoder = shared_encoder
+        self.retrieval_layers = retrieval_layers
         self.cross_attention_layers = list(cross_attention_layers) if cross_attention_layers is not None else None
         self.cross_attention_init = cross_attention_init
         self.ranking_layer = ranking_layer
@@ -385,6 +395,10 @@ class GeARConfig(PretrainedConfig):
                 "decoder_reader_layers changes the document states the decoder reads: it needs "
                 "decoder_memory='query_and_document' or decoder_copy"
             )
+        if not 0 <= self.retrieval_layers <= layers:
+            raise ValueError(f"retrieval_layers must lie in [0, {layers}], got {self.retrieval_layers}")
+        if self.retrieval_layers and not self.shared_encoder:
+            raise ValueError("retrieval_layers needs shared_encoder=True (one branch serves queries and documents)")
         if not 0 <= self.span_reader_layers <= layers:
             raise ValueError(f"span_reader_layers must lie in [0, {layers}], got {self.span_reader_layers}")
         if self.span_reader_shared_layers is not None and not (

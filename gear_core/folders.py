@@ -122,6 +122,12 @@ def adds_span_reader(config: GeARConfig, path: str) -> bool:
     )
 
 
+def adds_retrieval_layers(config: GeARConfig, path: str) -> bool:
+    """Whether ``config`` asks for retrieval layers that the folder at ``path`` was saved without, or with another
+    count (an override): they start as ``from_encoder`` starts them."""
+    return bool(config.retrieval_layers) and saved_config(path).get("retrieval_layers", 0) != config.retrieval_layers
+
+
 def check_finite(model: nn.Module, path: str) -> None:
     """Refuse weights holding NaN or infinity (a damaged file): every score would silently become NaN or 0."""
     with torch.no_grad():

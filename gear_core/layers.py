@@ -1,6 +1,7 @@
 """GeAR's building blocks: the one pooling implementation, masks, and the layers GeARModel adds to its BERT towers.
 
 - ``embed``: mean over real tokens, L2-normalised; used by training, evaluation, the momentum encoder and serving.
+- ``run_layers``: a slice of an encoder's layers (the span reader's shared bottom, the retrieval branch).
 - ``CrossAttention``: the block each fusion layer adds; it returns its attention logits when asked (the ranking
   layer), otherwise it runs the fused SDPA kernel.
 - ``ReaderLayer``, ``CopyHead``, ``CopySource``, ``copy_mixture_log_probs``: the evidence decoder's reader and
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +30,35 @@ def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torc
     return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
 
 
-def embed(encoder: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """L2-normalised mean-pooled embeddings: the bi-encoder's representation of a text."""
-    return embed_states(encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask)
+def embed(
+    encoder: BertModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    retrieval_layers: Sequence[BertLayer] = (),
+) -> torch.Tensor:
+    """L2-normalised mean-pooled embeddings: the bi-encoder's representation of a text. ``retrieval_layers``
+    (``GeARConfig.retrieval_layers``) take the place of the encoder's last ``len(retrieval_layers)`` layers."""
+    if not len(retrieval_layers):
+        states = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    else:
+        shared = len(encoder.encoder.layer) - len(retrieval_layers)
+        hidden = encoder.embeddings(input_ids=input_ids)
+        self_mask = additive_mask(attention_mask, hidden.dtype)
+        states = run_layers(retrieval_layers, run_layers(encoder.encoder.layer[:shared], hidden, self_mask), self_mask)
+    return embed_states(states, attention_mask)
 
 
 def embed_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """``embed`` from token states already computed (a document window's, during sentence ranking)."""
     return F.normalize(mean_pool(hidden_states, attention_mask), dim=-1)
+
+
+def run_layers(layers: Iterable[BertLayer], hidden: torch.Tensor, self_mask: torch.Tensor) -> torch.Tensor:
+    """BERT layers over ``hidden`` (B, L, hidden) with an :func:`additive_mask`: the encoder's forward for a
+    slice of its layers (the span reader's shared bottom, the retrieval branch)."""
+    for layer in layers:
+        hidden = layer.feed_forward_chunk(layer.attention(hidden, self_mask)[0])
+    return hidden
 
 
 def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -25,6 +24,7 @@ from transformers import (
     BertModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.bert.modeling_bert import BertLayer
 from transformers.utils import ModelOutput
 
 from gear_core.config import GeARConfig
@@ -35,7 +35,9 @@ from gear_core.layers import (
     ReaderLayer,
     additive_mask,
     copy_mixture_log_probs,
-    mean_pool,
+    embed,
+    embed_states,
+    run_layers,
 )
 from gear_core.losses import (
     IGNORE_INDEX,
@@ -117,6 +119,9 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
         )
         # The span reader's own top layers and head; it shares the towers' embeddings and bottom layers.
         self.span_reader = SpanReader(encoder_config, config.span_reader_layers) if config.span_reader_layers else None
+        # The bi-encoder's own top layers (GeARConfig.retrieval_layers; none by default): retrieval can then train
+        # without moving what the fusion encoder, span reader and decoder read.
+        self.retrieval_layers = nn.ModuleList(BertLayer(encoder_config) for _ in range(config.retrieval_layers))
         self.temperature = nn.Parameter(torch.tensor(float(config.contrastive_temperature)))
         self.tokenizer = tokenizer
         self._continuation_ids: torch.Tensor | None = None  # (V,) bool, "##" pieces; read lazily from the tokenizer
@@ -180,8 +185,7 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
         encoder = self.query_encoder
         hidden = encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         self_mask = additive_mask(attention_mask, hidden.dtype)
-        for layer in encoder.encoder.layer[: self.config.shared_span_reader_layers]:
-            hidden = layer.feed_forward_chunk(layer.attention(hidden, self_mask)[0])
+        hidden = run_layers(encoder.encoder.layer[: self.config.shared_span_reader_layers], hidden, self_mask)
         return self.span_reader(hidden, self_mask)
 
     def span_reader_losses(self, **batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -301,14 +305,24 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
             if momentum is not None:
                 raise ValueError("document_ids are needed with a momentum queue (to recognise queued positives)")
             document_ids = torch.arange(batch_size, device=query_input_ids.device)
-        query_states = self.query_encoder(
-            input_ids=query_input_ids, attention_mask=query_attention_mask
-        ).last_hidden_state
-        document_states = self.document_encoder_module(
-            input_ids=document_input_ids, attention_mask=document_attention_mask
-        ).last_hidden_state
-        query_embeds = F.normalize(mean_pool(query_states, query_attention_mask), dim=-1)
-        document_embeds = F.normalize(mean_pool(document_states, document_attention_mask), dim=-1)
+        query_embeds = embed(self.query_encoder, query_input_ids, query_attention_mask, self.retrieval_layers)
+        document_states = None  # what the fusion losses read: computed when they run, or when retrieval pools them
+        if not self.retrieval_layers or self.runs_fusion_losses(
+            target_input_ids,
+            document_gold_mask,
+            document_candidate_mask,
+            lm_loss_weight,
+            localization_loss_weight,
+        ):
+            document_states = self.document_encoder_module(
+                input_ids=document_input_ids, attention_mask=document_attention_mask
+            ).last_hidden_state
+        if self.retrieval_layers:
+            document_embeds = embed(
+                self.document_encoder_module, document_input_ids, document_attention_mask, self.retrieval_layers
+            )
+        else:
+            document_embeds = embed_states(document_states, document_attention_mask)
         temperature = self.temperature.clamp(0.001, 0.5)
 
         momentum_query = momentum_document = None
@@ -373,11 +387,39 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
             self.config.localization_loss_weight if localization_loss_weight is None else localization_loss_weight,
         )
 
+    def runs_fusion_losses(
+        self,
+        target_input_ids: torch.Tensor | None = None,
+        document_gold_mask: torch.Tensor | None = None,
+        document_candidate_mask: torch.Tensor | None = None,
+        lm_loss_weight: float | None = None,
+        localization_loss_weight: float | None = None,
+    ) -> bool:
+        """Whether :meth:`fusion_losses` has anything to compute for these inputs and weights."""
+        return any(
+            self._fusion_losses_to_run(
+                target_input_ids, document_gold_mask, document_candidate_mask, lm_loss_weight, localization_loss_weight
+            )
+        )
+
+    def _fusion_losses_to_run(
+        self,
+        target_input_ids: torch.Tensor | None,
+        document_gold_mask: torch.Tensor | None,
+        document_candidate_mask: torch.Tensor | None,
+        lm_loss_weight: float | None,
+        localization_loss_weight: float | None,
+    ) -> tuple[bool, bool]:
+        """(the decoder's LM loss runs, the localization loss runs): a weight of 0 or missing inputs skip one."""
+        alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
+        run_decoder = target_input_ids is not None and alpha != 0
+        return run_decoder, beta != 0 and document_gold_mask is not None and document_candidate_mask is not None
+
     def fusion_losses(
         self,
         query_input_ids: torch.Tensor,
         query_attention_mask: torch.Tensor,
-        document_states: torch.Tensor,
+        document_states: torch.Tensor | None,
         document_attention_mask: torch.Tensor,
         target_input_ids: torch.Tensor | None = None,
         target_attention_mask: torch.Tensor | None = None,
@@ -409,11 +451,13 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
             raise ValueError(f"teacher_weight must lie in [0, 1], got {teacher_weight}")
         if teacher_weight > 0 and (document_token_sentence is None or teacher_sentence_probs is None):
             raise ValueError("teacher_weight > 0 needs a sentence teacher's batch (GeARDataModule.sentence_teacher)")
-        alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
-        run_decoder = target_input_ids is not None and alpha != 0
-        localize = beta != 0 and document_gold_mask is not None and document_candidate_mask is not None
+        run_decoder, localize = self._fusion_losses_to_run(
+            target_input_ids, document_gold_mask, document_candidate_mask, lm_loss_weight, localization_loss_weight
+        )
         if not (run_decoder or localize):
             return None, None
+        if document_states is None:
+            raise ValueError("the fusion losses need the document's token states")
         ranking = self.config.sentence_scoring
         fused, attention_logits = self.fuse(
             query_input_ids,

@@ -66,7 +66,7 @@ class FeatureQueue(nn.Module):
 
 
 class MomentumEncoder(nn.Module):
-    """EMA copies of a GeAR model's query and document encoders, plus the feature queue."""
+    """EMA copies of a GeAR model's query and document encoders (and retrieval layers), plus the feature queue."""
 
     def __init__(self, model: GeARModel, momentum: float | None = None, queue_size: int | None = None) -> None:
         super().__init__()
@@ -75,6 +75,7 @@ class MomentumEncoder(nn.Module):
         self.document_encoder = (
             None if model.document_encoder is None else copy.deepcopy(model.document_encoder).requires_grad_(False)
         )
+        self.retrieval_layers = copy.deepcopy(model.retrieval_layers).requires_grad_(False)
         self.eval()  # see train() below
         self.queue = FeatureQueue(
             model.config.queue_size if queue_size is None else queue_size, model.config.hidden_size
@@ -90,6 +91,7 @@ class MomentumEncoder(nn.Module):
         ema_update_(self.query_encoder, model.query_encoder, self.momentum)
         if self.document_encoder is not None:
             ema_update_(self.document_encoder, model.document_encoder, self.momentum)
+        ema_update_(self.retrieval_layers, model.retrieval_layers, self.momentum)
 
     @torch.no_grad()
     def encode(
@@ -104,6 +106,6 @@ class MomentumEncoder(nn.Module):
 
         document_encoder = self.query_encoder if self.document_encoder is None else self.document_encoder
         return (
-            embed(self.query_encoder, query_input_ids, query_attention_mask),
-            embed(document_encoder, document_input_ids, document_attention_mask),
+            embed(self.query_encoder, query_input_ids, query_attention_mask, self.retrieval_layers),
+            embed(document_encoder, document_input_ids, document_attention_mask, self.retrieval_layers),
         )

@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, BertModel, PreTrainedModel
 from gear_core.config import GeARConfig
 from gear_core.folders import (
     MODEL_FILE_PATTERNS,
+    adds_retrieval_layers,
     adds_span_reader,
     check_finite,
     finish_model_folder,
@@ -99,6 +100,8 @@ class GeARPreTrainedModel(PreTrainedModel):
             model._start_reader()
         if config.span_reader_layers:
             model._start_span_reader()
+        if config.retrieval_layers:
+            model._start_retrieval_layers()
         model.decoder.tie_weights()
         model.tie_weights()
         return model
@@ -120,6 +123,14 @@ class GeARPreTrainedModel(PreTrainedModel):
             for i, layer in enumerate(self.span_reader.layers):
                 layer.load_state_dict(self.query_encoder.encoder.layer[top + i].state_dict())
             self.span_reader.span_head.apply(self._init_weights)
+
+    def _start_retrieval_layers(self) -> None:
+        """Retrieval layer i starts as encoder layer ``L - n + i``: the branch is a copy of the layers it replaces,
+        so the embeddings do not change until the towers stage trains it."""
+        top = self.config.num_encoder_layers - len(self.retrieval_layers)
+        with torch.no_grad():
+            for i, layer in enumerate(self.retrieval_layers):
+                layer.load_state_dict(self.query_encoder.encoder.layer[top + i].state_dict())
 
     def _copy_self_attention(self, layer_index: int, block: CrossAttention) -> None:
         attention = self.query_encoder.encoder.layer[layer_index].attention
@@ -158,8 +169,11 @@ class GeARPreTrainedModel(PreTrainedModel):
             model = load_int8_model(cls, path, *args, **kwargs)
         else:
             model = super().from_pretrained(path, *args, **kwargs)
-            if adds_span_reader(model.config, path):  # asked for by an override: starts as from_encoder starts it
+            # Asked for by an override: they start as from_encoder starts them.
+            if adds_span_reader(model.config, path):
                 model._start_span_reader()
+            if adds_retrieval_layers(model.config, path):
+                model._start_retrieval_layers()
         check_finite(model, path)
         model.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
         return model

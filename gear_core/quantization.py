@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gear_core.files import CorruptFileError
-from gear_core.folders import adds_span_reader, saved_config
+from gear_core.folders import adds_retrieval_layers, adds_span_reader, saved_config
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -323,6 +323,11 @@ def load_int8_model(model_class: type[GeARModel], path: str, *args: Any, **kwarg
     if start_span_reader:  # a saved reader of another shape is dropped
         weights = {k: v for k, v in weights.items() if not k.startswith("span_reader.")}
         weights.update({f"span_reader.{k}": v for k, v in model.span_reader.state_dict().items()})
+    # And retrieval layers (retrieval_layers): copies of the encoder's top layers, once those are loaded.
+    start_retrieval_layers = adds_retrieval_layers(config, path)
+    if start_retrieval_layers:  # saved retrieval layers of another count are dropped
+        weights = {k: v for k, v in weights.items() if not k.startswith("retrieval_layers.")}
+        weights.update({f"retrieval_layers.{k}": v for k, v in model.retrieval_layers.state_dict().items()})
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as error:
@@ -331,6 +336,8 @@ def load_int8_model(model_class: type[GeARModel], path: str, *args: Any, **kwarg
         model._start_reader()
     if start_span_reader:
         model._start_span_reader()
+    if start_retrieval_layers:
+        model._start_retrieval_layers()
     if dtype not in (None, "auto", torch.float32):
         model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
     model.eval()

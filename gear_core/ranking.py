@@ -128,7 +128,7 @@ def sentence_scores(
     long_pairs = [p for p, ws in by_pair.items() if len(ws) > 1]
     cosine: dict[int, np.ndarray] = {}
     if long_pairs and any(s.window_weighting == "retrieval" for s in scorings):
-        query_embeddings = model.encode_queries([queries[p] for p in long_pairs])
+        query_embeddings = model.encode_queries_as_fusion_reads([queries[p] for p in long_pairs])
         for p, query in zip(long_pairs, query_embeddings, strict=True):
             cosine[p] = window_embeddings[by_pair[p]] @ query
     for pair, ws in by_pair.items():

@@ -23,7 +23,7 @@ from gear_core.tokenization import TOKENIZER_LOCK, check_batch_size, check_texts
 
 class GeARServing:
     """The serving methods; the model they run on provides ``config``, ``tokenizer``, ``device``, the towers
-    (``query_encoder``, ``document_encoder_module``) and the network's passes."""
+    (``query_encoder``, ``document_encoder_module``, ``retrieval_layers``) and the network's passes."""
 
     def tokenize(self, text: str) -> list[str]:
         """The model's word pieces of ``text``, safe to call from any thread (e.g. as a text splitter's token
@@ -77,7 +77,13 @@ class GeARServing:
 
     @torch.no_grad()
     def _encode(
-        self, texts: Sequence[str], encoder: BertModel, max_length: int, batch_size: int, show_progress: bool
+        self,
+        texts: Sequence[str],
+        encoder: BertModel,
+        max_length: int,
+        batch_size: int,
+        show_progress: bool,
+        retrieval_layers: Sequence[torch.nn.Module] = (),
     ) -> np.ndarray:
         texts = check_texts(texts)
         check_batch_size(batch_size)
@@ -95,7 +101,8 @@ class GeARServing:
         for start in batches:
             chunk = [texts[i] for i in order[start : start + batch_size]]
             inputs = self._tokenize(chunk, max_length)
-            chunks.append(embed(encoder, inputs["input_ids"], inputs["attention_mask"]).float().cpu().numpy())
+            batch_embeddings = embed(encoder, inputs["input_ids"], inputs["attention_mask"], retrieval_layers)
+            chunks.append(batch_embeddings.float().cpu().numpy())
         self.train(was_training)
         embeddings = np.empty((len(texts), self.config.hidden_size), dtype=np.float32)
         embeddings[order] = np.concatenate(chunks)
@@ -103,7 +110,20 @@ class GeARServing:
 
     def encode_queries(self, queries: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         """(n, dim) float32 L2-normalised query embeddings."""
-        return self._encode(queries, self.query_encoder, self.config.max_query_length, batch_size, show_progress)
+        return self._encode(
+            queries,
+            self.query_encoder,
+            self.config.max_query_length,
+            batch_size,
+            show_progress,
+            self.retrieval_layers,
+        )
+
+    def encode_queries_as_fusion_reads(self, queries: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Query embeddings pooled from the encoder's last states, the space of the document states the fusion
+        encoder reads (window weighting compares them with each window's pooled states). Without
+        ``retrieval_layers`` these are :meth:`encode_queries`."""
+        return self._encode(queries, self.query_encoder, self.config.max_query_length, batch_size, False)
 
     def encode_documents(
         self, documents: Sequence[str], batch_size: int = 32, show_progress: bool = False
@@ -113,7 +133,12 @@ class GeARServing:
         Documents longer than ``max_document_length`` tokens are truncated (as any bi-encoder does).
         """
         return self._encode(
-            documents, self.document_encoder_module, self.config.max_document_length, batch_size, show_progress
+            documents,
+            self.document_encoder_module,
+            self.config.max_document_length,
+            batch_size,
+            show_progress,
+            self.retrieval_layers,
         )
 
     def sentence_scores_batch(

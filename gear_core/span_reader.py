@@ -28,6 +28,7 @@ from torch import nn
 from transformers import BertConfig, PreTrainedTokenizerBase
 from transformers.models.bert.modeling_bert import BertLayer
 
+from gear_core.layers import run_layers
 from gear_core.losses import span_distillation_loss, span_loss
 from gear_core.text import Sentence
 
@@ -48,9 +49,7 @@ class SpanReader(nn.Module):
 
     def forward(self, hidden: torch.Tensor, self_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, hidden) states after the shared layers and an additive mask -> start and end logits (B, L)."""
-        for layer in self.layers:
-            hidden = layer.feed_forward_chunk(layer.attention(hidden, self_mask)[0])
-        start, end = self.span_head(hidden).float().unbind(dim=-1)
+        start, end = self.span_head(run_layers(self.layers, hidden, self_mask)).float().unbind(dim=-1)
         return start, end
 
     @torch.no_grad()

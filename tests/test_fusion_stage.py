@@ -237,6 +237,30 @@ def test_the_towers_stage_trains_the_towers_above_the_span_readers_layers(tiny_e
     assert float(metrics["val/score"]) == pytest.approx(float(metrics["val/squad/global_r5"]))
 
 
+def test_the_towers_stage_trains_retrieval_layers_alone(tiny_encoder_dir, tiny_squad, tmp_path):
+    """With retrieval layers the towers stage trains those (and the temperature) alone: the encoder that sentence
+    ranking reads stays, so the rankings are the same after training."""
+    squad, split = tiny_squad
+    overrides = {**TINY_OVERRIDES, "shared_encoder": True, "retrieval_layers": 1}
+    module = GeARLightningModule(
+        tiny_encoder_dir, config_overrides=overrides, learning_rate=1e-3, warmup_steps=1, stage="towers"
+    )
+    document = "Paris is in France. The Seine flows through it. " * 6  # two windows: window weighting runs
+
+    def ranked() -> list:
+        return [(s.start_char, s.score) for s in module.model.eval().rank_sentences("which river", document, None)]
+
+    before, embedding = ranked(), module.model.encode_documents([document])
+    module.model.train()
+    _, _, changed = fit_three_steps(module, squad, split, tmp_path)
+    assert any(n.startswith("retrieval_layers.0.") for n in changed)
+    assert all(n.startswith("retrieval_layers.") or n == "temperature" for n in changed)
+    assert ranked() == before
+    assert not np.allclose(module.model.encode_documents([document]), embedding)
+    with pytest.raises(ValueError, match="does not apply to a model with retrieval_layers"):
+        GeARLightningModule(tiny_encoder_dir, config_overrides=overrides, stage="towers", frozen_encoder_layers=1)
+
+
 def test_the_towers_stage_can_train_every_layer_and_refuses_a_frozen_tower(tiny_encoder_dir, tiny_squad, tmp_path):
     squad, split = tiny_squad
     module = GeARLightningModule(

@@ -59,7 +59,9 @@ class GeARLightningModule(L.LightningModule):
         stage: ``"full"`` trains every part with every loss (the paper's step). ``"towers"`` trains the query and
             document towers alone (the bi-encoder: contrastive loss, momentum and queue), everything else frozen
             and unused, from ``frozen_encoder_layers`` up; follow it with the fusion stage, which brings the
-            cross-attention and decoder to the new towers. ``"fusion"`` freezes the query and
+            cross-attention and decoder to the new towers. With ``retrieval_layers`` (config) it trains the
+            bi-encoder's own layers alone: sentence ranking and evidence stay exactly as they were, no fusion stage
+            follows. ``"fusion"`` freezes the query and
             document towers: the document tower's token states are computed once and cached (the data module
             does it), and each step trains the cross-attention blocks and the decoder (localization and LM
             losses) over a query-sized pass; with the towers frozen the contrastive loss is constant and skipped.
@@ -72,7 +74,8 @@ class GeARLightningModule(L.LightningModule):
         frozen_encoder_layers: the towers stage leaves the encoders' embeddings and this many bottom layers as they
             are (the top ones learn). ``None``: the span reader's shared layers (``span_reader_shared_layers``; 0
             without a reader), so the reader keeps its inputs and needs no retraining; a smaller value retrains
-            layers the reader reads through. On a CPU the frozen layers also cost no backward pass.
+            layers the reader reads through. On a CPU the frozen layers also cost no backward pass. Not with
+            ``retrieval_layers``, which leave the whole encoder frozen.
         score_metrics: the validation metrics that join ``val/score`` (which picks the exported model), by name
             suffix, e.g. ``[global_r5]`` for the towers stage; ``None``: all of them.
         reader_teacher: the ``span_reader`` stage also learns from this GeAR folder's span reader (frozen, outside

@@ -33,7 +33,7 @@ def freeze_for_stage(model: GeARModel, stage: str, frozen_encoder_layers: int | 
         return _freeze_all_but_towers(model, frozen_encoder_layers)
     elif stage in ("fusion", "decoder"):  # frozen towers (the fusion encoder still runs the query tower's layers)
         # Tied decoder word embeddings are the query tower's: they stay frozen with it.
-        frozen = [model.query_encoder, model.document_encoder, model.temperature]
+        frozen = [model.query_encoder, model.document_encoder, model.retrieval_layers, model.temperature]
         if stage == "decoder":
             frozen.append(model.cross_attention)
         for part in frozen:
@@ -44,14 +44,22 @@ def freeze_for_stage(model: GeARModel, stage: str, frozen_encoder_layers: int | 
 
 def _freeze_all_but_towers(model: GeARModel, frozen_layers: int | None) -> list[nn.Module]:
     """Only the encoders' layers from ``frozen_layers`` up (and the temperature) learn; ``None``: the span
-    reader's shared layers (0 without a reader), so the reader keeps its inputs."""
+    reader's shared layers (0 without a reader), so the reader keeps its inputs. A model with retrieval layers
+    trains those alone: the encoder stays as the fusion encoder, span reader and decoder read it."""
     config = model.config
+    model.requires_grad_(False)
+    model.temperature.requires_grad_(True)
+    if len(model.retrieval_layers):  # the bi-encoder's own branch learns; the encoder everything else reads stays
+        if frozen_layers is not None:
+            raise ValueError(
+                "frozen_encoder_layers does not apply to a model with retrieval_layers: its encoder stays whole"
+            )
+        model.retrieval_layers.requires_grad_(True)
+        return [model.query_encoder]
     if frozen_layers is None:
         frozen_layers = config.shared_span_reader_layers if model.span_reader is not None else 0
     if not 0 <= frozen_layers < config.num_encoder_layers:
         raise ValueError(f"frozen_encoder_layers must lie in [0, {config.num_encoder_layers - 1}], got {frozen_layers}")
-    model.requires_grad_(False)
-    model.temperature.requires_grad_(True)
     fixed: list[nn.Module] = []
     for encoder in (model.query_encoder, model.document_encoder):
         if encoder is not None:
