@@ -133,3 +133,26 @@ def test_evidence_is_on_by_default_and_is_the_answer_with_its_span():
             assert evidence["support"] < threshold
     finally:
         clear_model_cache()
+
+
+def test_a_persisted_hybrid_retriever_reloads_with_identical_results(default_model, squad_dev, tmp_path):
+    """The default retriever (hybrid: the shipped model's vectors and BM25, merged by reciprocal rank) over 120
+    SQuAD dev paragraphs, persisted and loaded from its folder alone: the same nodes, scores and retrievers."""
+    paragraphs = [p for article in squad_dev["data"][:3] for p in article["paragraphs"]][:120]
+    nodes = [TextNode(text=p["context"], id_=f"p{i}") for i, p in enumerate(paragraphs)]
+    questions = [p["qas"][0]["question"] for p in paragraphs[::12]]
+    retriever = GeARRetriever.from_defaults(nodes=nodes, model=default_model, similarity_top_k=5)
+    assert retriever.searcher.mode == "hybrid"
+
+    def results(r: GeARRetriever) -> list:
+        return [[(n.node.node_id, n.score, n.node.metadata) for n in r.retrieve(q)] for q in questions]
+
+    before = results(retriever)
+    # the question's own paragraph is found (the ids of questions are those of every 12th paragraph)
+    assert sum(f"p{12 * i}" in [node_id for node_id, _, _ in hits] for i, hits in enumerate(before)) >= 9
+    retriever.persist(tmp_path / "retriever")
+    clear_model_cache()
+    try:
+        assert results(GeARRetriever.from_persist_dir(tmp_path / "retriever")) == before
+    finally:
+        clear_model_cache()

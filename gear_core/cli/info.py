@@ -13,8 +13,10 @@ def run(args: argparse.Namespace) -> int:
     parts = {
         "query_encoder": model.query_encoder,
         "document_encoder": model.document_encoder,
+        "retrieval_layers": model.retrieval_layers,
         "cross_attention": model.cross_attention,
         "decoder": model.decoder,
+        "span_reader": model.span_reader,
     }
     counts = {name: (count_parameters(part) if part is not None else 0) for name, part in parts.items()}
     print(json.dumps({"parameters": {**counts, "total (shared counted once)": count_parameters(model)}}, indent=2))
