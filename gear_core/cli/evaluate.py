@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     path, model = model_or_default(args.model)
     if args.device:
         model.to(args.device)
-    report = evaluate(model, settings, model_name=path)
+    report = evaluate(model, settings, model_name=args.model or path)  # as asked for: no machine path
     markdown = report.to_markdown()
     print(markdown)
     if args.out:
