@@ -188,9 +188,7 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
         hidden = run_layers(encoder.encoder.layer[: self.config.shared_span_reader_layers], hidden, self_mask)
         return self.span_reader(hidden, self_mask)
 
-    def span_reader_losses(self, **batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The span reader's losses on a span-reader batch (:func:`gear_core.span_reader.span_reader_losses`)."""
-        return span_reader_losses(self, **batch)
+    span_reader_losses = span_reader_losses  # the span reader's losses on a span-reader batch (a function of the model)
 
     def read_document(
         self,
@@ -306,22 +304,11 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
                 raise ValueError("document_ids are needed with a momentum queue (to recognise queued positives)")
             document_ids = torch.arange(batch_size, device=query_input_ids.device)
         query_embeds = embed(self.query_encoder, query_input_ids, query_attention_mask, self.retrieval_layers)
-        document_states = None  # what the fusion losses read: computed when they run, or when retrieval pools them
-        if not self.retrieval_layers or self.runs_fusion_losses(
-            target_input_ids,
-            document_gold_mask,
-            document_candidate_mask,
-            lm_loss_weight,
-            localization_loss_weight,
-        ):
-            document_states = self.document_encoder_module(
-                input_ids=document_input_ids, attention_mask=document_attention_mask
-            ).last_hidden_state
+        encoder, document_states = self.document_encoder_module, None  # None: fusion_losses computes them if needed
         if self.retrieval_layers:
-            document_embeds = embed(
-                self.document_encoder_module, document_input_ids, document_attention_mask, self.retrieval_layers
-            )
+            document_embeds = embed(encoder, document_input_ids, document_attention_mask, self.retrieval_layers)
         else:
+            document_states = encoder(document_input_ids, attention_mask=document_attention_mask).last_hidden_state
             document_embeds = embed_states(document_states, document_attention_mask)
         temperature = self.temperature.clamp(0.001, 0.5)
 
@@ -387,34 +374,6 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
             self.config.localization_loss_weight if localization_loss_weight is None else localization_loss_weight,
         )
 
-    def runs_fusion_losses(
-        self,
-        target_input_ids: torch.Tensor | None = None,
-        document_gold_mask: torch.Tensor | None = None,
-        document_candidate_mask: torch.Tensor | None = None,
-        lm_loss_weight: float | None = None,
-        localization_loss_weight: float | None = None,
-    ) -> bool:
-        """Whether :meth:`fusion_losses` has anything to compute for these inputs and weights."""
-        return any(
-            self._fusion_losses_to_run(
-                target_input_ids, document_gold_mask, document_candidate_mask, lm_loss_weight, localization_loss_weight
-            )
-        )
-
-    def _fusion_losses_to_run(
-        self,
-        target_input_ids: torch.Tensor | None,
-        document_gold_mask: torch.Tensor | None,
-        document_candidate_mask: torch.Tensor | None,
-        lm_loss_weight: float | None,
-        localization_loss_weight: float | None,
-    ) -> tuple[bool, bool]:
-        """(the decoder's LM loss runs, the localization loss runs): a weight of 0 or missing inputs skip one."""
-        alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
-        run_decoder = target_input_ids is not None and alpha != 0
-        return run_decoder, beta != 0 and document_gold_mask is not None and document_candidate_mask is not None
-
     def fusion_losses(
         self,
         query_input_ids: torch.Tensor,
@@ -451,13 +410,15 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
             raise ValueError(f"teacher_weight must lie in [0, 1], got {teacher_weight}")
         if teacher_weight > 0 and (document_token_sentence is None or teacher_sentence_probs is None):
             raise ValueError("teacher_weight > 0 needs a sentence teacher's batch (GeARDataModule.sentence_teacher)")
-        run_decoder, localize = self._fusion_losses_to_run(
-            target_input_ids, document_gold_mask, document_candidate_mask, lm_loss_weight, localization_loss_weight
-        )
+        alpha, beta = self.loss_weights(lm_loss_weight, localization_loss_weight)
+        run_decoder = target_input_ids is not None and alpha != 0
+        localize = beta != 0 and document_gold_mask is not None and document_candidate_mask is not None
         if not (run_decoder or localize):
             return None, None
-        if document_states is None:
-            raise ValueError("the fusion losses need the document's token states")
+        if document_states is None:  # ``forward`` with retrieval layers: the encoder's states, only when needed
+            document_states = self.document_encoder_module(
+                input_ids=document_input_ids, attention_mask=document_attention_mask
+            ).last_hidden_state
         ranking = self.config.sentence_scoring
         fused, attention_logits = self.fuse(
             query_input_ids,
