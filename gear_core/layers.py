@@ -1,7 +1,8 @@
 """GeAR's building blocks: the one pooling implementation, masks, and the layers GeARModel adds to its BERT towers.
 
 - ``embed``: mean over real tokens, L2-normalised; used by training, evaluation, the momentum encoder and serving.
-- ``run_layers``: a slice of an encoder's layers (the span reader's shared bottom, the retrieval branch).
+- ``run_layers``, ``bottom_states``: a slice of an encoder's layers, and its first layers where a branch leaves it
+  (the span reader, the retrieval layers).
 - ``CrossAttention``: the block each fusion layer adds; it returns its attention logits when asked (the ranking
   layer), otherwise it runs the fused SDPA kernel.
 - ``ReaderLayer``, ``CopyHead``, ``CopySource``, ``copy_mixture_log_probs``: the evidence decoder's reader and
@@ -42,9 +43,8 @@ def embed(
         states = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     else:
         shared = len(encoder.encoder.layer) - len(retrieval_layers)
-        hidden = encoder.embeddings(input_ids=input_ids)
-        self_mask = additive_mask(attention_mask, hidden.dtype)
-        states = run_layers(retrieval_layers, run_layers(encoder.encoder.layer[:shared], hidden, self_mask), self_mask)
+        hidden, self_mask = bottom_states(encoder, input_ids, attention_mask, shared)
+        states = run_layers(retrieval_layers, hidden, self_mask)
     return embed_states(states, attention_mask)
 
 
@@ -59,6 +59,20 @@ def run_layers(layers: Iterable[BertLayer], hidden: torch.Tensor, self_mask: tor
     for layer in layers:
         hidden = layer.feed_forward_chunk(layer.attention(hidden, self_mask)[0])
     return hidden
+
+
+def bottom_states(
+    encoder: BertModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    num_layers: int,
+    token_type_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's embeddings and first ``num_layers`` layers, where a branch leaves it (the span reader, the
+    retrieval layers): ``(states, additive self-attention mask)``."""
+    hidden = encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    self_mask = additive_mask(attention_mask, hidden.dtype)
+    return run_layers(encoder.encoder.layer[:num_layers], hidden, self_mask), self_mask
 
 
 def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

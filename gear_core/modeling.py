@@ -34,10 +34,10 @@ from gear_core.layers import (
     CrossAttention,
     ReaderLayer,
     additive_mask,
+    bottom_states,
     copy_mixture_log_probs,
     embed,
     embed_states,
-    run_layers,
 )
 from gear_core.losses import (
     IGNORE_INDEX,
@@ -182,10 +182,9 @@ class GeARModel(GeARServing, GeARPreTrainedModel):
         and end logits, (B, L) each."""
         if self.span_reader is None:
             raise ValueError("this model has no span reader (GeARConfig.span_reader_layers = 0)")
-        encoder = self.query_encoder
-        hidden = encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        self_mask = additive_mask(attention_mask, hidden.dtype)
-        hidden = run_layers(encoder.encoder.layer[: self.config.shared_span_reader_layers], hidden, self_mask)
+        hidden, self_mask = bottom_states(
+            self.query_encoder, input_ids, attention_mask, self.config.shared_span_reader_layers, token_type_ids
+        )
         return self.span_reader(hidden, self_mask)
 
     span_reader_losses = span_reader_losses  # the span reader's losses on a span-reader batch (a function of the model)

@@ -6,6 +6,7 @@ initialisation of what GeAR adds to BERT."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -110,27 +111,27 @@ class GeARPreTrainedModel(PreTrainedModel):
         """Reader layer i starts as encoder layer ``L - n + i`` (the top layers, which made the states it reads),
         its cross-attention as that layer's self-attention (as the fusion encoder's blocks start)."""
         top = self.config.num_encoder_layers - len(self.reader)
-        with torch.no_grad():
-            for i, reader_layer in enumerate(self.reader):
-                reader_layer.layer.load_state_dict(self.query_encoder.encoder.layer[top + i].state_dict())
-                self._copy_self_attention(top + i, reader_layer.crossattention)
+        self._copy_encoder_layers([reader_layer.layer for reader_layer in self.reader], top)
+        for i, reader_layer in enumerate(self.reader):
+            self._copy_self_attention(top + i, reader_layer.crossattention)
 
     def _start_span_reader(self) -> None:
         """The span reader's layer i starts as encoder layer ``shared + i``: the reader continues the shared bottom
         layers with copies of the layers that followed them; its head starts fresh."""
-        top = self.config.shared_span_reader_layers
+        self._copy_encoder_layers(self.span_reader.layers, self.config.shared_span_reader_layers)
         with torch.no_grad():
-            for i, layer in enumerate(self.span_reader.layers):
-                layer.load_state_dict(self.query_encoder.encoder.layer[top + i].state_dict())
             self.span_reader.span_head.apply(self._init_weights)
 
     def _start_retrieval_layers(self) -> None:
         """Retrieval layer i starts as encoder layer ``L - n + i``: the branch is a copy of the layers it replaces,
         so the embeddings do not change until the towers stage trains it."""
-        top = self.config.num_encoder_layers - len(self.retrieval_layers)
+        self._copy_encoder_layers(self.retrieval_layers, self.config.num_encoder_layers - len(self.retrieval_layers))
+
+    def _copy_encoder_layers(self, layers: Iterable[nn.Module], first: int) -> None:
+        """Layer i of ``layers`` becomes a copy of the encoder's layer ``first + i`` (how each branch starts)."""
         with torch.no_grad():
-            for i, layer in enumerate(self.retrieval_layers):
-                layer.load_state_dict(self.query_encoder.encoder.layer[top + i].state_dict())
+            for i, layer in enumerate(layers):
+                layer.load_state_dict(self.query_encoder.encoder.layer[first + i].state_dict())
 
     def _copy_self_attention(self, layer_index: int, block: CrossAttention) -> None:
         attention = self.query_encoder.encoder.layer[layer_index].attention
