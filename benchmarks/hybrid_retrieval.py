@@ -1,14 +1,17 @@
 """Global retrieval on the validation sources through the searcher the library serves: GeAR alone
 (``GeARSearcher(mode="dense")``), BM25 alone (its ``LexicalIndex``) and both merged (``mode="hybrid"``).
 
-    python benchmarks/hybrid_retrieval.py [--model gear-minilm] [--questions 300] [--sets squad nq]
+    python benchmarks/hybrid_retrieval.py [--model gear-minilm] [--questions 300] [--sets squad nq synthetic]
         [--no-wiki] [--out benchmarks/results/hybrid_retrieval.md]
 
 Per set, the corpus is the distinct documents of its validation questions (held-out SQuAD-train paragraphs,
-held-out NQ passages: see validation_sources.py; never the SQuAD ``test`` articles), then the same with the
-10,033 wiki-vital summaries added as distractors (as ``gear eval``'s global table). Each question's gold is its own
-document. The corpus is encoded once per set, the distractors once for all; every system ranks the same questions.
-This is where ``mode``'s default is chosen.
+held-out NQ passages, held-out titles of the synthetic Wikipedia triples: see validation_sources.py; never the SQuAD
+``test`` articles), then the same with the 10,033 wiki-vital summaries added as distractors (as ``gear eval``'s
+global table). Each question's gold is its own document. The corpus is encoded once per set, the distractors once
+for all; every system ranks the same questions. This is where ``mode``'s default is chosen, and the fusion grid is
+where :class:`~gear_core.retrieval.HybridFusion`'s defaults are: every setting fuses the same dense and BM25 top 50s
+through ``HybridFusion.fuse``, the function the searcher calls, and the default's row is checked against the
+searcher's own hybrid results.
 """
 
 from __future__ import annotations
@@ -21,19 +24,51 @@ from pathlib import Path
 import torch
 
 from gear_core.data.sources import WIKI_VITAL, data_path, wiki_vital_documents
-from gear_core.evaluation.benchmark import dense_searcher, global_retrieval_metrics, passage_questions
+from gear_core.evaluation.benchmark import HYBRID_GLOBAL, dense_searcher, global_retrieval_metrics, passage_questions
+from gear_core.evaluation.metrics import retrieval_metrics
 from gear_core.loading import load_model
+from gear_core.retrieval import GeARSearcher, HybridFusion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_result
-from validation_sources import validation_examples
+from validation_sources import DEFAULT_TRIPLES, validation_examples
+
+#: The fusion settings compared: how deep each ranking is fused, the reciprocal-rank constant, GeAR's weight.
+FUSION_GRID = [
+    HybridFusion(depth, constant, weight)
+    for depth in (5, 10, 20, 50)
+    for constant in (60.0, 10.0)
+    for weight in (0.5, 1.0, 2.0)
+]
+GRID_DEPTH = 50  # each retriever's ranking is fetched this deep once; every setting cuts it to its own depth
+
+
+def fusion_grid(searcher: GeARSearcher, queries: list[str], golds: list[set[str]]) -> dict[str, dict[str, float]]:
+    """R@1 and R@5 of every :data:`FUSION_GRID` setting on one corpus, from one dense and one BM25 search."""
+    mode = searcher.mode
+    searcher.mode = "dense"
+    try:
+        dense = [[r.id for r in row] for row in searcher.search_batch(queries, GRID_DEPTH, rank_sentences=False)]
+    finally:
+        searcher.mode = mode
+    lexical = [[id_ for id_, _ in row] for row in searcher.lexical_index().search(queries, GRID_DEPTH)]
+    grid = {}
+    for fusion in FUSION_GRID:
+        fused = [[id_ for id_, _ in fusion.fuse(d, b, 5)] for d, b in zip(dense, lexical, strict=True)]
+        grid[fusion_name(fusion)] = retrieval_metrics(fused, golds, recall_ks=(1, 5), map_ks=())
+    return grid
+
+
+def fusion_name(fusion: HybridFusion) -> str:
+    return f"depth {fusion.depth}, constant {fusion.rank_constant:g}, dense weight {fusion.dense_weight:g}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gear-minilm")
     parser.add_argument("--questions", type=int, default=300)
-    parser.add_argument("--sets", nargs="+", choices=("squad", "nq"), default=["squad", "nq"])
+    parser.add_argument("--sets", nargs="+", choices=("squad", "nq", "synthetic"), default=["squad", "nq", "synthetic"])
+    parser.add_argument("--triples", default=DEFAULT_TRIPLES, help="the synthetic set's triples (gear synthesize)")
     parser.add_argument("--no-wiki", action="store_true", help="leave the wiki-vital distractors out")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/hybrid_retrieval.md")
@@ -41,12 +76,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     model = load_model(args.model)
-    sets = validation_examples(args.questions, 1, [])
+    if "synthetic" in args.sets and not Path(args.triples).is_file():
+        parser.error(f"no synthetic triples at {args.triples}: write them with `gear synthesize` or leave the set out")
+    sets = validation_examples(args.questions, 1, [args.triples] if "synthetic" in args.sets else [])
     wiki: tuple[list[str], list[str], object] | None = None
     if not args.no_wiki:
         wiki_ids, wiki_texts = map(list, zip(*wiki_vital_documents(data_path(WIKI_VITAL)), strict=True))
         wiki = (wiki_ids, wiki_texts, model.encode_documents(wiki_texts, batch_size=32, show_progress=True))
     results: dict[str, dict[str, dict[str, float]]] = {}
+    grids: dict[str, dict[str, dict[str, float]]] = {}
     counts: dict[str, int] = {}
     for name in args.sets:
         queries, golds, ids, documents = passage_questions(sets[name], name)
@@ -57,6 +95,10 @@ def main() -> None:
             corpora[f"{name} + wiki"] = dense_searcher(model, corpus, (wiki[2], wiki[0], wiki[1]))
         for corpus, corpus_searcher in corpora.items():
             results[corpus] = global_retrieval_metrics(corpus_searcher, queries, golds)
+            grids[corpus] = fusion_grid(corpus_searcher, queries, golds)
+            served = {m: results[corpus][HYBRID_GLOBAL][m] for m in ("R@1", "R@5")}
+            if grids[corpus][fusion_name(HybridFusion())] != served:  # the grid must measure what is served
+                raise AssertionError(f"{corpus}: the grid's default differs from the searcher's hybrid {served}")
     seconds = time.perf_counter() - start
     lines = [
         "# Hybrid retrieval on the validation sources",
@@ -65,8 +107,8 @@ def main() -> None:
         f"{' '.join(args.sets)}{' --no-wiki' if args.no_wiki else ''}`; torch {torch.__version__}, {args.threads} "
         "threads. Corpus: the distinct documents of each set's validation questions, then with the 10,033 wiki-vital "
         'summaries as distractors. Every system through the library\'s own searcher: `GeARSearcher(mode="dense")`, '
-        'BM25 from its `LexicalIndex`, and `mode="hybrid"` (each one\'s top k merged by reciprocal rank). R@1, R@5 '
-        "and MAP@5 from top-5 searches, R@20 from top-20 ones.",
+        'BM25 from its `LexicalIndex`, and `mode="hybrid"` (merged by reciprocal rank as the default `HybridFusion` '
+        f"says: {fusion_name(HybridFusion())}). R@1, R@5 and MAP@5 from top-5 searches, R@20 from top-20 ones.",
         "",
         "Counts: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + ".",
         "",
@@ -77,8 +119,31 @@ def main() -> None:
         lines.append("| --- | " + " | ".join("---:" for _ in metrics) + " |")
         lines += [f"| {s} | " + " | ".join(f"{v:.3f}" for v in m.values()) + " |" for s, m in systems.items()]
         lines.append("")
+    lines += fusion_grid_table(grids)
     lines.append(f"Wall time: {seconds:.0f} s.")
-    write_result(args.out, lines, {"args": vars(args), "counts": counts, "results": results})
+    write_result(args.out, lines, {"args": vars(args), "counts": counts, "results": results, "fusion_grid": grids})
+
+
+def fusion_grid_table(grids: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The grid as a table: a setting a row, R@1 / R@5 per corpus, and their mean over every corpus and metric
+    (the column the default is chosen by); the searcher's default in bold."""
+    corpora = list(grids)
+    default = fusion_name(HybridFusion())
+    lines = [
+        "## Fusion grid",
+        "",
+        "Each setting fuses the same dense and BM25 rankings (`HybridFusion.fuse`, as the searcher does); R@1 / R@5 "
+        "of the fused top 5. `mean`: over every corpus and both metrics. The searcher's default in bold.",
+        "",
+        "| setting | " + " | ".join(corpora) + " | mean |",
+        "| --- | " + " | ".join("---:" for _ in corpora) + " | ---: |",
+    ]
+    for name in grids[corpora[0]]:
+        cells = [f"{grids[c][name]['R@1']:.3f} / {grids[c][name]['R@5']:.3f}" for c in corpora]
+        mean = sum(grids[c][name][m] for c in corpora for m in ("R@1", "R@5")) / (2 * len(corpora))
+        label = f"**{name}**" if name == default else name
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.4f} |")
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

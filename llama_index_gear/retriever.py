@@ -17,6 +17,7 @@ that died), never other files in the folder. A load refuses a docstore changed a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -43,7 +44,7 @@ from gear_core.files import (
     versioned_save,
     write_atomic,
 )
-from gear_core.retrieval import SEARCH_MODES, GeARSearcher, IndexType, SearchMode
+from gear_core.retrieval import SEARCH_MODES, GeARSearcher, HybridFusion, IndexType, SearchMode
 from llama_index_gear._model import is_gear_folder, load_model, model_label, saved_model_folder
 from llama_index_gear.embedding import GeAREmbedding
 from llama_index_gear.highlighter import GeARHighlighter, exclude_from_prompts
@@ -115,6 +116,7 @@ class GeARRetriever(BaseRetriever):
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         highlight: bool | GeARHighlighter = False,
         mode: SearchMode = "hybrid",
+        fusion: HybridFusion | None = None,
         node_parser: NodeParser | None = None,
         metadata_mode: MetadataMode = MetadataMode.NONE,
         index_type: IndexType = "flat",
@@ -132,10 +134,10 @@ class GeARRetriever(BaseRetriever):
 
         The default ``node_parser`` is :class:`GeARPassageSplitter`: the passages ``gear demo`` cuts, which fit the
         model's ``max_document_length`` in its own word pieces. ``highlight=True`` adds a default
-        :class:`GeARHighlighter`; pass one to choose its settings. ``mode="hybrid"`` merges GeAR's and BM25's top
-        ``similarity_top_k`` nodes by reciprocal rank (scores are then the fused ones, and each node's
-        ``gear_found_by`` metadata names the retrievers that found it). ``index_params`` go to gear_core's
-        ``DocumentIndex`` (e.g. HNSW's ``m``).
+        :class:`GeARHighlighter`; pass one to choose its settings. ``mode="hybrid"`` merges GeAR's and BM25's
+        rankings by reciprocal rank, as ``fusion`` (gear_core's ``HybridFusion``: how deep, with what weights) says;
+        scores are then the fused ones, and each node's ``gear_found_by`` metadata names the retrievers that found
+        it. ``index_params`` go to gear_core's ``DocumentIndex`` (e.g. HNSW's ``m``).
         """
         sources = {"nodes": nodes, "documents": documents, "index": index, "docstore": docstore}
         given = [name for name, value in sources.items() if value is not None]
@@ -171,6 +173,7 @@ class GeARRetriever(BaseRetriever):
         )
         searcher.batch_size = batch_size
         searcher.mode = mode
+        searcher.fusion = fusion or HybridFusion()
         if highlight is True:
             highlight = GeARHighlighter(model=gear_model, batch_size=batch_size)
         return cls(
@@ -253,6 +256,7 @@ class GeARRetriever(BaseRetriever):
             "metadata_mode": self.metadata_mode.value,
             "batch_size": self._searcher.batch_size,
             "mode": self._searcher.mode,
+            "fusion": dataclasses.asdict(self._searcher.fusion),
             "highlighter": highlighter,
             "files": files,
             "sha256": {"docstore": sha256_file(folder / files["docstore"])},
@@ -293,7 +297,11 @@ class GeARRetriever(BaseRetriever):
             raise CorruptFileError(f"{docstore_path} is damaged or was changed after saving (its SHA-256 differs)")
         gear_model = load_model(model, model_name, device)
         searcher = GeARSearcher.load(
-            folder / files["index"], gear_model, batch_size=settings["batch_size"], mode=settings.get("mode", "dense")
+            folder / files["index"],
+            gear_model,
+            batch_size=settings["batch_size"],
+            mode=settings.get("mode", "dense"),
+            fusion=settings["fusion"],
         )
         try:
             docstore = SimpleDocumentStore.from_persist_path(str(docstore_path))
@@ -350,6 +358,7 @@ def read_settings(folder: Path) -> dict[str, Any]:
             raise CorruptFileError(f"{path}: {key!r} must be positive, got {settings[key]}")
     if settings.get("mode", "dense") not in SEARCH_MODES:  # files saved before hybrid search hold no mode
         raise CorruptFileError(f"{path}: unknown mode {settings['mode']!r}; expected one of {SEARCH_MODES}")
+    settings["fusion"] = _read_fusion(settings.get("fusion", _FUSION_BEFORE_SETTINGS), path)
     if settings["metadata_mode"] not in {mode.value for mode in MetadataMode}:
         raise CorruptFileError(f"{path}: unknown metadata_mode {settings['metadata_mode']!r}")
     for key in ("docstore", "index"):
@@ -360,6 +369,21 @@ def read_settings(folder: Path) -> dict[str, Any]:
     if unknown:
         raise CorruptFileError(f"{path}: unknown highlighter settings {sorted(unknown)}")
     return settings
+
+
+# Files saved before fusion settings were saved fused each retriever's top k (depth 1 never cuts below k), so they
+# reload with the results they were saved with.
+_FUSION_BEFORE_SETTINGS = {"depth": 1, "rank_constant": 60.0, "dense_weight": 1.0}
+
+
+def _read_fusion(saved: Any, path: Path) -> HybridFusion:
+    fields = {field.name for field in dataclasses.fields(HybridFusion)}
+    if not isinstance(saved, dict) or set(saved) != fields:
+        raise CorruptFileError(f"{path}: 'fusion' must hold exactly {sorted(fields)}, got {saved!r}")
+    try:
+        return HybridFusion(**saved)
+    except (TypeError, ValueError) as error:
+        raise CorruptFileError(f"{path}: 'fusion' is not a valid HybridFusion: {error}") from error
 
 
 def _check_reloadable(docstore: BaseDocumentStore, mode: MetadataMode) -> None:

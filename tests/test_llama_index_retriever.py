@@ -17,7 +17,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 
 from gear_core import GeARModel
 from gear_core.files import CorruptFileError
-from gear_core.retrieval import ModelMismatchError
+from gear_core.retrieval import HybridFusion, ModelMismatchError
 from llama_index_gear import HIGHLIGHTS_KEY, GeAREmbedding, GeARHighlighter, GeARRetriever
 from llama_index_gear._model import clear_model_cache
 from llama_index_gear.retriever import SETTINGS_FILE
@@ -267,6 +267,15 @@ def test_missing_nodes_and_malformed_settings_are_refused(tiny_model, tmp_path):
         settings_path.write_text(text)
         with pytest.raises(ValueError, match=message):
             GeARRetriever.from_persist_dir(folder, model=tiny_model)
+    for fusion, message in (
+        ({**settings["fusion"], "depth": 0}, "'fusion' is not a valid HybridFusion: depth must be a positive int"),
+        ({**settings["fusion"], "dense_weight": "2"}, "'fusion' is not a valid HybridFusion"),
+        ({"depth": 5}, "'fusion' must hold exactly"),
+        ("deep", "'fusion' must hold exactly"),
+    ):
+        settings_path.write_text(json.dumps({**settings, "fusion": fusion}))
+        with pytest.raises(CorruptFileError, match=message):
+            GeARRetriever.from_persist_dir(folder, model=tiny_model)
     settings_path.write_text(good)
 
     # Nodes that the index holds but the docstore lost.
@@ -432,11 +441,12 @@ def test_hybrid_mode_fuses_bm25_says_who_found_each_node_and_persists(tiny_model
     from llama_index_gear import FOUND_BY_KEY
 
     given = nodes()
-    dense = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2, mode="dense")
     hybrid = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2)  # the default
+    depth = hybrid.searcher.fusion.candidates(2)  # how deep each retriever's ranking is fused
+    dense = GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=depth, mode="dense")
     query = "At what degrees does water freeze?"
     results = hybrid.retrieve(query)
-    assert "water" in [r.node.node_id for r in results]  # BM25 finds it, whatever the tiny model ranks
+    assert len(results) == 2 and "water" in [r.node.node_id for r in results]  # BM25 finds it, whatever GeAR ranks
     dense_ids = [r.node.node_id for r in dense.retrieve(query)]
     for r in results:
         found = r.node.metadata[FOUND_BY_KEY]
@@ -450,5 +460,20 @@ def test_hybrid_mode_fuses_bm25_says_who_found_each_node_and_persists(tiny_model
 
     hybrid.persist(tmp_path / "hybrid")
     loaded = GeARRetriever.from_persist_dir(tmp_path / "hybrid", model=tiny_model)
-    assert loaded.searcher.mode == "hybrid"
+    assert loaded.searcher.mode == "hybrid" and loaded.searcher.fusion == HybridFusion()
     assert as_tuples(loaded.retrieve(query)) == as_tuples(results)
+
+    # Fusion settings persist; a file saved before they were fused each retriever's top k, and still does.
+    shallow = HybridFusion(depth=1, rank_constant=10.0, dense_weight=2.0)
+    GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2, fusion=shallow).persist(
+        tmp_path / "shallow"
+    )
+    loaded = GeARRetriever.from_persist_dir(tmp_path / "shallow", model=tiny_model)
+    assert loaded.searcher.fusion == shallow
+    settings_path = tmp_path / "shallow" / SETTINGS_FILE
+    settings = json.loads(settings_path.read_text())
+    del settings["fusion"]
+    settings_path.write_text(json.dumps(settings))
+    assert GeARRetriever.from_persist_dir(tmp_path / "shallow", model=tiny_model).searcher.fusion == HybridFusion(
+        depth=1, rank_constant=60.0
+    )

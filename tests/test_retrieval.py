@@ -503,9 +503,50 @@ def test_lexical_index_finds_what_shares_a_term_and_nothing_else():
         LexicalIndex(["a", "b"], ["one"])
 
 
+def test_hybrid_fusion_hand_cases():
+    from gear_core.retrieval import HybridFusion
+
+    # Weighted: a = 2/(1+0) = 2 against b = 1/(1+0) + 2/(1+1) = 2: a tie, first seen first; c = 1/(1+1).
+    assert reciprocal_rank_fusion([["a", "b"], ["b", "c"]], k=1.0, weights=[2.0, 1.0]) == [
+        ("a", 2.0),
+        ("b", 2.0),
+        ("c", 0.5),
+    ]
+    with pytest.raises(ValueError, match="1 weights for 2 rankings"):
+        reciprocal_rank_fusion([["a"], ["b"]], weights=[1.0])
+    # How deep the rankings are fused decides: cut to 1, "a" (dense first) ties "c" (BM25 first) and is seen first;
+    # at depth 3, "c" is also dense's third: 1/10 + 1/12 beats a's 1/10.
+    dense, bm25 = ["a", "b", "c"], ["c"]
+    assert HybridFusion(depth=1, rank_constant=10.0).fuse(dense, bm25, k=1) == [("a", 1 / 10)]
+    assert HybridFusion(depth=3, rank_constant=10.0).fuse(dense, bm25, k=1) == [("c", pytest.approx(1 / 10 + 1 / 12))]
+    assert HybridFusion(depth=1).fuse(dense, bm25, k=3)[0][0] == "c"  # never fused shallower than the k asked for
+    assert HybridFusion(depth=20).candidates(5) == 20 and HybridFusion(depth=20).candidates(50) == 50
+    # dense_weight scales GeAR's ranks only: 2/(10+0) for "a" beats 1/(10+0) for "c".
+    assert [i for i, _ in HybridFusion(depth=1, rank_constant=10.0, dense_weight=2.0).fuse(["a"], ["c"], 2)] == [
+        "a",
+        "c",
+    ]
+    assert [i for i, _ in HybridFusion(depth=1, rank_constant=10.0, dense_weight=0.5).fuse(["a"], ["c"], 2)] == [
+        "c",
+        "a",
+    ]
+    for bad, message in (
+        ({"depth": 0}, "depth must be a positive int"),
+        ({"depth": 2.5}, "depth must be a positive int"),
+        ({"rank_constant": 0.0}, "rank_constant must be > 0"),
+        ({"dense_weight": -1.0}, "dense_weight must be > 0"),
+        ({"dense_weight": float("nan")}, "dense_weight must be > 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            HybridFusion(**bad)
+
+
 def test_hybrid_search_merges_dense_and_bm25_by_reciprocal_rank(tiny_model):
-    """Hybrid mode: GeAR's top k and BM25's top k merged by reciprocal rank; each result says who found it. The
-    tiny model's vectors are random, so BM25 is what finds the one document naming the query's rare word."""
+    """Hybrid mode: GeAR's and BM25's rankings (each cut to the fusion's depth) merged by reciprocal rank; each
+    result says who found it. The tiny model's vectors are random, so BM25 is what finds the one document naming
+    the query's rare word."""
+    from gear_core.retrieval import HybridFusion
+
     ids = ["paris", "jupiter", "hamlet", "water"]
     searcher = GeARSearcher.from_documents(tiny_model, DOCUMENTS, ids=ids)
     assert searcher.mode == "hybrid"  # the default: it won on every validation source (hybrid_retrieval.py)
@@ -516,16 +557,22 @@ def test_hybrid_search_merges_dense_and_bm25_by_reciprocal_rank(tiny_model):
     assert all(r.found_by == ("dense",) for r in dense)
 
     searcher.mode = "hybrid"
-    results = searcher.search("shakespeare", k=2, rank_sentences=False)
-    dense_ids, bm25_ids = [r.id for r in dense], ["hamlet"]  # only Hamlet's text names Shakespeare
-    expected = reciprocal_rank_fusion([dense_ids, bm25_ids])[:2]
-    assert [(r.id, r.score, r.rank) for r in results] == [
-        (id_, score, rank) for rank, (id_, score) in enumerate(expected, 1)
-    ]
-    for r in results:
-        assert r.found_by == tuple(name for name, found in (("dense", dense_ids), ("bm25", bm25_ids)) if r.id in found)
-        assert r.text == DOCUMENTS[ids.index(r.id)]
-    assert "hamlet" in [r.id for r in results]  # found by BM25 even if the random vectors miss it
+    bm25_ids = ["hamlet"]  # only Hamlet's text names Shakespeare
+    for depth in (2, 4):  # GeAR's top 2, then all four documents, fused with BM25's
+        searcher.fusion = HybridFusion(depth=depth)
+        results = searcher.search("shakespeare", k=2, rank_sentences=False)
+        searcher.mode = "dense"
+        dense_ids = [r.id for r in searcher.search("shakespeare", k=depth, rank_sentences=False)]
+        searcher.mode = "hybrid"
+        expected = reciprocal_rank_fusion([dense_ids, bm25_ids], k=searcher.fusion.rank_constant)[:2]
+        assert [(r.id, r.score, r.rank) for r in results] == [
+            (id_, score, rank) for rank, (id_, score) in enumerate(expected, 1)
+        ]
+        for r in results:
+            assert r.found_by == tuple(n for n, found in (("dense", dense_ids), ("bm25", bm25_ids)) if r.id in found)
+            assert r.text == DOCUMENTS[ids.index(r.id)]
+        assert "hamlet" in [r.id for r in results]  # found by BM25 even if the random vectors miss it
+    searcher.fusion = HybridFusion()
 
     # Documents added later are searched by both; sentences are ranked in every mode.
     searcher.add_documents(["Zanzibar exports cloves."], ids=["zanzibar"])

@@ -225,6 +225,7 @@ def _global(
                 searchers[name] = dense_searcher(encoder, *parts)
             report.counts[f"corpus_{corpus_name}"] = len(searchers["GeAR"].index)
             gear = searchers.pop("GeAR")
+            report.settings["hybrid_fusion"] = asdict(gear.fusion)  # what mode="hybrid" measured
             results[corpus_name] = global_retrieval_metrics(gear, queries, golds, dense_baselines=searchers)
     return results
 
@@ -254,9 +255,9 @@ def dense_searcher(encoder: GeARModel, *parts: tuple[Any, Sequence[str], Sequenc
 def searcher_rankings(
     searcher: GeARSearcher, queries: list[str], k: int, dense_baselines: Mapping[str, GeARSearcher] | None = None
 ) -> dict[str, list[list[str]]]:
-    """Each system's top ``k`` ids per query, as a retriever asked for ``k`` returns them (the hybrid fuses each
-    one's top ``k``): BM25 (the searcher's ``LexicalIndex``), the dense baselines' searchers, then the searcher in
-    ``mode="dense"`` (``GeAR``) and ``mode="hybrid"``. The searcher's mode is left as it was."""
+    """Each system's top ``k`` ids per query, as a retriever asked for ``k`` returns them (the hybrid fuses as the
+    searcher's ``fusion`` says): BM25 (the searcher's ``LexicalIndex``), the dense baselines' searchers, then the
+    searcher in ``mode="dense"`` (``GeAR``) and ``mode="hybrid"``. The searcher's mode is left as it was."""
     found = {"BM25": [[i for i, _ in row] for row in searcher.lexical_index().search(queries, k)]}
     for name, baseline in (dense_baselines or {}).items():
         found[name] = [[r.id for r in row] for row in baseline.search_batch(queries, k, rank_sentences=False)]
@@ -499,10 +500,16 @@ def format_markdown(report: EvaluationReport) -> str:
     if report.global_retrieval:
         metrics = ["R@1", "R@5", "MAP@5", "R@20"]
         through_searcher = any(HYBRID_GLOBAL in systems for systems in report.global_retrieval.values())
+        fusion = s.get("hybrid_fusion")  # reports written before fusion settings fused each one's top k
+        merged = (
+            f"GeAR's and BM25's top {fusion['depth']}s (top k when k is larger) merged by reciprocal rank with "
+            f"constant {fusion['rank_constant']:g}, GeAR's ranks weighted {fusion['dense_weight']:g}"
+            if fusion
+            else "GeAR's and BM25's top k merged by reciprocal rank"
+        )
         how = (
             'Every system through the library\'s searcher (`GeARSearcher`: `mode="dense"`, `mode="hybrid"` = '
-            "GeAR's and BM25's top k merged by reciprocal rank, BM25 from its `LexicalIndex`); R@1, R@5 and MAP@5 "
-            "from top-5 searches, R@20 from top-20 ones."
+            f"{merged}, BM25 from its `LexicalIndex`); R@1, R@5 and MAP@5 from top-5 searches, R@20 from top-20 ones."
             if through_searcher  # reports written before the searcher measured them: top 20s, fused then cut
             else "Each system's top 20 (exact inner product for the dense ones); GeAR + BM25 merges the two top 20s "
             "by reciprocal rank."

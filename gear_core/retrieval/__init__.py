@@ -10,7 +10,7 @@ from gear_core.retrieval.index import (
     model_identity,
     same_model,
 )
-from gear_core.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
+from gear_core.retrieval.lexical import HybridFusion, LexicalIndex, reciprocal_rank_fusion
 from gear_core.retrieval.searcher import SEARCH_MODES, GeARSearcher, SearchMode, SearchResult
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "DocumentIndex",
     "GeARSearcher",
     "Hit",
+    "HybridFusion",
     "IndexType",
     "LexicalIndex",
     "ModelMismatchError",

@@ -1,4 +1,5 @@
-"""BM25 over a document index's texts, and reciprocal rank fusion of several rankings.
+"""BM25 over a document index's texts, and reciprocal rank fusion of several rankings (:class:`HybridFusion`: how
+hybrid search merges GeAR's and BM25's).
 
 A :class:`LexicalIndex` is built from texts alone (bm25s, with the analysis of
 :func:`gear_core.scoring.bm25_tokenize`), so a searcher rebuilds it from its :class:`DocumentIndex`'s stored texts
@@ -8,6 +9,7 @@ instead of saving a second index: nothing more to persist, and nothing that coul
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,13 +50,53 @@ class LexicalIndex:
         return rows
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: float = 60.0) -> list[tuple[str, float]]:
-    """Ids of several rankings merged by the sum of 1 / (k + rank), rank counted from 0, best first with their fused
-    scores: what LlamaIndex's ``QueryFusionRetriever(mode="reciprocal_rerank")`` does with its retrievers' results
-    (k = 60, Cormack et al., 2009). Ranks, not scores, are fused: BM25 and cosine live on different scales. Ties keep
-    the order in which ids were first seen."""
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[str]], k: float = 60.0, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """Ids of several rankings merged by the sum of weight / (k + rank), rank counted from 0, best first with their
+    fused scores: with unit weights, what LlamaIndex's ``QueryFusionRetriever(mode="reciprocal_rerank")`` does with
+    its retrievers' results (k = 60, Cormack et al., 2009). Ranks, not scores, are fused: BM25 and cosine live on
+    different scales. Ties keep the order in which ids were first seen."""
+    if weights is None:
+        weights = [1.0] * len(rankings)
+    if len(weights) != len(rankings):
+        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
     fused: dict[str, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights, strict=True):
         for rank, id_ in enumerate(ranking):
-            fused[id_] = fused.get(id_, 0.0) + 1.0 / (k + rank)
+            fused[id_] = fused.get(id_, 0.0) + weight / (k + rank)
     return sorted(fused.items(), key=lambda item: -item[1])
+
+
+@dataclass(frozen=True)
+class HybridFusion:
+    """How hybrid search merges GeAR's ranking with BM25's: each one's top ``depth`` (never fewer than the ``k``
+    asked for) by reciprocal rank with constant ``rank_constant``, GeAR's ranks weighted by ``dense_weight`` (BM25's
+    by 1). The defaults are chosen on the validation sources (``benchmarks/hybrid_retrieval.py``, its fusion grid):
+    fusing deeper than ``k`` lets a document both retrievers rank fairly high beat one that a single retriever
+    ranks first, and a constant of 10 (LlamaIndex's is 60) keeps a retriever's first result worth more than
+    another's tenth. Equal weights: weighting either retriever won on one source and lost on another."""
+
+    depth: int = 50
+    rank_constant: float = 10.0
+    dense_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth <= 0:
+            raise ValueError(f"depth must be a positive int, got {self.depth!r}")
+        if not self.rank_constant > 0:  # ranks count from 0: 1 / (0 + 0) is not a score
+            raise ValueError(f"rank_constant must be > 0, got {self.rank_constant!r}")
+        if not self.dense_weight > 0:
+            raise ValueError(f"dense_weight must be > 0, got {self.dense_weight!r}")
+
+    def candidates(self, k: int) -> int:
+        """How many results to ask each retriever for when ``k`` fused ones are wanted."""
+        return max(k, self.depth)
+
+    def fuse(self, dense: Sequence[str], lexical: Sequence[str], k: int) -> list[tuple[str, float]]:
+        """The best ``k`` ``(id, fused score)`` of GeAR's ranking ``dense`` and BM25's ``lexical`` (each cut to
+        :meth:`candidates`)."""
+        depth = self.candidates(k)
+        return reciprocal_rank_fusion(
+            [dense[:depth], lexical[:depth]], self.rank_constant, weights=(self.dense_weight, 1.0)
+        )[:k]

@@ -1,8 +1,8 @@
 """GeARSearcher: GeAR's three uses in one call: find documents, the sentences in them that answer, and evidence.
 
 1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors; with
-   ``mode="hybrid"``, merged by reciprocal rank with BM25 over the same documents (:mod:`gear_core.retrieval.lexical`,
-   rebuilt from the index's texts, so nothing more is saved).
+   ``mode="hybrid"``, merged by reciprocal rank with BM25 over the same documents (:mod:`gear_core.retrieval.lexical`:
+   BM25 rebuilt from the index's texts, so nothing more is saved; :class:`HybridFusion`, how the two are merged).
 2. Local retrieval: each hit's sentences ranked by the fusion encoder's cross-attention
    (``GeARModel.rank_sentences_batch``), with character spans into the hit's text.
 3. Optionally, the decoder's generated evidence for each hit (``GeARModel.generate_evidence_batch``; with 2, one
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from gear_core.evidence import GroundedEvidence
 from gear_core.retrieval.index import DocumentIndex, Hit, IndexType, check_model, model_identity
-from gear_core.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
+from gear_core.retrieval.lexical import HybridFusion, LexicalIndex
 from gear_core.text import ScoredSentence
 from gear_core.tokenization import check_batch_size
 
@@ -38,10 +38,10 @@ class SearchResult:
     """One retrieved document with what GeAR found inside it.
 
     ``score`` is the cosine of query and document, or in hybrid mode the reciprocal-rank fusion score (the sum of
-    1 / (60 + rank) over the retrievers that found it); ``found_by`` names those retrievers (``"dense"``,
-    ``"bm25"``). ``sentences`` are best first and each satisfies ``text[s.start_char:s.end_char] == s.text``;
-    ``evidence`` is the generated text with the span of ``text`` that supports it
-    (:class:`~gear_core.evidence.GroundedEvidence`), or None when generation was not asked for.
+    weight / (constant + rank) over the retrievers that found it: :class:`~gear_core.retrieval.lexical.HybridFusion`);
+    ``found_by`` names those retrievers (``"dense"``, ``"bm25"``). ``sentences`` are best first and each satisfies
+    ``text[s.start_char:s.end_char] == s.text``; ``evidence`` is the generated text with the span of ``text`` that
+    supports it (:class:`~gear_core.evidence.GroundedEvidence`), or None when generation was not asked for.
     """
 
     id: str
@@ -63,7 +63,8 @@ class GeARSearcher:
     Build one with :meth:`from_documents`, or from an existing index (which must come from the same model:
     see :func:`~gear_core.retrieval.index.model_identity`). ``batch_size`` bounds how many (query, document)
     pairs the fusion encoder and the decoder see at once. ``mode`` chooses global retrieval: ``"dense"`` (GeAR's
-    vectors) or ``"hybrid"`` (GeAR's and BM25's top ``k`` merged by reciprocal rank).
+    vectors) or ``"hybrid"`` (GeAR's and BM25's rankings merged by reciprocal rank, as ``fusion`` says: by default
+    each one's top 50, or top ``k`` when more are asked for).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class GeARSearcher:
         batch_size: int = 16,
         check: bool = True,
         mode: SearchMode = "hybrid",
+        fusion: HybridFusion | None = None,
     ) -> None:
         if index.dim != model.config.hidden_size:
             raise ValueError(
@@ -84,6 +86,7 @@ class GeARSearcher:
         self.index = index
         self.batch_size = batch_size
         self.mode = mode
+        self.fusion = fusion or HybridFusion()
         self._lexical: LexicalIndex | None = None  # built on the first hybrid search, from the index's texts
         self._lexical_lock = threading.Lock()
 
@@ -174,9 +177,11 @@ class GeARSearcher:
         if isinstance(queries, str):
             raise TypeError("expected a list of queries, got a single string (use search())")
         queries = list(queries)
-        hits = self.index.search(self.model.encode_queries(queries), k)
-        if self.mode == "hybrid":
-            results = self._fuse(hits, self.lexical_index().search(queries, k), k)
+        hybrid = self.mode == "hybrid"
+        depth = self.fusion.candidates(k) if hybrid else k
+        hits = self.index.search(self.model.encode_queries(queries), depth)
+        if hybrid:
+            results = self._fuse(hits, self.lexical_index().search(queries, depth), k)
         else:
             results = [[SearchResult.from_hit(hit) for hit in row] for row in hits]
         # Every (query, hit) pair, flattened so the fusion encoder and decoder run in full batches.
@@ -215,11 +220,11 @@ class GeARSearcher:
             return self._lexical
 
     def _fuse(self, dense: list[list[Hit]], lexical: list[list[tuple[str, float]]], k: int) -> list[list[SearchResult]]:
-        """Each query's dense and BM25 hits merged by reciprocal rank, the best ``k``."""
+        """Each query's dense and BM25 hits merged by ``self.fusion``, the best ``k``."""
         results = []
         for dense_row, lexical_row in zip(dense, lexical, strict=True):
             rankings = {"dense": [hit.id for hit in dense_row], "bm25": [id_ for id_, _ in lexical_row]}
-            fused = reciprocal_rank_fusion(list(rankings.values()))[:k]
+            fused = self.fusion.fuse(rankings["dense"], rankings["bm25"], k)
             results.append(
                 [
                     SearchResult(
@@ -246,8 +251,10 @@ class GeARSearcher:
         batch_size: int = 16,
         check: bool = True,
         mode: SearchMode = "hybrid",
+        fusion: HybridFusion | None = None,
     ) -> GeARSearcher:
         """Load a saved index for ``model``; an index built with another model raises ModelMismatchError
         (``check=False`` skips that check, at your own risk)."""
         index = DocumentIndex.load(folder, expected_model=model_identity(model) if check else None)
-        return cls(model, index, batch_size=batch_size, check=False, mode=mode)  # checked above, before the big read
+        # The model was checked above, before the big read.
+        return cls(model, index, batch_size=batch_size, check=False, mode=mode, fusion=fusion)
