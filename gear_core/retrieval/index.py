@@ -161,6 +161,12 @@ def check_model(index_model: str | None, expected_model: str, where: str = "this
 # The index.
 
 
+def check_k(k: object) -> None:
+    """How many results a search asks for: a positive int (True is not 1)."""
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+
+
 class DocumentIndex:
     """Document embeddings in FAISS plus their string ids and texts.
 
@@ -285,8 +291,7 @@ class DocumentIndex:
 
         Approximate index types may return fewer than ``k`` hits when their search reaches fewer documents.
         """
-        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        check_k(k)
         queries = self._as_vectors(query_embeddings, "query_embeddings")
         if not len(self) or not len(queries):
             return [[] for _ in range(len(queries))]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gear_core.retrieval.index import check_k
 from gear_core.scoring import bm25_tokenize
 
 
@@ -37,8 +38,7 @@ class LexicalIndex:
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` best ``(id, score)`` per query, best first; documents sharing no term with a query are left out
         (BM25 scores them 0: they were not found), so a row may hold fewer than ``k``."""
-        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        check_k(k)
         rows: list[list[tuple[str, float]]] = []
         for terms in bm25_tokenize(queries):
             if not terms or self._empty or not self.ids:
@@ -91,6 +91,7 @@ class HybridFusion:
 
     def candidates(self, k: int) -> int:
         """How many results to ask each retriever for when ``k`` fused ones are wanted."""
+        check_k(k)
         return max(k, self.depth)
 
     def fuse(self, dense: Sequence[str], lexical: Sequence[str], k: int) -> list[tuple[str, float]]:
