@@ -49,10 +49,16 @@ def tokenizable(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 
+def check_positive_int(value: object, name: str) -> None:
+    """``value`` must be a positive int (True is not 1): batch sizes, how many results a search returns, index
+    parameters."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def check_batch_size(batch_size: int) -> None:
-    """``batch_size`` must be a positive int (True is not 1): the one check every batched entry point uses."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    """The one batch-size check every batched entry point uses."""
+    check_positive_int(batch_size, "batch_size")
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:

@@ -41,6 +41,7 @@ from gear_core.files import (
     versioned_save,
     write_atomic,
 )
+from gear_core.tokenization import check_positive_int
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -161,12 +162,6 @@ def check_model(index_model: str | None, expected_model: str, where: str = "this
 # The index.
 
 
-def check_k(k: object) -> None:
-    """How many results a search asks for: a positive int (True is not 1)."""
-    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-
-
 class DocumentIndex:
     """Document embeddings in FAISS plus their string ids and texts.
 
@@ -194,8 +189,7 @@ class DocumentIndex:
         self.model = model
         self.params: dict[str, int] = {**DEFAULT_PARAMS[index_type], **params}
         for key, value in self.params.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{key} must be a positive int, got {value!r}")
+            check_positive_int(value, key)
         self._index = self._new_faiss_index()
         self._apply_search_params()
         self._ids: list[str] = []
@@ -227,8 +221,7 @@ class DocumentIndex:
                 raise ValueError(
                     f"{key!r} is not a search parameter of a {self.index_type!r} index (allowed: {allowed})"
                 )
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{key} must be a positive int, got {value!r}")
+            check_positive_int(value, key)
         self.params.update(params)
         self._apply_search_params()
 
@@ -291,7 +284,7 @@ class DocumentIndex:
 
         Approximate index types may return fewer than ``k`` hits when their search reaches fewer documents.
         """
-        check_k(k)
+        check_positive_int(k, "k")
         queries = self._as_vectors(query_embeddings, "query_embeddings")
         if not len(self) or not len(queries):
             return [[] for _ in range(len(queries))]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gear_core.retrieval.index import check_k
 from gear_core.scoring import bm25_tokenize
+from gear_core.tokenization import check_positive_int
 
 
 class LexicalIndex:
@@ -38,7 +38,7 @@ class LexicalIndex:
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` best ``(id, score)`` per query, best first; documents sharing no term with a query are left out
         (BM25 scores them 0: they were not found), so a row may hold fewer than ``k``."""
-        check_k(k)
+        check_positive_int(k, "k")
         rows: list[list[tuple[str, float]]] = []
         for terms in bm25_tokenize(queries):
             if not terms or self._empty or not self.ids:
@@ -82,8 +82,7 @@ class HybridFusion:
     dense_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth <= 0:
-            raise ValueError(f"depth must be a positive int, got {self.depth!r}")
+        check_positive_int(self.depth, "depth")
         if not self.rank_constant > 0:  # ranks count from 0: 1 / (0 + 0) is not a score
             raise ValueError(f"rank_constant must be > 0, got {self.rank_constant!r}")
         if not self.dense_weight > 0:
@@ -91,7 +90,7 @@ class HybridFusion:
 
     def candidates(self, k: int) -> int:
         """How many results to ask each retriever for when ``k`` fused ones are wanted."""
-        check_k(k)
+        check_positive_int(k, "k")
         return max(k, self.depth)
 
     def fuse(self, dense: Sequence[str], lexical: Sequence[str], k: int) -> list[tuple[str, float]]:
