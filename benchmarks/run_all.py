@@ -73,6 +73,12 @@ TASKS = (
         "a question's cost with hybrid retrieval against dense alone; indexing throughput",
     ),
     Task(
+        "ranking_memory",
+        ("benchmarks/ranking_memory.py", "--out", "{out}.md"),
+        ("--sizes", "20000", "--documents", "3"),
+        "peak memory of ranking one long document, and many in one call with and without freed memory handed back",
+    ),
+    Task(
         "highlighter_evidence_cost",
         ("benchmarks/highlighter_evidence_cost.py", "--out", "{out}.md"),
         ("--questions", "4", "--rounds", "1"),

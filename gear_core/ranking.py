@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from gear_core.allocator import releasing
 from gear_core.layers import embed_states
 from gear_core.scoring import (
     SentenceScoring,
@@ -87,7 +88,7 @@ def sentence_scores(
     window_embeddings = np.zeros((len(window_pair), model.config.hidden_size), dtype=np.float32)
     # Longest windows first, so a batch holds similar lengths and little padding.
     order = sorted(range(len(window_pair)), key=lambda w: -len(windows["input_ids"][w]))
-    for start in range(0, len(order), batch_size):
+    for start in releasing(range(0, len(order), batch_size)):
         chunk = order[start : start + batch_size]
         query_inputs = model._tokenize([queries[window_pair[w]] for w in chunk], model.config.max_query_length)
         with TOKENIZER_LOCK:

@@ -384,3 +384,30 @@ def test_bad_parameters_get_clear_errors(tiny_model, name):
     searcher = GeARSearcher.from_documents(tiny_model, ["Paris is big. It is old.", "Rome is old."])
     with pytest.raises(error, match=message):
         call(tiny_model, searcher)
+
+
+# ---- memory ----------------------------------------------------------------------------------------------
+
+
+def test_ranking_hands_freed_memory_back_after_each_batch(tiny_model, monkeypatch):
+    """glibc kept each batch's freed activations and `gear eval --tasks long` grew to 24 GB; the ranking loop now
+    trims after each batch (benchmarks/results/ranking_memory.md measures the memory)."""
+    import gear_core.allocator
+    from gear_core.ranking import document_windows
+
+    documents = ["Paris is big. It is old. " * 12, "Rome is old. It has a river. " * 15, "Oslo is cold."]
+    queries = ["is it old", "a river", "cold"]
+    windows = len(document_windows(tiny_model, documents)["input_ids"])
+    assert windows > 4  # several batches of two windows
+    expected = tiny_model.sentence_scores_batch(queries, documents, batch_size=2)
+    trims = []
+    monkeypatch.setattr(gear_core.allocator, "_MALLOC_TRIM", lambda pad: trims.append(pad) or 1)
+    scored = tiny_model.sentence_scores_batch(queries, documents, batch_size=2)
+    assert trims == [0] * -(-windows // 2)
+    for got, want in zip(scored[1][0], expected[1][0], strict=True):
+        np.testing.assert_array_equal(got, want)
+    monkeypatch.setattr(gear_core.allocator, "_MALLOC_TRIM", None)  # a C library without malloc_trim
+    assert gear_core.allocator.release_freed_memory() is False
+    without = tiny_model.sentence_scores_batch(queries, documents, batch_size=2)
+    for got, want in zip(without[1][0], expected[1][0], strict=True):
+        np.testing.assert_array_equal(got, want)
