@@ -22,6 +22,7 @@ LAYERS = {
     "gear_core.decoding": 0,
     "gear_core.span_reader": 0,
     "gear_core.files": 0,
+    "gear_core.allocator": 0,
     "gear_core.folders": 0,
     "gear_core.tokenization": 0,
     "gear_core.layers": 0,
