@@ -9,9 +9,9 @@ held-out NQ passages, held-out titles of the synthetic Wikipedia triples: see va
 ``test`` articles), then the same with the 10,033 wiki-vital summaries added as distractors (as ``gear eval``'s
 global table). Each question's gold is its own document. The corpus is encoded once per set, the distractors once
 for all; every system ranks the same questions. This is where ``mode``'s default is chosen, and the fusion grid is
-where :class:`~gear_core.retrieval.HybridFusion`'s defaults are: every setting fuses the same dense and BM25 top 50s
-through ``HybridFusion.fuse``, the function the searcher calls, and the default's row is checked against the
-searcher's own hybrid results.
+where :class:`~gear_core.retrieval.HybridFusion`'s defaults are: every setting (by standardised score or by reciprocal
+rank, each at several depths and weights) fuses the same dense and BM25 top 50s through ``HybridFusion.fuse``, the
+function the searcher calls, and the default's row is checked against the searcher's own hybrid results.
 """
 
 from __future__ import annotations
@@ -33,9 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_result
 from validation_sources import DEFAULT_TRIPLES, validation_examples
 
-#: The fusion settings compared: how deep each ranking is fused, the reciprocal-rank constant, GeAR's weight.
+#: The fusion settings compared: by standardised score at two depths and five weights of GeAR's; by reciprocal rank
+#: at four depths, two constants and three weights.
 FUSION_GRID = [
-    HybridFusion(depth, constant, weight)
+    HybridFusion(depth, dense_weight=weight, method="z_score")
+    for depth in (20, 50)
+    for weight in (0.5, 1.0, 1.5, 2.0, 3.0)
+] + [
+    HybridFusion(depth, constant, weight, method="reciprocal_rank")
     for depth in (5, 10, 20, 50)
     for constant in (60.0, 10.0)
     for weight in (0.5, 1.0, 2.0)
@@ -48,10 +53,12 @@ def fusion_grid(searcher: GeARSearcher, queries: list[str], golds: list[set[str]
     mode = searcher.mode
     searcher.mode = "dense"
     try:
-        dense = [[r.id for r in row] for row in searcher.search_batch(queries, GRID_DEPTH, rank_sentences=False)]
+        dense = [
+            [(r.id, r.score) for r in row] for row in searcher.search_batch(queries, GRID_DEPTH, rank_sentences=False)
+        ]
     finally:
         searcher.mode = mode
-    lexical = [[id_ for id_, _ in row] for row in searcher.lexical_index().search(queries, GRID_DEPTH)]
+    lexical = searcher.lexical_index().search(queries, GRID_DEPTH)
     grid = {}
     for fusion in FUSION_GRID:
         fused = [[id_ for id_, _ in fusion.fuse(d, b, 5)] for d, b in zip(dense, lexical, strict=True)]
@@ -60,7 +67,9 @@ def fusion_grid(searcher: GeARSearcher, queries: list[str], golds: list[set[str]
 
 
 def fusion_name(fusion: HybridFusion) -> str:
-    return f"depth {fusion.depth}, constant {fusion.rank_constant:g}, dense weight {fusion.dense_weight:g}"
+    if fusion.method == "z_score":
+        return f"scores, depth {fusion.depth}, dense weight {fusion.dense_weight:g}"
+    return f"ranks, depth {fusion.depth}, constant {fusion.rank_constant:g}, dense weight {fusion.dense_weight:g}"
 
 
 def main() -> None:
@@ -107,7 +116,7 @@ def main() -> None:
         f"{' '.join(args.sets)}{' --no-wiki' if args.no_wiki else ''}`; torch {torch.__version__}, {args.threads} "
         "threads. Corpus: the distinct documents of each set's validation questions, then with the 10,033 wiki-vital "
         'summaries as distractors. Every system through the library\'s own searcher: `GeARSearcher(mode="dense")`, '
-        'BM25 from its `LexicalIndex`, and `mode="hybrid"` (merged by reciprocal rank as the default `HybridFusion` '
+        'BM25 from its `LexicalIndex`, and `mode="hybrid"` (merged as the default `HybridFusion` '
         f"says: {fusion_name(HybridFusion())}). R@1, R@5 and MAP@5 from top-5 searches, R@20 from top-20 ones.",
         "",
         "Counts: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + ".",

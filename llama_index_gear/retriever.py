@@ -135,7 +135,7 @@ class GeARRetriever(BaseRetriever):
         The default ``node_parser`` is :class:`GeARPassageSplitter`: the passages ``gear demo`` cuts, which fit the
         model's ``max_document_length`` in its own word pieces. ``highlight=True`` adds a default
         :class:`GeARHighlighter`; pass one to choose its settings. ``mode="hybrid"`` merges GeAR's and BM25's
-        rankings by reciprocal rank, as ``fusion`` (gear_core's ``HybridFusion``: how deep, with what weights) says;
+        rankings as ``fusion`` (gear_core's ``HybridFusion``: how deep, by score or rank, with what weights) says;
         scores are then the fused ones, and each node's ``gear_found_by`` metadata names the retrievers that found
         it. ``index_params`` go to gear_core's ``DocumentIndex`` (e.g. HNSW's ``m``).
         """
@@ -371,13 +371,16 @@ def read_settings(folder: Path) -> dict[str, Any]:
     return settings
 
 
-# Files saved before fusion settings were saved fused each retriever's top k (depth 1 never cuts below k), so they
-# reload with the results they were saved with.
+# Files saved before fusion settings were saved fused each retriever's top k by reciprocal rank (depth 1 never cuts
+# below k), and those saved before fusion had a method fused by rank: each reloads with the results it was saved with.
 _FUSION_BEFORE_SETTINGS = {"depth": 1, "rank_constant": 60.0, "dense_weight": 1.0}
+_METHOD_BEFORE_SETTINGS = "reciprocal_rank"
 
 
 def _read_fusion(saved: Any, path: Path) -> HybridFusion:
     fields = {field.name for field in dataclasses.fields(HybridFusion)}
+    if isinstance(saved, dict) and set(saved) == fields - {"method"}:
+        saved = {**saved, "method": _METHOD_BEFORE_SETTINGS}
     if not isinstance(saved, dict) or set(saved) != fields:
         raise CorruptFileError(f"{path}: 'fusion' must hold exactly {sorted(fields)}, got {saved!r}")
     try:

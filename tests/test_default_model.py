@@ -136,7 +136,7 @@ def test_evidence_is_on_by_default_and_is_the_answer_with_its_span():
 
 
 def test_a_persisted_hybrid_retriever_reloads_with_identical_results(default_model, squad_dev, tmp_path):
-    """The default retriever (hybrid: the shipped model's vectors and BM25, merged by reciprocal rank) over 120
+    """The default retriever (hybrid: the shipped model's vectors and BM25, merged by standardised score) over 120
     SQuAD dev paragraphs, persisted and loaded from its folder alone: the same nodes, scores and retrievers."""
     paragraphs = [p for article in squad_dev["data"][:3] for p in article["paragraphs"]][:120]
     nodes = [TextNode(text=p["context"], id_=f"p{i}") for i, p in enumerate(paragraphs)]

@@ -270,6 +270,7 @@ def test_missing_nodes_and_malformed_settings_are_refused(tiny_model, tmp_path):
     for fusion, message in (
         ({**settings["fusion"], "depth": 0}, "'fusion' is not a valid HybridFusion: depth must be a positive int"),
         ({**settings["fusion"], "dense_weight": "2"}, "'fusion' is not a valid HybridFusion"),
+        ({**settings["fusion"], "method": "borda"}, "'fusion' is not a valid HybridFusion: method must be one of"),
         ({"depth": 5}, "'fusion' must hold exactly"),
         ("deep", "'fusion' must hold exactly"),
     ):
@@ -436,7 +437,7 @@ def test_hybrid_with_bm25_through_query_fusion(tiny_model):
 
 
 def test_hybrid_mode_fuses_bm25_says_who_found_each_node_and_persists(tiny_model, tmp_path):
-    """mode="hybrid": GeAR's and BM25's nodes merged by reciprocal rank inside the retriever (the recipe above,
+    """mode="hybrid": GeAR's and BM25's nodes merged inside the retriever (the recipe above, by score,
     without assembling it); each node names its retrievers, kept out of prompts and embeddings; persisted."""
     from llama_index_gear import FOUND_BY_KEY
 
@@ -463,8 +464,9 @@ def test_hybrid_mode_fuses_bm25_says_who_found_each_node_and_persists(tiny_model
     assert loaded.searcher.mode == "hybrid" and loaded.searcher.fusion == HybridFusion()
     assert as_tuples(loaded.retrieve(query)) == as_tuples(results)
 
-    # Fusion settings persist; a file saved before they were fused each retriever's top k, and still does.
-    shallow = HybridFusion(depth=1, rank_constant=10.0, dense_weight=2.0)
+    # Fusion settings persist; a file saved before they were fused each retriever's top k by reciprocal rank, and
+    # still does; one saved before fusion had a method fused by rank, and still does.
+    shallow = HybridFusion(depth=1, rank_constant=10.0, dense_weight=2.0, method="reciprocal_rank")
     GeARRetriever.from_defaults(nodes=given, model=tiny_model, similarity_top_k=2, fusion=shallow).persist(
         tmp_path / "shallow"
     )
@@ -472,8 +474,13 @@ def test_hybrid_mode_fuses_bm25_says_who_found_each_node_and_persists(tiny_model
     assert loaded.searcher.fusion == shallow
     settings_path = tmp_path / "shallow" / SETTINGS_FILE
     settings = json.loads(settings_path.read_text())
+    settings["fusion"] = {"depth": 20, "rank_constant": 10.0, "dense_weight": 1.0}
+    settings_path.write_text(json.dumps(settings))
+    assert GeARRetriever.from_persist_dir(tmp_path / "shallow", model=tiny_model).searcher.fusion == HybridFusion(
+        depth=20, rank_constant=10.0, dense_weight=1.0, method="reciprocal_rank"
+    )
     del settings["fusion"]
     settings_path.write_text(json.dumps(settings))
     assert GeARRetriever.from_persist_dir(tmp_path / "shallow", model=tiny_model).searcher.fusion == HybridFusion(
-        depth=1, rank_constant=60.0
+        depth=1, rank_constant=60.0, dense_weight=1.0, method="reciprocal_rank"
     )

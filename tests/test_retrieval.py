@@ -25,6 +25,7 @@ from gear_core.retrieval import (
     model_identity,
     reciprocal_rank_fusion,
     same_model,
+    z_score_fusion,
 )
 
 DIM = 32
@@ -486,6 +487,26 @@ def test_reciprocal_rank_fusion_hand_case():
     assert reciprocal_rank_fusion([]) == []
 
 
+def test_z_score_fusion_hand_case():
+    from gear_core.retrieval import z_score_fusion
+
+    # dense 3, 2, 1: mean 2, sd sqrt(2/3), so a +1.2247, b 0, c -1.2247; BM25 4, 2: c +1, d -1. An id a ranking
+    # lacks gets its lowest: a 1.2247 - 1, b 0 - 1, c -1.2247 + 1, d -1.2247 - 1 -> a, c, b, d.
+    dense, bm25 = [("a", 3.0), ("b", 2.0), ("c", 1.0)], [("c", 4.0), ("d", 2.0)]
+    z = 1.5**0.5
+    fused = z_score_fusion([dense, bm25])
+    assert [id_ for id_, _ in fused] == ["a", "c", "b", "d"]
+    assert [score for _, score in fused] == pytest.approx([z - 1, 1 - z, -1, -z - 1])
+    # BM25 weighted 2: c = -1.2247 + 2 beats a = 1.2247 - 2.
+    assert [id_ for id_, _ in z_score_fusion([dense, bm25], weights=[1.0, 2.0])] == ["c", "a", "b", "d"]
+    # Equal scores, a single result or no results add nothing; ties keep the first seen.
+    assert z_score_fusion([[("x", 5.0), ("y", 5.0)], [("y", 7.0)], []]) == [("x", 0.0), ("y", 0.0)]
+    assert [id_ for id_, _ in z_score_fusion([[("x", 1.0), ("y", 0.0)], [("y", 1.0), ("x", 0.0)]])] == ["x", "y"]
+    assert z_score_fusion([]) == []
+    with pytest.raises(ValueError, match="1 weights for 2 rankings"):
+        z_score_fusion([dense, bm25], weights=[1.0])
+
+
 def test_lexical_index_finds_what_shares_a_term_and_nothing_else():
     from gear_core.retrieval.lexical import LexicalIndex
 
@@ -514,37 +535,41 @@ def test_hybrid_fusion_hand_cases():
     ]
     with pytest.raises(ValueError, match="1 weights for 2 rankings"):
         reciprocal_rank_fusion([["a"], ["b"]], weights=[1.0])
-    # How deep the rankings are fused decides: cut to 1, "a" (dense first) ties "c" (BM25 first) and is seen first;
-    # at depth 3, "c" is also dense's third: 1/10 + 1/12 beats a's 1/10.
-    dense, bm25 = ["a", "b", "c"], ["c"]
-    assert HybridFusion(depth=1, rank_constant=10.0).fuse(dense, bm25, k=1) == [("a", 1 / 10)]
-    assert HybridFusion(depth=3, rank_constant=10.0).fuse(dense, bm25, k=1) == [("c", pytest.approx(1 / 10 + 1 / 12))]
-    assert HybridFusion(depth=1).fuse(dense, bm25, k=3)[0][0] == "c"  # never fused shallower than the k asked for
+    # How deep the rankings are fused decides. By rank: cut to 1, "a" (dense first) ties "c" (BM25 first) and is
+    # seen first; at depth 3, "c" is also dense's third: 1/10 + 1/12 beats a's 1/10.
+    dense, bm25 = [("a", 0.9), ("b", 0.5), ("c", 0.1)], [("c", 3.0)]
+    by_rank = {"rank_constant": 10.0, "dense_weight": 1.0, "method": "reciprocal_rank"}
+    assert HybridFusion(depth=1, **by_rank).fuse(dense, bm25, k=1) == [("a", 1 / 10)]
+    assert HybridFusion(depth=3, **by_rank).fuse(dense, bm25, k=1) == [("c", pytest.approx(1 / 10 + 1 / 12))]
+    # By score, the default: cut to 1, each ranking is one score (standardised: 0), a tie that "a" wins by being
+    # seen first; at depth 3, dense's 0.9, 0.5, 0.1 stand at +1.2247, 0, -1.2247 (x 1.5, GeAR's weight) and BM25's
+    # only result at 0, which is also its lowest: a, b, c.
+    assert HybridFusion(depth=1).fuse(dense, bm25, k=1) == [("a", 0.0)]
+    assert [i for i, _ in HybridFusion(depth=3).fuse(dense, bm25, k=3)] == ["a", "b", "c"]
+    assert HybridFusion().method == "z_score" and HybridFusion().dense_weight == 1.5
+    assert HybridFusion(depth=1, **by_rank).fuse(dense, bm25, k=3)[0][0] == "c"  # never shallower than k
     assert HybridFusion(depth=20).candidates(5) == 20 and HybridFusion(depth=20).candidates(50) == 50
-    # dense_weight scales GeAR's ranks only: 2/(10+0) for "a" beats 1/(10+0) for "c".
-    assert [i for i, _ in HybridFusion(depth=1, rank_constant=10.0, dense_weight=2.0).fuse(["a"], ["c"], 2)] == [
-        "a",
-        "c",
-    ]
-    assert [i for i, _ in HybridFusion(depth=1, rank_constant=10.0, dense_weight=0.5).fuse(["a"], ["c"], 2)] == [
-        "c",
-        "a",
-    ]
+    # dense_weight scales GeAR's part only: 2/(10+0) for "a" beats 1/(10+0) for "c".
+    one_each = ([("a", 0.9)], [("c", 3.0)])
+    for weight, order in ((2.0, ["a", "c"]), (0.5, ["c", "a"])):
+        fusion = HybridFusion(depth=1, rank_constant=10.0, dense_weight=weight, method="reciprocal_rank")
+        assert [i for i, _ in fusion.fuse(*one_each, 2)] == order
     for bad, message in (
         ({"depth": 0}, "depth must be a positive int"),
         ({"depth": 2.5}, "depth must be a positive int"),
         ({"rank_constant": 0.0}, "rank_constant must be > 0"),
         ({"dense_weight": -1.0}, "dense_weight must be > 0"),
         ({"dense_weight": float("nan")}, "dense_weight must be > 0"),
+        ({"method": "borda"}, "method must be one of"),
     ):
         with pytest.raises(ValueError, match=message):
             HybridFusion(**bad)
 
 
-def test_hybrid_search_merges_dense_and_bm25_by_reciprocal_rank(tiny_model):
-    """Hybrid mode: GeAR's and BM25's rankings (each cut to the fusion's depth) merged by reciprocal rank; each
-    result says who found it. The tiny model's vectors are random, so BM25 is what finds the one document naming
-    the query's rare word."""
+def test_hybrid_search_merges_dense_and_bm25(tiny_model):
+    """Hybrid mode: GeAR's and BM25's rankings (each cut to the fusion's depth) merged by standardised score or by
+    reciprocal rank; each result says who found it. The tiny model's vectors are random, so BM25 is what finds the
+    one document naming the query's rare word."""
     from gear_core.retrieval import HybridFusion
 
     ids = ["paris", "jupiter", "hamlet", "water"]
@@ -557,14 +582,21 @@ def test_hybrid_search_merges_dense_and_bm25_by_reciprocal_rank(tiny_model):
     assert all(r.found_by == ("dense",) for r in dense)
 
     searcher.mode = "hybrid"
-    bm25_ids = ["hamlet"]  # only Hamlet's text names Shakespeare
-    for depth in (2, 4):  # GeAR's top 2, then all four documents, fused with BM25's
-        searcher.fusion = HybridFusion(depth=depth)
+    bm25 = searcher.lexical_index().search(["shakespeare"], 4)[0]
+    bm25_ids = [id_ for id_, _ in bm25]
+    assert bm25_ids == ["hamlet"]  # only Hamlet's text names Shakespeare
+    # GeAR's top 2, then all four documents, fused with BM25's by score; then by rank.
+    for fusion in (HybridFusion(depth=2), HybridFusion(depth=4), HybridFusion(depth=4, method="reciprocal_rank")):
+        searcher.fusion = fusion
         results = searcher.search("shakespeare", k=2, rank_sentences=False)
         searcher.mode = "dense"
-        dense_ids = [r.id for r in searcher.search("shakespeare", k=depth, rank_sentences=False)]
+        dense = [(r.id, r.score) for r in searcher.search("shakespeare", k=fusion.depth, rank_sentences=False)]
+        dense_ids = [id_ for id_, _ in dense]
         searcher.mode = "hybrid"
-        expected = reciprocal_rank_fusion([dense_ids, bm25_ids], k=searcher.fusion.rank_constant)[:2]
+        if fusion.method == "z_score":
+            expected = z_score_fusion([dense, bm25], weights=[fusion.dense_weight, 1.0])[:2]
+        else:
+            expected = reciprocal_rank_fusion([dense_ids, bm25_ids], fusion.rank_constant, [fusion.dense_weight, 1])[:2]
         assert [(r.id, r.score, r.rank) for r in results] == [
             (id_, score, rank) for rank, (id_, score) in enumerate(expected, 1)
         ]

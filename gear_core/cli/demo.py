@@ -82,7 +82,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         dest="search_mode",
         choices=("dense", "hybrid"),
         default="hybrid",
-        help="how passages are found: GeAR's vectors (dense), or GeAR and BM25 merged by reciprocal rank (hybrid)",
+        help="how passages are found: GeAR's vectors (dense), or GeAR and BM25 merged (hybrid)",
     )
     demo.add_argument("--device", default=None, help="e.g. cuda (default: the CPU)")
     demo.add_argument("--no-color", action="store_true", help="no ANSI colour (also off when NO_COLOR is set)")

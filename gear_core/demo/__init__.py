@@ -72,7 +72,7 @@ def run_demo(
     ``generate`` adds each document's evidence with its span: the span reader's answer, or the decoder's text (None:
     on when the model's evidence comes from its span reader, as the shipped model's does; the decoder's is asked
     for explicitly); ``limit`` keeps N documents (:func:`select_documents`); ``search_mode`` is the searcher's
-    ``mode`` (``"hybrid"``: GeAR and BM25 merged by reciprocal rank).
+    ``mode`` (``"hybrid"``: GeAR and BM25 merged by standardised score).
     """
     corpus = choose_corpus(corpus_path, wiki_offline)  # input errors first, before the slow model load
     questions = choose_questions(questions, questions_file, corpus)

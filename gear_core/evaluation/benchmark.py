@@ -501,12 +501,17 @@ def format_markdown(report: EvaluationReport) -> str:
         metrics = ["R@1", "R@5", "MAP@5", "R@20"]
         through_searcher = any(HYBRID_GLOBAL in systems for systems in report.global_retrieval.values())
         fusion = s.get("hybrid_fusion")  # reports written before fusion settings fused each one's top k
-        merged = (
-            f"GeAR's and BM25's top {fusion['depth']}s (top k when k is larger) merged by reciprocal rank with "
-            f"constant {fusion['rank_constant']:g}, GeAR's ranks weighted {fusion['dense_weight']:g}"
-            if fusion
-            else "GeAR's and BM25's top k merged by reciprocal rank"
-        )
+        merged = "GeAR's and BM25's top k merged by reciprocal rank"
+        if fusion and fusion.get("method", "reciprocal_rank") == "reciprocal_rank":
+            merged = (
+                f"GeAR's and BM25's top {fusion['depth']}s (top k when k is larger) merged by reciprocal rank with "
+                f"constant {fusion['rank_constant']:g}, GeAR's ranks weighted {fusion['dense_weight']:g}"
+            )
+        elif fusion:
+            merged = (
+                f"GeAR's and BM25's top {fusion['depth']}s (top k when k is larger) merged by standardised score, "
+                f"GeAR's weighted {fusion['dense_weight']:g}"
+            )
         how = (
             'Every system through the library\'s searcher (`GeARSearcher`: `mode="dense"`, `mode="hybrid"` = '
             f"{merged}, BM25 from its `LexicalIndex`); R@1, R@5 and MAP@5 from top-5 searches, R@20 from top-20 ones."

@@ -10,13 +10,22 @@ from gear_core.retrieval.index import (
     model_identity,
     same_model,
 )
-from gear_core.retrieval.lexical import HybridFusion, LexicalIndex, reciprocal_rank_fusion
+from gear_core.retrieval.lexical import (
+    FUSION_METHODS,
+    FusionMethod,
+    HybridFusion,
+    LexicalIndex,
+    reciprocal_rank_fusion,
+    z_score_fusion,
+)
 from gear_core.retrieval.searcher import SEARCH_MODES, GeARSearcher, SearchMode, SearchResult
 
 __all__ = [
+    "FUSION_METHODS",
     "INDEX_TYPES",
     "SEARCH_MODES",
     "DocumentIndex",
+    "FusionMethod",
     "GeARSearcher",
     "Hit",
     "HybridFusion",
@@ -28,4 +37,5 @@ __all__ = [
     "model_identity",
     "reciprocal_rank_fusion",
     "same_model",
+    "z_score_fusion",
 ]

@@ -1,5 +1,5 @@
-"""BM25 over a document index's texts, and reciprocal rank fusion of several rankings (:class:`HybridFusion`: how
-hybrid search merges GeAR's and BM25's).
+"""BM25 over a document index's texts, and two ways to merge several rankings, by standardised score or by reciprocal
+rank (:class:`HybridFusion`: how hybrid search merges GeAR's and BM25's).
 
 A :class:`LexicalIndex` is built from texts alone (bm25s, with the analysis of
 :func:`gear_core.scoring.bm25_tokenize`), so a searcher rebuilds it from its :class:`DocumentIndex`'s stored texts
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -50,6 +51,38 @@ class LexicalIndex:
         return rows
 
 
+def _check_weights(weights: Sequence[float] | None, count: int) -> Sequence[float]:
+    if weights is None:
+        return [1.0] * count
+    if len(weights) != count:
+        raise ValueError(f"{len(weights)} weights for {count} rankings")
+    return weights
+
+
+def z_score_fusion(
+    rankings: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """``(id, score)`` rankings merged by the weighted sum of each one's standardised scores ((score - mean) / sd
+    over that ranking), best first with their fused scores. BM25 and cosine live on different scales; standardising
+    puts them on one while keeping how far ahead a retriever's best result is, which ranks alone lose. An id a
+    ranking lacks gets that ranking's lowest standardised score (it scored no higher there); a ranking whose scores
+    are all equal adds 0. Ties keep the order in which ids were first seen."""
+    weights = _check_weights(weights, len(rankings))
+    standardised: list[dict[str, float]] = []
+    for ranking in rankings:
+        scores = np.asarray([score for _, score in ranking], dtype=np.float64)
+        spread = scores.std() if len(scores) else 0.0
+        z = (scores - scores.mean()) / spread if spread > 0 else np.zeros(len(scores))
+        standardised.append(dict(zip([id_ for id_, _ in ranking], z.tolist(), strict=True)))
+    floors = [min(z.values(), default=0.0) for z in standardised]
+    ids = dict.fromkeys(id_ for ranking in rankings for id_, _ in ranking)
+    fused = {
+        id_: sum(w * z.get(id_, floor) for z, w, floor in zip(standardised, weights, floors, strict=True))
+        for id_ in ids
+    }
+    return sorted(fused.items(), key=lambda item: -item[1])
+
+
 def reciprocal_rank_fusion(
     rankings: Sequence[Sequence[str]], k: float = 60.0, weights: Sequence[float] | None = None
 ) -> list[tuple[str, float]]:
@@ -57,10 +90,7 @@ def reciprocal_rank_fusion(
     fused scores: with unit weights, what LlamaIndex's ``QueryFusionRetriever(mode="reciprocal_rerank")`` does with
     its retrievers' results (k = 60, Cormack et al., 2009). Ranks, not scores, are fused: BM25 and cosine live on
     different scales. Ties keep the order in which ids were first seen."""
-    if weights is None:
-        weights = [1.0] * len(rankings)
-    if len(weights) != len(rankings):
-        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
+    weights = _check_weights(weights, len(rankings))
     fused: dict[str, float] = {}
     for ranking, weight in zip(rankings, weights, strict=True):
         for rank, id_ in enumerate(ranking):
@@ -68,18 +98,26 @@ def reciprocal_rank_fusion(
     return sorted(fused.items(), key=lambda item: -item[1])
 
 
+FusionMethod = Literal["z_score", "reciprocal_rank"]
+FUSION_METHODS: tuple[str, ...] = get_args(FusionMethod)
+
+
 @dataclass(frozen=True)
 class HybridFusion:
     """How hybrid search merges GeAR's ranking with BM25's: each one's top ``depth`` (never fewer than the ``k``
-    asked for) by reciprocal rank with constant ``rank_constant``, GeAR's ranks weighted by ``dense_weight`` (BM25's
-    by 1). The defaults are chosen on the validation sources (``benchmarks/hybrid_retrieval.py``, its fusion grid):
-    fusing deeper than ``k`` lets a document both retrievers rank fairly high beat one that a single retriever
-    ranks first, and a constant of 10 (LlamaIndex's is 60) keeps a retriever's first result worth more than
-    another's tenth. Equal weights: weighting either retriever won on one source and lost on another."""
+    asked for), merged by ``method``: ``"z_score"`` (:func:`z_score_fusion`) or ``"reciprocal_rank"``
+    (:func:`reciprocal_rank_fusion` with constant ``rank_constant``, which only this method uses), GeAR's part
+    weighted by ``dense_weight`` (BM25's by 1).
+
+    The defaults are chosen on the validation sources (``benchmarks/hybrid_retrieval.py``, its fusion grid): scores
+    beat ranks on R@1 by keeping how sure each retriever is (BM25 far ahead on a rare name wins; a near tie defers
+    to the other), fusing 50 deep lets a document both rank fairly high come first, and GeAR weighted 1.5 had the
+    best mean over the six validation corpora."""
 
     depth: int = 50
     rank_constant: float = 10.0
-    dense_weight: float = 1.0
+    dense_weight: float = 1.5
+    method: FusionMethod = "z_score"
 
     def __post_init__(self) -> None:
         check_positive_int(self.depth, "depth")
@@ -87,16 +125,21 @@ class HybridFusion:
             raise ValueError(f"rank_constant must be > 0, got {self.rank_constant!r}")
         if not self.dense_weight > 0:
             raise ValueError(f"dense_weight must be > 0, got {self.dense_weight!r}")
+        if self.method not in FUSION_METHODS:
+            raise ValueError(f"method must be one of {FUSION_METHODS}, got {self.method!r}")
 
     def candidates(self, k: int) -> int:
         """How many results to ask each retriever for when ``k`` fused ones are wanted."""
         check_positive_int(k, "k")
         return max(k, self.depth)
 
-    def fuse(self, dense: Sequence[str], lexical: Sequence[str], k: int) -> list[tuple[str, float]]:
-        """The best ``k`` ``(id, fused score)`` of GeAR's ranking ``dense`` and BM25's ``lexical`` (each cut to
-        :meth:`candidates`)."""
+    def fuse(
+        self, dense: Sequence[tuple[str, float]], lexical: Sequence[tuple[str, float]], k: int
+    ) -> list[tuple[str, float]]:
+        """The best ``k`` ``(id, fused score)`` of GeAR's ranking ``dense`` and BM25's ``lexical``, each
+        ``(id, score)`` best first and cut to :meth:`candidates`."""
         depth = self.candidates(k)
-        return reciprocal_rank_fusion(
-            [dense[:depth], lexical[:depth]], self.rank_constant, weights=(self.dense_weight, 1.0)
-        )[:k]
+        rankings, weights = [dense[:depth], lexical[:depth]], (self.dense_weight, 1.0)
+        if self.method == "z_score":
+            return z_score_fusion(rankings, weights)[:k]
+        return reciprocal_rank_fusion([[id_ for id_, _ in r] for r in rankings], self.rank_constant, weights)[:k]

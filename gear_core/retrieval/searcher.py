@@ -1,7 +1,7 @@
 """GeARSearcher: GeAR's three uses in one call: find documents, the sentences in them that answer, and evidence.
 
 1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors; with
-   ``mode="hybrid"``, merged by reciprocal rank with BM25 over the same documents (:mod:`gear_core.retrieval.lexical`:
+   ``mode="hybrid"``, merged with BM25 over the same documents (:mod:`gear_core.retrieval.lexical`:
    BM25 rebuilt from the index's texts, so nothing more is saved; :class:`HybridFusion`, how the two are merged).
 2. Local retrieval: each hit's sentences ranked by the fusion encoder's cross-attention
    (``GeARModel.rank_sentences_batch``), with character spans into the hit's text.
@@ -37,8 +37,8 @@ SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 class SearchResult:
     """One retrieved document with what GeAR found inside it.
 
-    ``score`` is the cosine of query and document, or in hybrid mode the reciprocal-rank fusion score (the sum of
-    weight / (constant + rank) over the retrievers that found it: :class:`~gear_core.retrieval.lexical.HybridFusion`);
+    ``score`` is the cosine of query and document, or in hybrid mode the fused score (by default the weighted sum
+    of GeAR's and BM25's standardised scores: :class:`~gear_core.retrieval.lexical.HybridFusion`);
     ``found_by`` names those retrievers (``"dense"``, ``"bm25"``). ``sentences`` are best first and each satisfies
     ``text[s.start_char:s.end_char] == s.text``; ``evidence`` is the generated text with the span of ``text`` that
     supports it (:class:`~gear_core.evidence.GroundedEvidence`), or None when generation was not asked for.
@@ -63,8 +63,8 @@ class GeARSearcher:
     Build one with :meth:`from_documents`, or from an existing index (which must come from the same model:
     see :func:`~gear_core.retrieval.index.model_identity`). ``batch_size`` bounds how many (query, document)
     pairs the fusion encoder and the decoder see at once. ``mode`` chooses global retrieval: ``"dense"`` (GeAR's
-    vectors) or ``"hybrid"`` (GeAR's and BM25's rankings merged by reciprocal rank, as ``fusion`` says: by default
-    each one's top 50, or top ``k`` when more are asked for).
+    vectors) or ``"hybrid"`` (GeAR's and BM25's rankings merged as ``fusion`` says: by default each one's top 50, or
+    top ``k`` when more are asked for, by standardised score).
     """
 
     def __init__(
@@ -92,7 +92,7 @@ class GeARSearcher:
 
     @property
     def mode(self) -> SearchMode:
-        """Global retrieval: ``"dense"`` or ``"hybrid"`` (dense and BM25 merged by reciprocal rank)."""
+        """Global retrieval: ``"dense"`` or ``"hybrid"`` (dense and BM25 merged as ``fusion`` says)."""
         return self._mode
 
     @mode.setter
@@ -223,8 +223,9 @@ class GeARSearcher:
         """Each query's dense and BM25 hits merged by ``self.fusion``, the best ``k``."""
         results = []
         for dense_row, lexical_row in zip(dense, lexical, strict=True):
-            rankings = {"dense": [hit.id for hit in dense_row], "bm25": [id_ for id_, _ in lexical_row]}
+            rankings = {"dense": [(hit.id, hit.score) for hit in dense_row], "bm25": lexical_row}
             fused = self.fusion.fuse(rankings["dense"], rankings["bm25"], k)
+            found = {name: {id_ for id_, _ in ranking} for name, ranking in rankings.items()}
             results.append(
                 [
                     SearchResult(
@@ -232,7 +233,7 @@ class GeARSearcher:
                         text=self.index.get_text(id_),
                         score=score,
                         rank=rank,
-                        found_by=tuple(name for name, ranking in rankings.items() if id_ in ranking),
+                        found_by=tuple(name for name, ids in found.items() if id_ in ids),
                     )
                     for rank, (id_, score) in enumerate(fused, start=1)
                 ]
