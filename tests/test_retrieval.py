@@ -146,6 +146,9 @@ def test_bad_queries_and_arguments_are_refused():
         DocumentIndex(DIM, "flat", nprobe=3)
     with pytest.raises(ValueError, match="index_type"):
         DocumentIndex(DIM, "lsh")
+    for dim in (0, True, 3.0):  # True is not a dimension of 1
+        with pytest.raises(ValueError, match="dim must be a positive int"):
+            DocumentIndex(dim)
 
 
 # ---- persistence -----------------------------------------------------------------------------------------

@@ -176,8 +176,7 @@ class DocumentIndex:
     """
 
     def __init__(self, dim: int, index_type: IndexType = "flat", model: str | None = None, **params: int) -> None:
-        if not isinstance(dim, int) or dim <= 0:
-            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        check_positive_int(dim, "dim")
         if index_type not in INDEX_TYPES:
             raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
         unknown = set(params) - set(DEFAULT_PARAMS[index_type])
