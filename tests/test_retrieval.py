@@ -493,21 +493,32 @@ def test_reciprocal_rank_fusion_hand_case():
 def test_z_score_fusion_hand_case():
     from gear_core.retrieval import z_score_fusion
 
-    # dense 3, 2, 1: mean 2, sd sqrt(2/3), so a +1.2247, b 0, c -1.2247; BM25 4, 2: c +1, d -1. An id a ranking
-    # lacks gets its lowest: a 1.2247 - 1, b 0 - 1, c -1.2247 + 1, d -1.2247 - 1 -> a, c, b, d.
-    dense, bm25 = [("a", 3.0), ("b", 2.0), ("c", 1.0)], [("c", 4.0), ("d", 2.0)]
-    z = 1.5**0.5
-    fused = z_score_fusion([dense, bm25])
-    assert [id_ for id_, _ in fused] == ["a", "c", "b", "d"]
-    assert [score for _, score in fused] == pytest.approx([z - 1, 1 - z, -1, -z - 1])
-    # BM25 weighted 2: c = -1.2247 + 2 beats a = 1.2247 - 2.
-    assert [id_ for id_, _ in z_score_fusion([dense, bm25], weights=[1.0, 2.0])] == ["c", "a", "b", "d"]
-    # Equal scores, a single result or no results add nothing; ties keep the first seen.
-    assert z_score_fusion([[("x", 5.0), ("y", 5.0)], [("y", 7.0)], []]) == [("x", 0.0), ("y", 0.0)]
+    # Candidates a, b, c. Dense gives a 2, b 0 and c (which it lacks) its lowest, 0: mean 2/3, sd sqrt(8/9), so
+    # a +sqrt(2), b and c -1/sqrt(2). BM25 gives c 3, a 1 and b (missing: 0): mean 4/3, sd sqrt(42/27).
+    dense, bm25 = [("a", 2.0), ("b", 0.0)], [("c", 3.0), ("a", 1.0)]
+    bm25_sd = (42 / 27) ** 0.5
+    a = 2**0.5 + (1 - 4 / 3) / bm25_sd
+    b = -(0.5**0.5) + (0 - 4 / 3) / bm25_sd
+    c = -(0.5**0.5) + (3 - 4 / 3) / bm25_sd
+    fused = z_score_fusion([dense, bm25], missing=[None, 0.0])
+    assert [id_ for id_, _ in fused] == ["a", "c", "b"]
+    assert [score for _, score in fused] == pytest.approx([a, c, b])
+    # BM25 weighted 2: c = -0.707 + 2 x 1.336 beats a = 1.414 - 2 x 0.267.
+    assert [i for i, _ in z_score_fusion([dense, bm25], weights=[1.0, 2.0], missing=[None, 0.0])] == ["c", "a", "b"]
+    # BM25's only result: with its lowest for the rest (the default) every candidate scores the same and BM25 adds
+    # nothing; with 0 for the rest it is what BM25 found.
+    dense, bm25 = [("a", 2.0), ("b", 0.0)], [("b", 1.0)]
+    assert z_score_fusion([dense, bm25]) == [("a", 1.0), ("b", -1.0)]
+    assert z_score_fusion([dense, bm25], missing=[None, 0.0]) == [("a", 0.0), ("b", 0.0)]  # a tie: first seen
+    assert [i for i, _ in z_score_fusion([dense, bm25], weights=[1.0, 2.0], missing=[None, 0.0])] == ["b", "a"]
+    # Equal scores or no results add nothing; ties keep the first seen.
+    assert z_score_fusion([[("x", 5.0), ("y", 5.0)], []]) == [("x", 0.0), ("y", 0.0)]
     assert [id_ for id_, _ in z_score_fusion([[("x", 1.0), ("y", 0.0)], [("y", 1.0), ("x", 0.0)]])] == ["x", "y"]
     assert z_score_fusion([]) == []
     with pytest.raises(ValueError, match="1 weights for 2 rankings"):
         z_score_fusion([dense, bm25], weights=[1.0])
+    with pytest.raises(ValueError, match="1 missing scores for 2 rankings"):
+        z_score_fusion([dense, bm25], missing=[None])
 
 
 def test_lexical_index_finds_what_shares_a_term_and_nothing_else():
@@ -544,11 +555,16 @@ def test_hybrid_fusion_hand_cases():
     by_rank = {"rank_constant": 10.0, "dense_weight": 1.0, "method": "reciprocal_rank"}
     assert HybridFusion(depth=1, **by_rank).fuse(dense, bm25, k=1) == [("a", 1 / 10)]
     assert HybridFusion(depth=3, **by_rank).fuse(dense, bm25, k=1) == [("c", pytest.approx(1 / 10 + 1 / 12))]
-    # By score, the default: cut to 1, each ranking is one score (standardised: 0), a tie that "a" wins by being
-    # seen first; at depth 3, dense's 0.9, 0.5, 0.1 stand at +1.2247, 0, -1.2247 (x 1.5, GeAR's weight) and BM25's
-    # only result at 0, which is also its lowest: a, b, c.
+    # By score, the default: cut to 1, each ranking gives both candidates its one score (its lowest), so neither
+    # adds anything, a tie that "a" wins by being seen first. At depth 3, dense's 0.9, 0.5, 0.1 stand at +1.2247, 0,
+    # -1.2247 (x 1.5, GeAR's weight); BM25 found "c" alone, fewer than asked, so the others scored 0 there: a and b
+    # at -0.7071, c at +1.4142. a 1.130, c -0.423, b -0.707.
     assert HybridFusion(depth=1).fuse(dense, bm25, k=1) == [("a", 0.0)]
-    assert [i for i, _ in HybridFusion(depth=3).fuse(dense, bm25, k=3)] == ["a", "b", "c"]
+    fused = HybridFusion(depth=3).fuse(dense, bm25, k=3)
+    assert [i for i, _ in fused] == ["a", "c", "b"]
+    assert [score for _, score in fused] == pytest.approx(
+        [1.5 * 1.5**0.5 - 0.5**0.5, -1.5 * 1.5**0.5 + 2**0.5, -(0.5**0.5)]
+    )
     assert HybridFusion().method == "z_score" and HybridFusion().dense_weight == 1.5
     assert HybridFusion(depth=1, **by_rank).fuse(dense, bm25, k=3)[0][0] == "c"  # never shallower than k
     assert HybridFusion(depth=20).candidates(5) == 20 and HybridFusion(depth=20).candidates(50) == 50
@@ -597,7 +613,8 @@ def test_hybrid_search_merges_dense_and_bm25(tiny_model):
         dense_ids = [id_ for id_, _ in dense]
         searcher.mode = "hybrid"
         if fusion.method == "z_score":
-            expected = z_score_fusion([dense, bm25], weights=[fusion.dense_weight, 1.0])[:2]
+            # BM25 found one document of the four: the others scored 0 there.
+            expected = z_score_fusion([dense, bm25], [fusion.dense_weight, 1.0], missing=[None, 0.0])[:2]
         else:
             expected = reciprocal_rank_fusion([dense_ids, bm25_ids], fusion.rank_constant, [fusion.dense_weight, 1])[:2]
         assert [(r.id, r.score, r.rank) for r in results] == [

@@ -60,27 +60,33 @@ def _check_weights(weights: Sequence[float] | None, count: int) -> Sequence[floa
 
 
 def z_score_fusion(
-    rankings: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float] | None = None
+    rankings: Sequence[Sequence[tuple[str, float]]],
+    weights: Sequence[float] | None = None,
+    missing: Sequence[float | None] | None = None,
 ) -> list[tuple[str, float]]:
-    """``(id, score)`` rankings merged by the weighted sum of each one's standardised scores ((score - mean) / sd
-    over that ranking), best first with their fused scores. BM25 and cosine live on different scales; standardising
-    puts them on one while keeping how far ahead a retriever's best result is, which ranks alone lose. An id a
-    ranking lacks gets that ranking's lowest standardised score (it scored no higher there); a ranking whose scores
-    are all equal adds 0. Ties keep the order in which ids were first seen."""
+    """``(id, score)`` rankings merged by the weighted sum of each one's standardised scores, best first with their
+    fused scores. BM25 and cosine live on different scales; standardising puts them on one while keeping how far
+    ahead a retriever's best result is, which ranks alone lose.
+
+    Every id any ranking holds is a candidate. Each ranking gives every candidate a score: its own, or for an id it
+    lacks, ``missing[r]`` (None: its lowest score, since it scored that id no higher), and is standardised, (score -
+    mean) / sd, over the candidates; a ranking that gives every candidate the same score adds 0. Ties keep the
+    order in which ids were first seen."""
     weights = _check_weights(weights, len(rankings))
-    standardised: list[dict[str, float]] = []
-    for ranking in rankings:
-        scores = np.asarray([score for _, score in ranking], dtype=np.float64)
-        spread = scores.std() if len(scores) else 0.0
-        z = (scores - scores.mean()) / spread if spread > 0 else np.zeros(len(scores))
-        standardised.append(dict(zip([id_ for id_, _ in ranking], z.tolist(), strict=True)))
-    floors = [min(z.values(), default=0.0) for z in standardised]
-    ids = dict.fromkeys(id_ for ranking in rankings for id_, _ in ranking)
-    fused = {
-        id_: sum(w * z.get(id_, floor) for z, w, floor in zip(standardised, weights, floors, strict=True))
-        for id_ in ids
-    }
-    return sorted(fused.items(), key=lambda item: -item[1])
+    missing = [None] * len(rankings) if missing is None else missing
+    if len(missing) != len(rankings):
+        raise ValueError(f"{len(missing)} missing scores for {len(rankings)} rankings")
+    ids = list(dict.fromkeys(id_ for ranking in rankings for id_, _ in ranking))
+    fused = np.zeros(len(ids))
+    for ranking, weight, absent in zip(rankings, weights, missing, strict=True):
+        given = dict(ranking)
+        if absent is None:
+            absent = min(given.values(), default=0.0)
+        scores = np.asarray([given.get(id_, absent) for id_ in ids], dtype=np.float64)
+        spread = scores.std() if len(ids) else 0.0
+        if spread > 0:
+            fused += weight * (scores - scores.mean()) / spread
+    return sorted(zip(ids, fused.tolist(), strict=True), key=lambda item: -item[1])
 
 
 def reciprocal_rank_fusion(
@@ -141,5 +147,7 @@ class HybridFusion:
         depth = self.candidates(k)
         rankings, weights = [dense[:depth], lexical[:depth]], (self.dense_weight, 1.0)
         if self.method == "z_score":
-            return z_score_fusion(rankings, weights)[:k]
+            # BM25 returns every document it scores above 0, up to the depth: in a shorter ranking, the rest scored 0.
+            missing = [None, 0.0 if len(lexical) < depth else None]
+            return z_score_fusion(rankings, weights, missing)[:k]
         return reciprocal_rank_fusion([[id_ for id_, _ in r] for r in rankings], self.rank_constant, weights)[:k]
