@@ -130,11 +130,11 @@ def _gear_ranking(systems: dict[str, dict[str, float]]) -> str:
 
 def results_table(manifest: dict[str, str]) -> str:
     """The README's table: the shipped model against the baselines on SQuAD `test`, from the manifest's JSON."""
+    from gear_core.evaluation.benchmark import MERGED_BY, hybrid_fusion_method
+
     global_report = _load(manifest["global"])
     global_ = global_report["global_retrieval"]
-    # Reports written before fusion had a method merged by reciprocal rank.
-    fusion = global_report.get("settings", {}).get("hybrid_fusion") or {}
-    merged = "standardised score" if fusion.get("method") == "z_score" else "reciprocal rank"
+    merged = MERGED_BY[hybrid_fusion_method(global_report.get("settings", {}))]
     local = _load(manifest["local"])["local_retrieval"]
     long = _load(manifest["long"])["long_document_retrieval"]
     generation = _load(manifest["generation"])["generation"]

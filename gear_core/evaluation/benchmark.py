@@ -485,6 +485,16 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+#: How each fusion method merges, in a report's words.
+MERGED_BY = {"z_score": "standardised score", "reciprocal_rank": "reciprocal rank"}
+
+
+def hybrid_fusion_method(settings: Mapping[str, Any]) -> str:
+    """The fusion method a report's hybrid rows measured (its ``settings``): reports written before fusion had a
+    method merged by reciprocal rank."""
+    return (settings.get("hybrid_fusion") or {}).get("method", "reciprocal_rank")
+
+
 def format_markdown(report: EvaluationReport) -> str:
     """The report as markdown tables (what ``gear eval`` prints and benchmarks/ commits)."""
     s = report.settings
@@ -501,16 +511,17 @@ def format_markdown(report: EvaluationReport) -> str:
         metrics = ["R@1", "R@5", "MAP@5", "R@20"]
         through_searcher = any(HYBRID_GLOBAL in systems for systems in report.global_retrieval.values())
         fusion = s.get("hybrid_fusion")  # reports written before fusion settings fused each one's top k
-        merged = "GeAR's and BM25's top k merged by reciprocal rank"
-        if fusion and fusion.get("method", "reciprocal_rank") == "reciprocal_rank":
-            merged = (
-                f"GeAR's and BM25's top {fusion['depth']}s (top k when k is larger) merged by reciprocal rank with "
-                f"constant {fusion['rank_constant']:g}, GeAR's ranks weighted {fusion['dense_weight']:g}"
+        method = hybrid_fusion_method(s)
+        merged = f"GeAR's and BM25's top k merged by {MERGED_BY[method]}"
+        if fusion:
+            weighted = (
+                f" with constant {fusion['rank_constant']:g}, GeAR's ranks weighted {fusion['dense_weight']:g}"
+                if method == "reciprocal_rank"
+                else f", GeAR's weighted {fusion['dense_weight']:g}"
             )
-        elif fusion:
             merged = (
-                f"GeAR's and BM25's top {fusion['depth']}s (top k when k is larger) merged by standardised score, "
-                f"GeAR's weighted {fusion['dense_weight']:g}"
+                f"GeAR's and BM25's top {fusion['depth']}s (top k when k is larger) merged by {MERGED_BY[method]}"
+                f"{weighted}"
             )
         how = (
             'Every system through the library\'s searcher (`GeARSearcher`: `mode="dense"`, `mode="hybrid"` = '
