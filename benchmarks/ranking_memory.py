@@ -30,21 +30,10 @@ from pathlib import Path
 ARTICLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki-extract" / "articles.jsonl.gz"
 
 
-def document_of(size: int) -> str:
-    parts, length = [], 0
-    with gzip.open(ARTICLES, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            text = json.loads(line)["text"]
-            parts.append(text)
-            length += len(text) + 2
-            if length >= size:
-                break
-    return "\n\n".join(parts)[:size]
-
-
 def documents_of(count: int, size: int) -> tuple[list[str], list[str]]:
-    """``count`` documents of about ``size`` characters (consecutive articles joined) and a question for each
-    (about its first article: the questions differ in length, as users' do)."""
+    """``count`` documents of ``size`` characters (consecutive articles joined by blank lines; the last may be
+    shorter if the articles run out) and a question for each (about its first article: the questions differ in
+    length, as users' do)."""
     documents, questions, parts, length = [], [], [], 0
     with gzip.open(ARTICLES, "rt", encoding="utf-8") as lines:
         for line in lines:
@@ -58,56 +47,52 @@ def documents_of(count: int, size: int) -> tuple[list[str], list[str]]:
                 parts, length = [], 0
                 if len(documents) == count:
                     break
-    return questions[: len(documents)], documents
+    if parts:
+        documents.append("\n\n".join(parts)[:size])
+    return questions, documents
+
+
+def load_and_warm(model_name: str, document: str):
+    """The model, loaded and warmed on a short ranking (lazy buffers, the BM25 import)."""
+    from gear_core.loading import load_model
+
+    model = load_model(model_name)
+    model.rank_sentences("when was it founded", document[:2000], top_n=1)
+    return model
+
+
+def timed_peak(call) -> tuple[object, dict]:
+    """``call()``'s result, its wall time and the process's peak resident memory, also above what it held before."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tick = time.perf_counter()
+    result = call()
+    seconds = time.perf_counter() - tick
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in KiB on Linux
+    return result, {"seconds": seconds, "peak MB above loaded": max(peak - before, 0) / 1024, "peak MB": peak / 1024}
 
 
 def measure_documents(model_name: str, count: int, release: bool) -> dict:
     """In this process: rank ``count`` long documents in one call; the peak memory above the loaded state."""
     import gear_core.allocator
-    from gear_core.loading import load_model
 
     if not release:
         gear_core.allocator._MALLOC_TRIM = None
-    model = load_model(model_name)
     questions, documents = documents_of(count, 40_000)
-    model.rank_sentences("when was it founded", documents[0][:2000], top_n=1)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tick = time.perf_counter()
-    model.rank_sentences_batch(questions, documents, top_n=None)
-    seconds = time.perf_counter() - tick
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
-        "documents": len(documents),
-        "characters": sum(map(len, documents)),
-        "release": release,
-        "seconds": seconds,
-        "peak MB above loaded": max(peak - before, 0) / 1024,
-        "peak MB": peak / 1024,
-    }
+    model = load_and_warm(model_name, documents[0])
+    _, measured = timed_peak(lambda: model.rank_sentences_batch(questions, documents, top_n=None))
+    return {"documents": len(documents), "characters": sum(map(len, documents)), "release": release, **measured}
 
 
 def measure(model_name: str, size: int) -> dict:
     """In this process: load, build the document, rank it; the peak memory above the loaded state."""
-    from gear_core.loading import load_model
     from gear_core.ranking import document_windows
 
-    model = load_model(model_name)
-    document = document_of(size)
-    model.rank_sentences("when was it founded", document[:2000], top_n=1)  # warm: lazy buffers, BM25 import
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tick = time.perf_counter()
-    ranked = model.rank_sentences("when was it founded", document, top_n=None)
-    seconds = time.perf_counter() - tick
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    [document] = documents_of(1, size)[1]
+    model = load_and_warm(model_name, document)
+    ranked, measured = timed_peak(lambda: model.rank_sentences("when was it founded", document, top_n=None))
     windows = len(document_windows(model, [document])["input_ids"])
-    return {
-        "characters": len(document),
-        "sentences": len(ranked),
-        "windows": windows,
-        "seconds": seconds,
-        "peak MB above loaded": max(peak - before, 0) / 1024,  # ru_maxrss is in KiB on Linux
-        "peak MB": peak / 1024,
-    }
+    return {"characters": len(document), "sentences": len(ranked), "windows": windows, **measured}
 
 
 def main() -> None:
