@@ -27,6 +27,7 @@ from gear_core.evidence import (
     ground_evidence,
     quoted_evidence,
 )
+from gear_core.layers import in_eval_mode
 from gear_core.ranking import (
     check_top_n,
     document_windows,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 
 @torch.no_grad()
+@in_eval_mode
 def rank_and_generate(
     model: GeARModel,
     queries: Sequence[str],
@@ -118,8 +120,6 @@ def rank_and_generate(
         raise ValueError(f"evidence_from must be 'decoder', 'span_reader' or None, got {evidence_from!r}")
     min_support = DEFAULT_MIN_SUPPORT if min_support is None else min_support
     check_min_support(min_support)
-    was_training = model.training
-    model.eval()
     ranked: list[list[ScoredSentence]] = [[] for _ in queries]
     evidence: list[GroundedEvidence] = [GroundedEvidence("", None, None, 0.0, False)] * len(queries)
     # Longest documents first, so a batch holds similar lengths and little padding (as encoding does).
@@ -144,11 +144,11 @@ def rank_and_generate(
                 if span is None
                 else quoted_evidence(text, *span, documents[i], min_support)
             )
-    model.train(was_training)
     return ranked, evidence
 
 
 @torch.no_grad()
+@in_eval_mode
 def read_spans(
     model: GeARModel,
     queries: Sequence[str],
@@ -172,8 +172,6 @@ def read_spans(
     if model.span_reader is None:
         raise ValueError("this model has no span reader (GeARConfig.span_reader_layers = 0)")
     tokenizer = model._require_tokenizer()
-    was_training = model.training
-    model.eval()
     evidence = [GroundedEvidence("", None, None, 0.0, False)] * len(queries)
     # Longest inputs first, so a batch holds similar lengths and little padding.
     length = {i: len(queries[i]) + sum(len(s.text) for s in sentences[i]) for i, s in enumerate(sentences) if s}
@@ -206,7 +204,6 @@ def read_spans(
                 evidence[i] = GroundedEvidence("", None, None, support, False)
                 continue
             evidence[i] = GroundedEvidence(documents[i][span[0] : span[1]], span[0], span[1], support, True)
-    model.train(was_training)
     return evidence
 
 

@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,27 @@ def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torc
     """Mean of the token states where ``attention_mask`` is 1 (sentence-transformers' mean pooling)."""
     mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
     return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
+
+
+_Result = TypeVar("_Result")
+
+
+def in_eval_mode(function: Callable[..., _Result]) -> Callable[..., _Result]:
+    """``function(model, ...)`` run with the model in eval mode (no dropout), which is then put back as it was. Only a
+    model that is training is switched: ``eval()`` and ``train()`` walk every submodule, 2 ms of a 10 ms query on 2
+    cores when each call switched."""
+
+    @functools.wraps(function)
+    def in_eval(model: nn.Module, *args: Any, **kwargs: Any) -> _Result:
+        if not model.training:
+            return function(model, *args, **kwargs)
+        model.eval()
+        try:
+            return function(model, *args, **kwargs)
+        finally:
+            model.train()
+
+    return in_eval
 
 
 def embed(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from gear_core.allocator import releasing
-from gear_core.layers import embed_states
+from gear_core.layers import embed_states, in_eval_mode
 from gear_core.scoring import (
     SentenceScoring,
     WindowScores,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 
 @torch.no_grad()
+@in_eval_mode
 def score_sentences(
     model: GeARModel,
     queries: Sequence[str],
@@ -53,10 +54,7 @@ def score_sentences(
     if len(queries) != len(documents):
         raise ValueError(f"got {len(queries)} queries and {len(documents)} documents; they pair up one to one")
     scorings = [model.config.sentence_scoring] if scorings is None else list(scorings)
-    was_training = model.training
-    model.eval()
     sentences, scores, _ = sentence_scores(model, queries, documents, scorings, batch_size)
-    model.train(was_training)
     return sentences, scores
 
 

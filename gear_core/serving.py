@@ -15,7 +15,7 @@ from transformers import BertModel, PreTrainedTokenizerBase
 import gear_core.generation as generation
 import gear_core.ranking as ranking
 from gear_core.evidence import GroundedEvidence
-from gear_core.layers import embed
+from gear_core.layers import embed, in_eval_mode
 from gear_core.scoring import SentenceScoring
 from gear_core.text import ScoredSentence, Sentence, passage_spans
 from gear_core.tokenization import TOKENIZER_LOCK, check_batch_size, check_texts, decoder_inputs, tokenizable
@@ -76,6 +76,7 @@ class GeARServing:
         }
 
     @torch.no_grad()
+    @in_eval_mode
     def _encode(
         self,
         texts: Sequence[str],
@@ -95,15 +96,12 @@ class GeARServing:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc="Encoding", unit="batch")
-        was_training = self.training
-        self.eval()
         chunks = []
         for start in batches:
             chunk = [texts[i] for i in order[start : start + batch_size]]
             inputs = self._tokenize(chunk, max_length)
             batch_embeddings = embed(encoder, inputs["input_ids"], inputs["attention_mask"], retrieval_layers)
             chunks.append(batch_embeddings.float().cpu().numpy())
-        self.train(was_training)
         embeddings = np.empty((len(texts), self.config.hidden_size), dtype=np.float32)
         embeddings[order] = np.concatenate(chunks)
         return embeddings

@@ -549,3 +549,31 @@ def test_reader_layers_make_the_decoders_document_states_read_the_query(tiny_enc
 def test_reader_layers_are_checked(tiny_encoder_dir, overrides, message):
     with pytest.raises(ValueError, match=message):
         tiny_gear(tiny_encoder_dir, **overrides)
+
+
+def test_serving_runs_in_eval_mode_and_puts_a_training_model_back():
+    """in_eval_mode: dropout off inside, the caller's mode restored after (also when the call raises); a model
+    already in eval mode is not switched at all (eval() walks every submodule, on every query)."""
+    from torch import nn
+
+    from gear_core.layers import in_eval_mode
+
+    seen = []
+
+    @in_eval_mode
+    def call(model: nn.Module, fail: bool = False) -> None:
+        seen.append((model.training, model[0].training))
+        if fail:
+            raise RuntimeError("inside")
+
+    model = nn.Sequential(nn.Dropout(0.5)).train()
+    call(model)
+    assert seen == [(False, False)] and model.training and model[0].training
+    with pytest.raises(RuntimeError, match="inside"):
+        call(model, fail=True)
+    assert model.training and model[0].training
+    model.eval()
+    switched = []
+    model.train = lambda mode=True: switched.append(mode)  # a model in eval mode is left alone
+    call(model)
+    assert switched == [] and not model.training
