@@ -4,14 +4,16 @@
     python benchmarks/hybrid_retrieval.py [--model gear-minilm] [--questions 300] [--sets squad nq synthetic]
         [--no-wiki] [--out benchmarks/results/hybrid_retrieval.md]
 
-Per set, the corpus is the distinct documents of its validation questions (held-out SQuAD-train paragraphs,
-held-out NQ passages, held-out titles of the synthetic Wikipedia triples: see validation_sources.py; never the SQuAD
-``test`` articles), then the same with the 10,033 wiki-vital summaries added as distractors (as ``gear eval``'s
-global table). Each question's gold is its own document. The corpus is encoded once per set, the distractors once
-for all; every system ranks the same questions. This is where ``mode``'s default is chosen, and the fusion grid is
-where :class:`~gear_core.retrieval.HybridFusion`'s defaults are: every setting (by standardised score or by reciprocal
-rank, each at several depths and weights) fuses the same dense and BM25 top 50s through ``HybridFusion.fuse``, the
-function the searcher calls, and the default's row is checked against the searcher's own hybrid results.
+Per set, the corpus is the distinct documents of its validation questions (held-out SQuAD-train paragraphs, held-out
+NQ passages, held-out titles of the synthetic Wikipedia triples: see validation_sources.py; never the SQuAD ``test``
+articles), then the same with the 10,033 wiki-vital summaries added as distractors (as ``gear eval``'s global table).
+Each question's gold is its own document. The corpus is encoded once per set (with its sentences), the distractors
+once for all; every system ranks the same questions. This is where ``mode``'s default is chosen, the sentence grid is
+where ``GeARConfig.retrieval_sentence_weight`` is (GeAR alone and the hybrid at each weight; 0: document vectors
+alone), and the fusion grid is where :class:`~gear_core.retrieval.HybridFusion`'s defaults are: every setting (by
+standardised score or by reciprocal rank, each at several depths and weights) fuses the same dense and BM25 top 50s
+through ``HybridFusion.fuse``, the function the searcher calls, and the default's row is checked against the
+searcher's own hybrid results.
 """
 
 from __future__ import annotations
@@ -24,10 +26,16 @@ from pathlib import Path
 import torch
 
 from gear_core.data.sources import WIKI_VITAL, data_path, wiki_vital_documents
-from gear_core.evaluation.benchmark import HYBRID_GLOBAL, dense_searcher, global_retrieval_metrics, passage_questions
+from gear_core.evaluation.benchmark import (
+    HYBRID_GLOBAL,
+    dense_searcher,
+    global_retrieval_metrics,
+    passage_questions,
+    searcher_rankings,
+)
 from gear_core.evaluation.metrics import retrieval_metrics
 from gear_core.loading import load_model
-from gear_core.retrieval import GeARSearcher, HybridFusion
+from gear_core.retrieval import GeARSearcher, HybridFusion, encode_for_index
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_result
@@ -46,6 +54,24 @@ FUSION_GRID = [
     for weight in (0.5, 1.0, 2.0)
 ]
 GRID_DEPTH = 50  # each retriever's ranking is fetched this deep once; every setting cuts it to its own depth
+#: The weights of a document's best sentence compared (GeARConfig.retrieval_sentence_weight; 0: documents alone).
+SENTENCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
+
+
+def sentence_grid(searcher: GeARSearcher, queries: list[str], golds: list[set[str]]) -> dict[str, dict[str, float]]:
+    """R@1 and R@5 of GeAR alone and of the hybrid at each :data:`SENTENCE_WEIGHTS` (the model's weight is put back)."""
+    config = searcher.model.config
+    weight = config.retrieval_sentence_weight
+    grid = {}
+    try:
+        for config.retrieval_sentence_weight in SENTENCE_WEIGHTS:
+            found = searcher_rankings(searcher, queries, 5)
+            for system, name in (("GeAR", "dense"), (HYBRID_GLOBAL, "hybrid")):
+                metrics = retrieval_metrics(found[system], golds, recall_ks=(1, 5), map_ks=())
+                grid[f"{name}, sentence weight {config.retrieval_sentence_weight:g}"] = metrics
+    finally:
+        config.retrieval_sentence_weight = weight
+    return grid
 
 
 def fusion_grid(searcher: GeARSearcher, queries: list[str], golds: list[set[str]]) -> dict[str, dict[str, float]]:
@@ -91,13 +117,14 @@ def main() -> None:
     wiki: tuple[list[str], list[str], object] | None = None
     if not args.no_wiki:
         wiki_ids, wiki_texts = map(list, zip(*wiki_vital_documents(data_path(WIKI_VITAL)), strict=True))
-        wiki = (wiki_ids, wiki_texts, model.encode_documents(wiki_texts, batch_size=32, show_progress=True))
+        wiki = (wiki_ids, wiki_texts, encode_for_index(model, wiki_texts, sentences=True, show_progress=True))
     results: dict[str, dict[str, dict[str, float]]] = {}
     grids: dict[str, dict[str, dict[str, float]]] = {}
+    sentence_grids: dict[str, dict[str, dict[str, float]]] = {}
     counts: dict[str, int] = {}
     for name in args.sets:
         queries, golds, ids, documents = passage_questions(sets[name], name)
-        corpus = (model.encode_documents(documents, batch_size=32), ids, documents)
+        corpus = (encode_for_index(model, documents, sentences=True), ids, documents)
         counts[f"{name} questions"], counts[f"{name} documents"] = len(queries), len(documents)
         corpora = {name: dense_searcher(model, corpus)}
         if wiki is not None:
@@ -105,6 +132,7 @@ def main() -> None:
         for corpus, corpus_searcher in corpora.items():
             results[corpus] = global_retrieval_metrics(corpus_searcher, queries, golds)
             grids[corpus] = fusion_grid(corpus_searcher, queries, golds)
+            sentence_grids[corpus] = sentence_grid(corpus_searcher, queries, golds)
             served = {m: results[corpus][HYBRID_GLOBAL][m] for m in ("R@1", "R@5")}
             if grids[corpus][fusion_name(HybridFusion())] != served:  # the grid must measure what is served
                 raise AssertionError(f"{corpus}: the grid's default differs from the searcher's hybrid {served}")
@@ -117,7 +145,9 @@ def main() -> None:
         "threads. Corpus: the distinct documents of each set's validation questions, then with the 10,033 wiki-vital "
         'summaries as distractors. Every system through the library\'s own searcher: `GeARSearcher(mode="dense")`, '
         'BM25 from its `LexicalIndex`, and `mode="hybrid"` (merged as the default `HybridFusion` '
-        f"says: {fusion_name(HybridFusion())}). R@1, R@5 and MAP@5 from top-5 searches, R@20 from top-20 ones.",
+        f"says: {fusion_name(HybridFusion())}), documents scored with their best sentence at the model's "
+        f"`retrieval_sentence_weight` ({model.config.retrieval_sentence_weight:g}). R@1, R@5 and MAP@5 from top-5 "
+        "searches, R@20 from top-20 ones.",
         "",
         "Counts: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + ".",
         "",
@@ -128,21 +158,45 @@ def main() -> None:
         lines.append("| --- | " + " | ".join("---:" for _ in metrics) + " |")
         lines += [f"| {s} | " + " | ".join(f"{v:.3f}" for v in m.values()) + " |" for s, m in systems.items()]
         lines.append("")
-    lines += fusion_grid_table(grids)
-    lines.append(f"Wall time: {seconds:.0f} s.")
-    write_result(args.out, lines, {"args": vars(args), "counts": counts, "results": results, "fusion_grid": grids})
-
-
-def fusion_grid_table(grids: dict[str, dict[str, dict[str, float]]]) -> list[str]:
-    """The grid as a table: a setting a row, R@1 / R@5 per corpus, and their mean over every corpus and metric
-    (the column the default is chosen by); the searcher's default in bold."""
-    corpora = list(grids)
-    default = fusion_name(HybridFusion())
-    lines = [
-        "## Fusion grid",
-        "",
+    lines += grid_table(
+        "Sentence grid",
+        "GeAR alone (`dense`) and the default hybrid with each weight of a document's best sentence "
+        "(`retrieval_sentence_weight`; 0: the document vector alone); R@1 / R@5 of the top 5. `mean`: over every "
+        "corpus and both metrics. The model's weight in bold.",
+        sentence_grids,
+        {f"{m}, sentence weight {model.config.retrieval_sentence_weight:g}" for m in ("dense", "hybrid")},
+    )
+    lines += grid_table(
+        "Fusion grid",
         "Each setting fuses the same dense and BM25 rankings (`HybridFusion.fuse`, as the searcher does); R@1 / R@5 "
         "of the fused top 5. `mean`: over every corpus and both metrics. The searcher's default in bold.",
+        grids,
+        {fusion_name(HybridFusion())},
+    )
+    lines.append(f"Wall time: {seconds:.0f} s.")
+    write_result(
+        args.out,
+        lines,
+        {
+            "args": vars(args),
+            "counts": counts,
+            "results": results,
+            "fusion_grid": grids,
+            "sentence_grid": sentence_grids,
+        },
+    )
+
+
+def grid_table(
+    title: str, caption: str, grids: dict[str, dict[str, dict[str, float]]], defaults: set[str]
+) -> list[str]:
+    """A grid as a table: a setting a row, R@1 / R@5 per corpus, and their mean over every corpus and metric
+    (the column defaults are chosen by); the defaults in bold."""
+    corpora = list(grids)
+    lines = [
+        f"## {title}",
+        "",
+        caption,
         "",
         "| setting | " + " | ".join(corpora) + " | mean |",
         "| --- | " + " | ".join("---:" for _ in corpora) + " | ---: |",
@@ -150,7 +204,7 @@ def fusion_grid_table(grids: dict[str, dict[str, dict[str, float]]]) -> list[str
     for name in grids[corpora[0]]:
         cells = [f"{grids[c][name]['R@1']:.3f} / {grids[c][name]['R@5']:.3f}" for c in corpora]
         mean = sum(grids[c][name][m] for c in corpora for m in ("R@1", "R@5")) / (2 * len(corpora))
-        label = f"**{name}**" if name == default else name
+        label = f"**{name}**" if name in defaults else name
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.4f} |")
     return [*lines, ""]
 

@@ -56,6 +56,7 @@ _INT_FIELDS = (
     "span_reader_max_answer_tokens",
 )
 _FLOAT_FIELDS = (
+    "retrieval_sentence_weight",
     "ranking_window_temperature",
     "ranking_lexical_weight",
     "ranking_lexical_temperature",
@@ -115,6 +116,13 @@ class GeARConfig(PretrainedConfig):
             branches the reader off the shared bottom). They start as copies of the encoder's last ``n`` layers
             (the embeddings are then unchanged). 0: the embeddings pool the encoder's last states (the paper).
             Needs ``shared_encoder``.
+        retrieval_sentence_weight: ``w > 0`` scores a document for a query by ``cos(query, document) + w * max over
+            its sentences of cos(query, sentence)``, each sentence embedded by the document tower on its own
+            (:meth:`~gear_core.retrieval.DocumentIndex.add` keeps them beside the document vectors). A question is
+            usually answered by one sentence, which the whole document's vector dilutes, and a document longer than
+            ``max_document_length`` is still found by the sentences past its first window. 0 (the paper): the
+            document vector alone. It changes no embedding (an index survives changing it) and costs a second
+            encoder pass over the documents' sentences when indexing.
         cross_attention_layers: encoder layers (0-based) that get a cross-attention block in the fusion
             encoder; ``None`` means every layer, as in the paper.
         cross_attention_init: ``"random"`` (BERT initialisation, as ALBEF/BLIP) or ``"self_attention"``
@@ -223,6 +231,7 @@ class GeARConfig(PretrainedConfig):
         encoder_config: dict[str, Any] | None = None,
         shared_encoder: bool = False,
         retrieval_layers: int = 0,
+        retrieval_sentence_weight: float = 0.0,
         cross_attention_layers: list[int] | None = None,
         cross_attention_init: Literal["random", "self_attention"] = "self_attention",
         ranking_layer: int = -3,
@@ -272,6 +281,7 @@ class GeARConfig(PretrainedConfig):
         self.encoder_config = {k: v for k, v in encoder_config.items() if k not in ("id2label", "label2id")}
         self.shared_encoder = shared_encoder
         self.retrieval_layers = retrieval_layers
+        self.retrieval_sentence_weight = retrieval_sentence_weight
         self.cross_attention_layers = list(cross_attention_layers) if cross_attention_layers is not None else None
         self.cross_attention_init = cross_attention_init
         self.ranking_layer = ranking_layer

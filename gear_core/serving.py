@@ -17,7 +17,7 @@ import gear_core.ranking as ranking
 from gear_core.evidence import GroundedEvidence
 from gear_core.layers import embed, in_eval_mode
 from gear_core.scoring import SentenceScoring
-from gear_core.text import ScoredSentence, Sentence, passage_spans
+from gear_core.text import ScoredSentence, Sentence, passage_spans, split_sentences
 from gear_core.tokenization import TOKENIZER_LOCK, check_batch_size, check_texts, decoder_inputs, tokenizable
 
 
@@ -138,6 +138,27 @@ class GeARServing:
             show_progress,
             self.retrieval_layers,
         )
+
+    def encode_document_sentences(
+        self, documents: Sequence[str], batch_size: int = 64, show_progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each document's sentences embedded on their own by the document tower, for scoring documents by their
+        best sentence (``GeARConfig.retrieval_sentence_weight``): ``(vectors, counts)``, the (m, dim) float32
+        L2-normalised vectors of every document's sentences in document order, and (n,) how many each document
+        has. A document with no sentence (all whitespace) counts its whole text as one, so every count is at least
+        1. Sentences are split as sentence ranking splits them (:func:`gear_core.text.split_sentences`).
+        """
+        documents = check_texts(documents)
+        pieces = [[s.text for s in split_sentences(d)] or [d] for d in documents]
+        vectors = self._encode(
+            [p for piece in pieces for p in piece],
+            self.document_encoder_module,
+            self.config.max_document_length,
+            batch_size,
+            show_progress,
+            self.retrieval_layers,
+        )
+        return vectors, np.array([len(piece) for piece in pieces], dtype=np.int64)
 
     def sentence_scores_batch(
         self,

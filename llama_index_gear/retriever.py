@@ -75,7 +75,9 @@ _HIGHLIGHTER_SETTINGS = (
 
 
 class GeARRetriever(BaseRetriever):
-    """Retrieves nodes with GeAR: query encoder vs. the document vectors of the nodes, inner product scores.
+    """Retrieves nodes with GeAR: the query's vector against the nodes' vectors (and, when the model scores documents
+    by their best sentence, their sentences' vectors: ``GeARConfig.retrieval_sentence_weight``), merged with BM25 in
+    ``mode="hybrid"`` (the default).
 
     Build one with :meth:`from_defaults` (from nodes, documents, a docstore or a VectorStoreIndex) or
     :meth:`from_persist_dir`. With ``highlighter`` set, each result is also run through that

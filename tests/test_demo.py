@@ -224,6 +224,17 @@ def test_terminal_colour_when_asked(corpus_dir, tiny_model, tmp_path):
     assert "\x1b[1;30;43m" in coloured and "[[" not in coloured
 
 
+def test_a_cached_index_without_the_sentence_vectors_the_model_scores_with_is_rebuilt(
+    corpus_dir, tiny_model, tmp_path, capsys
+):
+    documents = demo.load_corpus(corpus_dir / "sub").documents
+    assert demo.open_searcher(tiny_model, documents, tmp_path)[1]  # the model's weight is 0: no sentence vectors
+    tiny_model.config.retrieval_sentence_weight = 1.0
+    searcher, built = demo.open_searcher(tiny_model, documents, tmp_path)
+    assert built and searcher.index.has_sentences and "sentence vectors" in capsys.readouterr().err
+    assert not demo.open_searcher(tiny_model, documents, tmp_path)[1]  # and then reused
+
+
 def test_an_index_the_demo_did_not_build_is_left_alone(tiny_model, tmp_path):
     from gear_core.retrieval import GeARSearcher
 

@@ -305,6 +305,8 @@ def test_checksum_files_and_names_are_checked(tmp_path):
         ("momentum", 1.0, "momentum must lie in"),
         ("soft_label_weight", float("nan"), "must be a finite number"),
         ("lm_loss_weight", -1.0, "must not be negative"),
+        ("retrieval_sentence_weight", -0.5, "must not be negative"),
+        ("retrieval_sentence_weight", float("inf"), "must be a finite number"),
         ("shared_encoder", "yes", "must be true or false"),
         ("queue_size", True, "must be an int"),
         ("cross_attention_layers", ["1"], "list of ints"),

@@ -11,7 +11,7 @@ import faiss
 import numpy as np
 import pytest
 import torch
-from conftest import stub_evidence
+from conftest import stub_evidence, tiny_gear
 
 from gear_core import split_sentences
 from gear_core.evidence import GroundedEvidence
@@ -22,6 +22,7 @@ from gear_core.retrieval import (
     Hit,
     ModelMismatchError,
     SearchResult,
+    document_scores,
     model_identity,
     reciprocal_rank_fusion,
     same_model,
@@ -555,17 +556,17 @@ def test_hybrid_fusion_hand_cases():
     by_rank = {"rank_constant": 10.0, "dense_weight": 1.0, "method": "reciprocal_rank"}
     assert HybridFusion(depth=1, **by_rank).fuse(dense, bm25, k=1) == [("a", 1 / 10)]
     assert HybridFusion(depth=3, **by_rank).fuse(dense, bm25, k=1) == [("c", pytest.approx(1 / 10 + 1 / 12))]
-    # By score, the default: cut to 1, each ranking gives both candidates its one score (its lowest), so neither
-    # adds anything, a tie that "a" wins by being seen first. At depth 3, dense's 0.9, 0.5, 0.1 stand at +1.2247, 0,
-    # -1.2247 (x 1.5, GeAR's weight); BM25 found "c" alone, fewer than asked, so the others scored 0 there: a and b
-    # at -0.7071, c at +1.4142. a 1.130, c -0.423, b -0.707.
+    # By score, the default method: cut to 1, each ranking gives both candidates its one score (its lowest), so
+    # neither adds anything, a tie that "a" wins by being seen first. At depth 3, dense's 0.9, 0.5, 0.1 stand at
+    # +1.2247, 0, -1.2247 (x 1.5, GeAR's weight here); BM25 found "c" alone, fewer than asked, so the others scored 0
+    # there: a and b at -0.7071, c at +1.4142. a 1.130, c -0.423, b -0.707.
     assert HybridFusion(depth=1).fuse(dense, bm25, k=1) == [("a", 0.0)]
-    fused = HybridFusion(depth=3).fuse(dense, bm25, k=3)
+    fused = HybridFusion(depth=3, dense_weight=1.5).fuse(dense, bm25, k=3)
     assert [i for i, _ in fused] == ["a", "c", "b"]
     assert [score for _, score in fused] == pytest.approx(
         [1.5 * 1.5**0.5 - 0.5**0.5, -1.5 * 1.5**0.5 + 2**0.5, -(0.5**0.5)]
     )
-    assert HybridFusion().method == "z_score" and HybridFusion().dense_weight == 1.5
+    assert HybridFusion().method == "z_score" and HybridFusion().dense_weight == 1.0
     assert HybridFusion(depth=1, **by_rank).fuse(dense, bm25, k=3)[0][0] == "c"  # never shallower than k
     assert HybridFusion(depth=20).candidates(5) == 20 and HybridFusion(depth=20).candidates(50) == 50
     # dense_weight scales GeAR's part only: 2/(10+0) for "a" beats 1/(10+0) for "c".
@@ -630,3 +631,175 @@ def test_hybrid_search_merges_dense_and_bm25(tiny_model):
     searcher.add_documents(["Zanzibar exports cloves."], ids=["zanzibar"])
     assert any(r.id == "zanzibar" and "bm25" in r.found_by for r in searcher.search("zanzibar", k=5))
     assert all(len(r.sentences) == 1 for r in searcher.search("zanzibar cloves", k=3, top_sentences=1))
+
+
+# ---- documents scored with their best sentence -----------------------------------------------------------
+
+
+def test_document_scores_hand_case():
+    cosines, sentence_cosines, counts = np.array([0.5, 0.2]), np.array([0.1, 0.4, 0.9]), np.array([2, 1])
+    # Document 0: cosine 0.5, sentences 0.1 and 0.4; document 1: cosine 0.2, one sentence 0.9.
+    np.testing.assert_allclose(document_scores(cosines, sentence_cosines, counts, 0.5), [0.7, 0.65])
+    # Weight 0: the document cosine alone, whatever the sentences say.
+    np.testing.assert_allclose(document_scores(cosines, sentence_cosines, counts, 0.0), [0.5, 0.2])
+
+
+def sentence_index(index_type: str = "flat", n: int = 300, seed: int = 0, **params: int):
+    """An index with sentence vectors (1 to 6 per document) added in two parts, and what it was given."""
+    rng = np.random.default_rng(seed)
+    documents = unit_vectors(n, seed=seed)
+    counts = rng.integers(1, 7, size=n)
+    sentences = unit_vectors(int(counts.sum()), seed=seed + 1)
+    index = DocumentIndex(DIM, index_type, model="test-model@0123456789abcdef", sentences=True, **params)
+    half, cut = n // 2, int(counts[: n // 2].sum())
+    for part, rows in ((slice(0, half), slice(0, cut)), (slice(half, n), slice(cut, None))):
+        ids = [f"d{i}" for i in range(n)[part]]
+        index.add(documents[part], ids, [f"t{i}" for i in range(n)[part]], sentences[rows], counts[part])
+    return index, documents, sentences, counts
+
+
+@pytest.mark.parametrize(
+    ("index_type", "params"), [("flat", {}), ("hnsw", {"m": 16}), ("ivf", {"nlist": 4, "nprobe": 4})]
+)
+def test_search_by_best_sentence_equals_brute_force(index_type, params):
+    """Every k and weight: the ranking is document_scores' over the whole collection (a flat index scores every
+    document; HNSW and IVF rescore what their searches find, here all of it)."""
+    index, documents, sentences, counts = sentence_index(index_type, **params)
+    assert index.has_sentences and index.num_sentences == counts.sum()
+    queries = unit_vectors(15, seed=7)
+    for k, weight in ((1, 1.0), (5, 0.5), (80, 2.0)):
+        expected = [document_scores(documents @ q, sentences @ q, counts, weight) for q in queries]
+        for row, scores in zip(index.search(queries, k, sentence_weight=weight), expected, strict=True):
+            order = np.lexsort((np.arange(len(scores)), -scores))[:k]
+            assert [h.id for h in row] == [f"d{i}" for i in order]
+            np.testing.assert_allclose([h.score for h in row], scores[order], rtol=1e-5)
+    # Weight 0 (or none given) searches the document vectors alone.
+    assert hit_tuples(index.search(queries, 5)) == hit_tuples(index.search(queries, 5, sentence_weight=0.0))
+    plain = DocumentIndex(DIM, index_type, **params)
+    plain.add(documents, index.ids, [index.get_text(i) for i in index.ids])
+    assert [[h.id for h in row] for row in index.search(queries, 5)] == [
+        [h.id for h in row] for row in plain.search(queries, 5)
+    ]
+
+
+def test_a_document_found_only_by_a_deep_sentence_is_still_found():
+    """The best document by score has the 300th best document vector and only its sentence above the others: a
+    flat index scores every document, so it is found however far down its own vector ranks."""
+    dim, n = 4, 300
+    axis = np.eye(dim, dtype=np.float32)
+    query = axis[0]
+    # Every document vector but the last leans towards the query (cosine 0.6 to 0.3), the last one away (-0.9).
+    cosines = [*np.linspace(0.6, 0.3, n - 1).tolist(), -0.9]
+    documents = np.array([[c, np.sqrt(1 - c * c), 0, 0] for c in cosines], dtype=np.float32)
+    # Each document's one sentence is orthogonal to the query, but the last document's is the query itself.
+    sentences = np.tile(axis[2], (n, 1))
+    sentences[-1] = axis[0]
+    index = DocumentIndex(dim, sentences=True)
+    index.add(documents, [f"d{i}" for i in range(n)], ["t"] * n, sentences, np.ones(n, dtype=np.int64))
+    top = index.search(query[None, :], 2, sentence_weight=2.0)[0]
+    assert [h.id for h in top] == [f"d{n - 1}", "d0"]  # -0.9 + 2 * 1.0 = 1.1 beats 0.6 + 0
+    np.testing.assert_allclose([h.score for h in top], [1.1, 0.6], rtol=1e-5)
+
+
+def test_sentence_vectors_save_and_reload_identically(tmp_path):
+    index, *_ = sentence_index("hnsw", m=8)
+    queries = unit_vectors(6, seed=3)
+    index.save(tmp_path)
+    metadata = json.loads((tmp_path / "gear_index.json").read_text())
+    assert metadata["format_version"] == 3 and metadata["num_sentences"] == index.num_sentences
+    loaded = DocumentIndex.load(tmp_path)
+    assert loaded.has_sentences and loaded.num_sentences == index.num_sentences
+    assert hit_tuples(loaded.search(queries, 7, 1.0)) == hit_tuples(index.search(queries, 7, 1.0))
+    # An index without sentence vectors is still written as version 2, which earlier versions read.
+    filled_index(5).save(tmp_path / "plain")
+    assert json.loads((tmp_path / "plain" / "gear_index.json").read_text())["format_version"] == 2
+    assert not DocumentIndex.load(tmp_path / "plain").has_sentences
+    # Saving over it replaces the sentence file with the rest; nothing else is left.
+    index.save(tmp_path)
+    files = json.loads((tmp_path / "gear_index.json").read_text())["files"]
+    assert set(files) == {"index", "documents", "sentences"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted(["gear_index.json", *files.values()])
+
+
+def test_damaged_sentence_vectors_give_clear_errors(tmp_path):
+    index, *_ = sentence_index(n=20)
+    index.save(tmp_path)
+    metadata = json.loads((tmp_path / "gear_index.json").read_text())
+    documents = tmp_path / metadata["files"]["documents"]
+    original = documents.read_text()
+
+    def rewrite(text: str) -> None:  # a changed file with its checksum updated: only the content check can tell
+        documents.write_text(text)
+        metadata["sha256"]["documents"] = hashlib.sha256(documents.read_bytes()).hexdigest()
+        (tmp_path / "gear_index.json").write_text(json.dumps(metadata))
+
+    first = json.loads(original.splitlines()[0])
+    rewrite(original.replace(json.dumps(first), json.dumps({**first, "sentences": 0}), 1))
+    with pytest.raises(CorruptFileError, match="positive int 'sentences'"):
+        DocumentIndex.load(tmp_path)
+    rewrite(original.replace(json.dumps(first), json.dumps({**first, "sentences": first["sentences"] + 1}), 1))
+    with pytest.raises(CorruptFileError, match="sentence vectors"):
+        DocumentIndex.load(tmp_path)
+    rewrite(original)
+    (tmp_path / metadata["files"]["sentences"]).unlink()
+    with pytest.raises(FileNotFoundError, match="sentences-"):
+        DocumentIndex.load(tmp_path)
+
+
+def test_bad_sentence_arguments_are_refused():
+    vectors, ids, texts = unit_vectors(2), ["a", "b"], ["x", "y"]
+    with pytest.raises(ValueError, match="keeps no sentence vectors"):
+        DocumentIndex(DIM).add(vectors, ids, texts, unit_vectors(2), [1, 1])
+    with pytest.raises(ValueError, match="sentence_weight needs sentence vectors"):
+        filled_index(3).search(unit_vectors(1), 1, sentence_weight=1.0)
+    index = DocumentIndex(DIM, sentences=True)
+    with pytest.raises(ValueError, match="needs sentence_embeddings"):
+        index.add(vectors, ids, texts)
+    with pytest.raises(ValueError, match="add up to 3"):
+        index.add(vectors, ids, texts, unit_vectors(2), [1, 2])
+    with pytest.raises(ValueError, match="at least one sentence"):
+        index.add(vectors, ids, texts, unit_vectors(2), [2, 0])
+    with pytest.raises(ValueError, match="one per document"):
+        index.add(vectors, ids, texts, unit_vectors(2), [1.0, 1.0])
+    with pytest.raises(ValueError, match="L2-normalised"):
+        index.add(vectors, ids, texts, 2 * unit_vectors(2), [1, 1])
+    assert len(index) == 0 and index.num_sentences == 0  # nothing was added by a refused call
+    for weight, error in ((-1.0, ValueError), (float("nan"), ValueError), (True, TypeError)):
+        with pytest.raises(error):
+            index.search(unit_vectors(1), 1, sentence_weight=weight)
+    with pytest.raises(TypeError, match="True or False"):
+        DocumentIndex(DIM, sentences="yes")
+
+
+def test_searcher_scores_documents_with_their_best_sentence(tiny_encoder_dir, tmp_path):
+    model = tiny_gear(tiny_encoder_dir, retrieval_sentence_weight=1.0)
+    texts, ids = [*DOCUMENTS, "   "], ["paris", "jupiter", "hamlet", "water", "blank"]
+    searcher = GeARSearcher.from_documents(model, texts, ids=ids)
+    searcher.mode = "dense"  # the scores themselves (hybrid mode fuses them with BM25's)
+    assert searcher.index.has_sentences and searcher.sentence_weight == 1.0
+    # Every sentence of every document, and the blank document's whole text as its one "sentence".
+    vectors, counts = model.encode_document_sentences(texts)
+    assert counts.tolist() == [len(split_sentences(d)) for d in DOCUMENTS] + [1]
+    query = "Which planet has moons?"
+    query_vector = model.encode_queries([query])[0]
+    expected = document_scores(model.encode_documents(texts) @ query_vector, vectors @ query_vector, counts, 1.0)
+    results = searcher.search(query, k=5, rank_sentences=False)
+    order = np.argsort(-expected, kind="stable")
+    assert [r.id for r in results] == [ids[i] for i in order]
+    np.testing.assert_allclose([r.score for r in results], expected[order], rtol=1e-4)
+    # Added documents get sentence vectors too; a reloaded searcher returns the same.
+    searcher.add_documents(["Mars is red. It has two moons."], ids=["mars"])
+    assert searcher.index.num_sentences == counts.sum() + 2
+    searcher.save(tmp_path / "index")
+    loaded = GeARSearcher.load(tmp_path / "index", model, mode="dense")
+    again, original = loaded.search(query, k=6), searcher.search(query, k=6)
+    assert [(r.id, r.score, r.sentences) for r in again] == [(r.id, r.score, r.sentences) for r in original]
+    # The model's weight set to 0 scores the same index by its document vectors alone.
+    model.config.retrieval_sentence_weight = 0.0
+    assert searcher.sentence_weight == 0.0
+    alone = searcher.index.search(model.encode_queries([query]), 6)[0]
+    assert [(r.id, r.score) for r in searcher.search(query, k=6, rank_sentences=False)] == [
+        (h.id, h.score) for h in alone
+    ]
+    # A model that does not score by sentences builds an index without them, as before.
+    assert not GeARSearcher.from_documents(tiny_gear(tiny_encoder_dir), DOCUMENTS).index.has_sentences

@@ -91,9 +91,13 @@ def _cached_searcher(model: GeARModel, index_dir: Path, fingerprint: str) -> GeA
         note(f"the index in {index_dir} does not match the corpus (changed since, or never finished): rebuilding it")
         return None
     try:
-        return GeARSearcher.load(index_dir, model)
+        searcher = GeARSearcher.load(index_dir, model)
     except ModelMismatchError:
         note(f"the index in {index_dir} was built with another model: rebuilding it")
     except (OSError, ValueError) as error:
         note(f"the index in {index_dir} is unreadable ({error}): rebuilding it")
+    else:
+        if searcher.index.has_sentences == (model.config.retrieval_sentence_weight > 0):
+            return searcher
+        note(f"the index in {index_dir} does not keep the sentence vectors this model scores with: rebuilding it")
     return None

@@ -23,8 +23,9 @@ _BOLD, _DIM, _TITLE, _EVIDENCE = "1", "2", "1;36", "32"
 
 
 SCORES_LEGEND = (
-    "passage score: GeAR's and BM25's rankings fused, the sum of 1 / (60 + rank) over the retrievers that found "
-    "it (--mode dense: the cosine of question and passage); sentence score: the sentence's share of the passage's "
+    "passage score: GeAR's and BM25's scores, each standardised over the passages either found, then summed "
+    "(--mode dense: GeAR's own, the cosine of question and passage plus, with the shipped model, the cosine of "
+    "question and the passage's best sentence); sentence score: the sentence's share of the passage's "
     "relevance (a passage's sentence scores sum to 1): the model's cross-attention, mixed with BM25 over the "
     "passage's sentences as the model's ranking_lexical_weight sets (the shipped model: half each)"
 )

@@ -51,7 +51,8 @@ from gear_core.evaluation.metrics import (
 from gear_core.evaluation.ranking import scoring_rankings
 from gear_core.evaluation.tasks import QuestionExample, examples_from_triples, question_examples, sample_in_order
 from gear_core.evidence import DEFAULT_MIN_SUPPORT
-from gear_core.retrieval import DocumentIndex, GeARSearcher, model_identity
+from gear_core.retrieval import DocumentIndex, GeARSearcher, encode_for_index, model_identity
+from gear_core.retrieval.searcher import EncodedDocuments
 
 if TYPE_CHECKING:
     from gear_core.modeling import GeARModel
@@ -210,8 +211,9 @@ def _global(
         wiki = tuple(map(list, zip(*wiki_vital_documents(settings.wiki_path), strict=True)))  # type: ignore[assignment]
     encoders = {"GeAR": model, baseline_name: baseline}
 
-    def encode(encoder: GeARModel, texts: list[str]) -> Any:
-        return encoder.encode_documents(texts, batch_size=settings.batch_size, show_progress=settings.show_progress)
+    def encode(encoder: GeARModel, texts: list[str]) -> EncodedDocuments:
+        sentences = encoder.config.retrieval_sentence_weight > 0  # what GeARSearcher.from_documents would keep
+        return encode_for_index(encoder, texts, sentences, settings.batch_size, settings.show_progress)
 
     wiki_vectors = {name: encode(encoder, wiki[1]) for name, encoder in encoders.items()} if wiki else {}
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -243,12 +245,14 @@ def passage_questions(
     return [e.question for e in examples], [{id_of[e.context]} for e in examples], list(id_of.values()), texts
 
 
-def dense_searcher(encoder: GeARModel, *parts: tuple[Any, Sequence[str], Sequence[str]]) -> GeARSearcher:
-    """A searcher over documents whose vectors are already computed, each part ``(vectors, ids, texts)`` (a corpus,
-    then its distractors), so a corpus with and without distractors is encoded once."""
-    index = DocumentIndex(encoder.config.hidden_size, model=model_identity(encoder))
-    for vectors, ids, texts in parts:
-        index.add(vectors, ids, texts)
+def dense_searcher(encoder: GeARModel, *parts: tuple[EncodedDocuments, Sequence[str], Sequence[str]]) -> GeARSearcher:
+    """A searcher over documents whose vectors are already computed, each part ``(encoded, ids, texts)`` (a corpus,
+    then its distractors; ``encoded`` from :func:`~gear_core.retrieval.encode_for_index`), so a corpus with and
+    without distractors is encoded once."""
+    sentences = parts[0][0][1] is not None if parts else False
+    index = DocumentIndex(encoder.config.hidden_size, model=model_identity(encoder), sentences=sentences)
+    for encoded, ids, texts in parts:
+        index.add(encoded[0], ids, texts, *encoded[1:])
     return GeARSearcher(encoder, index, check=False, mode="dense")
 
 

@@ -7,6 +7,7 @@ from gear_core.retrieval.index import (
     Hit,
     IndexType,
     ModelMismatchError,
+    document_scores,
     model_identity,
     same_model,
 )
@@ -18,7 +19,7 @@ from gear_core.retrieval.lexical import (
     reciprocal_rank_fusion,
     z_score_fusion,
 )
-from gear_core.retrieval.searcher import SEARCH_MODES, GeARSearcher, SearchMode, SearchResult
+from gear_core.retrieval.searcher import SEARCH_MODES, GeARSearcher, SearchMode, SearchResult, encode_for_index
 
 __all__ = [
     "FUSION_METHODS",
@@ -34,6 +35,8 @@ __all__ = [
     "ModelMismatchError",
     "SearchMode",
     "SearchResult",
+    "document_scores",
+    "encode_for_index",
     "model_identity",
     "reciprocal_rank_fusion",
     "same_model",

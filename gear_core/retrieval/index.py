@@ -3,14 +3,19 @@
 The vectors live in a FAISS index (inner product; on unit vectors that is cosine similarity); this class keeps
 what FAISS does not: the string id and the text of each document (sentence ranking and generation read the text
 again at query time), and the facts needed to trust a saved index later (which model made the vectors, their
-dimension, the index type and its parameters).
+dimension, the index type and its parameters). An index made with ``sentences=True`` also keeps each document's
+sentence vectors, in a second FAISS index of the same type, so a search can score a document by its vector and its
+best sentence (:func:`document_scores`; ``GeARConfig.retrieval_sentence_weight``).
 
 A saved index is a folder:
 
 - ``gear_index.json``: metadata (format version, model identity, dimension, metric, index type and parameters,
-  document count, the names and SHA-256 of the two files below). Plain JSON; nothing is ever pickled.
+  document count, the names and SHA-256 of the data files below). Plain JSON; nothing is ever pickled.
 - ``index-<tag>.faiss``: the FAISS index (``faiss.write_index``).
-- ``documents-<tag>.jsonl``: one ``{"id": ..., "text": ...}`` object per line, in FAISS position order.
+- ``documents-<tag>.jsonl``: one ``{"id": ..., "text": ...}`` object per line, in FAISS position order (with
+  sentence vectors, also ``"sentences"``: how many rows of the sentence index are the document's, in order).
+- ``sentences-<tag>.faiss``: with sentence vectors only (format version 3; an index without them is still written
+  as version 2).
 
 Saving over an index writes the new files under a new tag and then replaces ``gear_index.json`` atomically
 (:func:`gear_core.files.versioned_save`): a save that dies at any moment leaves the old index loadable, and a save
@@ -50,11 +55,14 @@ IndexType = Literal["flat", "hnsw", "ivf"]
 INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "ivf")
 
 FORMAT_NAME = "gear-document-index"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1 wrote index.faiss and documents.jsonl, saved in place
+FORMAT_VERSION = 3  # written only by an index with sentence vectors; one without is written as version 2
+READABLE_VERSIONS = (1, 2, 3)  # version 1 wrote index.faiss and documents.jsonl, saved in place
 METADATA_FILE = "gear_index.json"
 # The names a save gives its data files (version 1's fixed ones too): the only files a save ever removes.
-_OWN_FILES = rf"index-{TAG_PATTERN}\.faiss|documents-{TAG_PATTERN}\.jsonl|index\.faiss|documents\.jsonl"
+_OWN_FILES = (
+    rf"index-{TAG_PATTERN}\.faiss|documents-{TAG_PATTERN}\.jsonl|sentences-{TAG_PATTERN}\.faiss|"
+    r"index\.faiss|documents\.jsonl"
+)
 # Vectors checked for NaN and infinity per block on load (bounds the copy FAISS makes of them).
 _CHECK_BLOCK = 1 << 14
 
@@ -67,11 +75,14 @@ DEFAULT_PARAMS: dict[str, dict[str, int]] = {
 _SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivf": ("nprobe",)}
 _FAISS_CLASSES = {"flat": faiss.IndexFlatIP, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
 _NORM_TOLERANCE = 1e-3
+# With sentence vectors: how deep an approximate index's two searches read at least (4k when deeper).
+_SENTENCE_SEARCH_DEPTH = 64
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved document: its id and text, the inner product with the query, and its rank (1 = best)."""
+    """One retrieved document: its id and text, its score (the inner product with the query; with sentence
+    vectors, :func:`document_scores`), and its rank (1 = best)."""
 
     id: str
     text: str
@@ -158,6 +169,18 @@ def check_model(index_model: str | None, expected_model: str, where: str = "this
         )
 
 
+def document_scores(
+    document_cosines: np.ndarray, sentence_cosines: np.ndarray, sentence_counts: np.ndarray, sentence_weight: float
+) -> np.ndarray:
+    """Each document's score: ``cos(query, document) + sentence_weight * max over its sentences of cos(query,
+    sentence)``. ``sentence_cosines`` holds every document's sentences in document order, ``sentence_counts[i]``
+    (at least 1) of them document ``i``'s. The best sentence counts because a question is usually answered by one
+    sentence, which the whole document's vector dilutes."""
+    offsets = np.concatenate([[0], np.cumsum(sentence_counts)[:-1]]).astype(np.int64)
+    best = np.maximum.reduceat(np.asarray(sentence_cosines, dtype=np.float32), offsets) if len(offsets) else 0.0
+    return np.asarray(document_cosines, dtype=np.float32) + np.float32(sentence_weight) * best
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The index.
 
@@ -171,11 +194,15 @@ class DocumentIndex:
             ``"ivf"`` (inverted lists, approximate; trained on the vectors of the first :meth:`add`, which must
             hold at least ``nlist`` of them).
         model: the :func:`model_identity` of the model that makes the vectors, recorded in the saved metadata.
+        sentences: also keep each document's sentence vectors (every :meth:`add` then gives them), so
+            :meth:`search` can score documents by their best sentence too.
         **params: index parameters: ``m``, ``ef_construction``, ``ef_search`` for HNSW; ``nlist``, ``nprobe`` for
             IVF (defaults in ``DEFAULT_PARAMS``). Larger ``ef_search`` / ``nprobe``: better recall, slower search.
     """
 
-    def __init__(self, dim: int, index_type: IndexType = "flat", model: str | None = None, **params: int) -> None:
+    def __init__(
+        self, dim: int, index_type: IndexType = "flat", model: str | None = None, sentences: bool = False, **params: int
+    ) -> None:
         check_positive_int(dim, "dim")
         if index_type not in INDEX_TYPES:
             raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
@@ -189,11 +216,16 @@ class DocumentIndex:
         self.params: dict[str, int] = {**DEFAULT_PARAMS[index_type], **params}
         for key, value in self.params.items():
             check_positive_int(value, key)
+        if not isinstance(sentences, bool):
+            raise TypeError(f"sentences must be True or False, got {sentences!r}")
         self._index = self._new_faiss_index()
+        self._sentences = self._new_faiss_index() if sentences else None
         self._apply_search_params()
         self._ids: list[str] = []
         self._texts: list[str] = []
         self._positions: dict[str, int] = {}
+        self._sentence_counts: list[int] = []
+        self._sentence_layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see _layout
 
     def _new_faiss_index(self) -> faiss.Index:
         if self.index_type == "hnsw":
@@ -203,14 +235,19 @@ class DocumentIndex:
         if self.index_type == "ivf":
             quantizer = faiss.IndexFlatIP(self.dim)
             # faiss's Python wrapper keeps the quantizer alive as long as the IVF index.
-            return faiss.IndexIVFFlat(quantizer, self.dim, self.params["nlist"], faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexIVFFlat(quantizer, self.dim, self.params["nlist"], faiss.METRIC_INNER_PRODUCT)
+            index.set_direct_map_type(faiss.DirectMap.Array)  # reconstruct(), which scoring by sentences needs
+            return index
         return faiss.IndexFlatIP(self.dim)
 
     def _apply_search_params(self) -> None:
-        if self.index_type == "hnsw":
-            self._index.hnsw.efSearch = self.params["ef_search"]
-        elif self.index_type == "ivf":
-            self._index.nprobe = min(self.params["nprobe"], self.params["nlist"])
+        for index in (self._index, self._sentences):
+            if index is None:
+                continue
+            if self.index_type == "hnsw":
+                index.hnsw.efSearch = self.params["ef_search"]
+            elif self.index_type == "ivf":
+                index.nprobe = min(self.params["nprobe"], self.params["nlist"])
 
     def set_search_params(self, **params: int) -> None:
         """Change search-time parameters (``ef_search`` for HNSW, ``nprobe`` for IVF), e.g. after :meth:`load`."""
@@ -233,6 +270,16 @@ class DocumentIndex:
         return doc_id in self._positions
 
     @property
+    def has_sentences(self) -> bool:
+        """Whether the index keeps sentence vectors (``DocumentIndex(..., sentences=True)``)."""
+        return self._sentences is not None
+
+    @property
+    def num_sentences(self) -> int:
+        """How many sentence vectors the index holds (0 without them)."""
+        return self._sentences.ntotal if self._sentences is not None else 0
+
+    @property
     def ids(self) -> list[str]:
         """Document ids in insertion order."""
         return list(self._ids)
@@ -242,11 +289,22 @@ class DocumentIndex:
         return self._texts[self._positions[doc_id]]
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return f"DocumentIndex(dim={self.dim}, index_type={self.index_type!r}, documents={len(self)}, {params})"
+        fields = [f"dim={self.dim}", f"index_type={self.index_type!r}", f"documents={len(self)}"]
+        fields += [f"sentences={self.num_sentences}"] if self.has_sentences else []
+        fields += [f"{k}={v}" for k, v in self.params.items()]
+        return f"DocumentIndex({', '.join(fields)})"
 
-    def add(self, embeddings: np.ndarray, ids: Sequence[str], texts: Sequence[str]) -> None:
-        """Add documents: (n, dim) L2-normalised float embeddings, and their unique string ids and texts."""
+    def add(
+        self,
+        embeddings: np.ndarray,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        sentence_embeddings: np.ndarray | None = None,
+        sentence_counts: Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        """Add documents: (n, dim) L2-normalised float embeddings, and their unique string ids and texts. An index
+        with sentence vectors also takes the documents' (m, dim) sentence embeddings, in document order, and how
+        many of them each document has (at least 1 each; ``GeARModel.encode_document_sentences`` gives both)."""
         vectors = self._as_vectors(embeddings, "embeddings")
         ids, texts = list(ids), list(texts)
         if not len(vectors) == len(ids) == len(texts):
@@ -256,45 +314,131 @@ class DocumentIndex:
                 if not isinstance(value, str):
                     raise TypeError(f"{kind} {i} is {type(value).__name__}, expected str")
         _check_unique(ids, self._positions)
-        norms = np.linalg.norm(vectors, axis=1)
-        if len(norms) and np.abs(norms - 1.0).max() > _NORM_TOLERANCE:
-            bad = int(np.argmax(np.abs(norms - 1.0)))
-            raise ValueError(
-                f"embeddings must be L2-normalised (inner product = cosine); row {bad} has norm {norms[bad]:.4f}"
-            )
+        _check_normalised(vectors, "embeddings")
+        sentence_vectors, counts = self._checked_sentences(sentence_embeddings, sentence_counts, len(vectors))
         if not len(vectors):
             return
-        if not self._index.is_trained:  # IVF: learn the coarse clusters from the first vectors given
-            nlist = self.params["nlist"]
-            if len(vectors) < nlist:
-                raise ValueError(
-                    f"an IVF index with nlist={nlist} is trained on the first add and needs at least {nlist} vectors; "
-                    f"got {len(vectors)}. Use a smaller nlist, add more documents at once, or index_type='flat'"
-                )
-            self._index.train(vectors)
+        for index, new in ((self._index, vectors), (self._sentences, sentence_vectors)):
+            if index is not None and not index.is_trained:  # IVF: learn the coarse clusters from the first vectors
+                nlist = self.params["nlist"]
+                if len(new) < nlist:
+                    raise ValueError(
+                        f"an IVF index with nlist={nlist} is trained on the first add and needs at least {nlist} "
+                        f"vectors; got {len(new)}. Use a smaller nlist, add more documents at once, or "
+                        "index_type='flat'"
+                    )
+                index.train(new)
         self._index.add(vectors)
+        if self._sentences is not None:
+            self._sentences.add(sentence_vectors)
+            self._sentence_counts.extend(counts)
+            self._sentence_layout = None
         start = len(self._ids)
         self._ids.extend(ids)
         self._texts.extend(texts)
         self._positions.update((doc_id, start + i) for i, doc_id in enumerate(ids))
 
-    def search(self, query_embeddings: np.ndarray, k: int = 10) -> list[list[Hit]]:
+    def _checked_sentences(
+        self, embeddings: np.ndarray | None, counts: Sequence[int] | np.ndarray | None, num_documents: int
+    ) -> tuple[np.ndarray, list[int]]:
+        """What :meth:`add` was given for the sentences, checked against the documents and this index."""
+        if self._sentences is None:
+            if embeddings is not None or counts is not None:
+                raise ValueError(
+                    "this index keeps no sentence vectors; make it with DocumentIndex(..., sentences=True)"
+                )
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        if embeddings is None or counts is None:
+            raise ValueError(
+                "this index keeps sentence vectors: add() needs sentence_embeddings and sentence_counts "
+                "(GeARModel.encode_document_sentences)"
+            )
+        vectors = self._as_vectors(embeddings, "sentence_embeddings")
+        counts_array = np.asarray(counts)
+        if counts_array.shape != (num_documents,) or not np.issubdtype(counts_array.dtype, np.integer):
+            raise ValueError(f"sentence_counts must be {num_documents} ints, one per document")
+        if num_documents and counts_array.min() < 1:
+            raise ValueError("every document needs at least one sentence vector (its whole text, if it has none)")
+        if int(counts_array.sum()) != len(vectors):
+            raise ValueError(f"sentence_counts add up to {int(counts_array.sum())}, but got {len(vectors)} vectors")
+        _check_normalised(vectors, "sentence_embeddings")
+        return vectors, [int(c) for c in counts_array]
+
+    def search(self, query_embeddings: np.ndarray, k: int = 10, sentence_weight: float = 0.0) -> list[list[Hit]]:
         """The ``k`` best documents for each query (fewer if the index holds fewer), best first.
 
-        Approximate index types may return fewer than ``k`` hits when their search reaches fewer documents.
+        ``sentence_weight > 0`` (an index with sentence vectors) scores each document by :func:`document_scores`:
+        both FAISS indexes are read deep enough that no document left unread could outscore the ``k`` found (on a
+        flat index the result is exact). Approximate index types may return fewer than ``k`` hits when their
+        search reaches fewer documents.
         """
         check_positive_int(k, "k")
+        if isinstance(sentence_weight, bool) or not isinstance(sentence_weight, (int, float)):
+            raise TypeError(f"sentence_weight must be a number, got {sentence_weight!r}")
+        if not (np.isfinite(sentence_weight) and sentence_weight >= 0):
+            raise ValueError(f"sentence_weight must be a finite number >= 0, got {sentence_weight}")
+        if sentence_weight and self._sentences is None:
+            raise ValueError("sentence_weight needs sentence vectors: make the index with sentences=True")
         queries = self._as_vectors(query_embeddings, "query_embeddings")
         if not len(self) or not len(queries):
             return [[] for _ in range(len(queries))]
-        scores, positions = self._index.search(queries, min(k, len(self)))
+        if sentence_weight:
+            found = self._search_with_sentences(queries, k, float(sentence_weight))
+        else:
+            scores, positions = self._index.search(queries, min(k, len(self)))
+            found = [
+                [(float(s), int(p)) for s, p in zip(row_scores, row_positions, strict=True) if p >= 0]
+                for row_scores, row_positions in zip(scores, positions, strict=True)
+            ]
+        return [
+            [Hit(self._ids[p], self._texts[p], score, rank) for rank, (score, p) in enumerate(row, start=1)]
+            for row in found
+        ]
+
+    def _search_with_sentences(self, queries: np.ndarray, k: int, weight: float) -> list[list[tuple[float, int]]]:
+        """Each query's best ``k`` (score, position) pairs by :func:`document_scores`. A flat index scores every
+        document, exactly (reading the vectors FAISS's own flat search would read). HNSW and IVF score the documents
+        among their top ``max(4k, 64)`` document and sentence vectors: approximate, as their own searches are."""
+        assert self._sentences is not None
+        counts, starts, owners = self._layout()
+        if self.index_type == "flat":
+            documents, sentences = _flat_vectors(self._index), _flat_vectors(self._sentences)
+            positions = np.arange(len(self))
+            return [
+                _best(
+                    document_scores(_inner_products(q, documents), _inner_products(q, sentences), counts, weight),
+                    positions,
+                    k,
+                )
+                for q in queries
+            ]
+        depth = max(4 * k, _SENTENCE_SEARCH_DEPTH)
+        _, document_rows = self._index.search(queries, min(depth, len(self)))
+        _, sentence_rows = self._sentences.search(queries, min(depth, self.num_sentences))
         results = []
-        for row_scores, row_positions in zip(scores, positions, strict=True):
-            found = [(float(s), int(p)) for s, p in zip(row_scores, row_positions, strict=True) if p >= 0]
-            results.append(
-                [Hit(self._ids[p], self._texts[p], score, rank) for rank, (score, p) in enumerate(found, start=1)]
+        for query, found_documents, found_sentences in zip(queries, document_rows, sentence_rows, strict=True):
+            found = [found_documents[found_documents >= 0], owners[found_sentences[found_sentences >= 0]]]
+            candidates = np.unique(np.concatenate(found))
+            lengths = counts[candidates]
+            # Every row of every candidate: each one's start, counted on from where its rows begin in the output.
+            rows = np.repeat(starts[candidates] - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+            scores = document_scores(
+                _inner_products(query, self._index.reconstruct_batch(candidates)),
+                _inner_products(query, self._sentences.reconstruct_batch(rows)),
+                lengths,
+                weight,
             )
+            results.append(_best(scores, candidates, k))
         return results
+
+    def _layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each document's sentence count, where its rows start (with the total last), and each row's document;
+        computed once per change of the index, not per search."""
+        if self._sentence_layout is None:
+            counts = np.asarray(self._sentence_counts, dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(counts)])
+            self._sentence_layout = (counts, starts, np.repeat(np.arange(len(counts)), counts))
+        return self._sentence_layout
 
     def _as_vectors(self, array: Any, name: str) -> np.ndarray:
         array = np.asarray(array)
@@ -320,7 +464,7 @@ class DocumentIndex:
 
         return {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if self.has_sentences else 2,
             "model": self.model,
             "dim": self.dim,
             "normalized": True,
@@ -328,6 +472,7 @@ class DocumentIndex:
             "index_type": self.index_type,
             "index_params": dict(self.params),
             "num_documents": len(self),
+            **({"num_sentences": self.num_sentences} if self.has_sentences else {}),
             "created_with": {"gear_core": __version__, "faiss": faiss.__version__},
         }
 
@@ -339,12 +484,18 @@ class DocumentIndex:
         folder.mkdir(parents=True, exist_ok=True)
         tag = version_tag()
         files = {"index": f"index-{tag}.faiss", "documents": f"documents-{tag}.jsonl"}
+        if self._sentences is not None:
+            files["sentences"] = f"sentences-{tag}.faiss"
         with versioned_save(folder, METADATA_FILE, _OWN_FILES, files.values(), lambda: _data_files(folder)):
             faiss.write_index(self._index, str(folder / files["index"]))
+            if self._sentences is not None:
+                faiss.write_index(self._sentences, str(folder / files["sentences"]))
+            counts = self._sentence_counts if self._sentences is not None else [None] * len(self)
             # surrogatepass: a text with a lone surrogate (e.g. read with surrogateescape) saves and reloads as is.
             with (folder / files["documents"]).open("w", encoding="utf-8", errors="surrogatepass") as handle:
-                for doc_id, text in zip(self._ids, self._texts, strict=True):
-                    handle.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+                for doc_id, text, count in zip(self._ids, self._texts, counts, strict=True):
+                    record = {"id": doc_id, "text": text} | ({"sentences": count} if count is not None else {})
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             for name in files.values():
                 fsync_path(folder / name)
             metadata = self.metadata()
@@ -388,10 +539,15 @@ class DocumentIndex:
         for key, kind in expected.items():
             if not isinstance(metadata.get(key), kind) or (kind is int and isinstance(metadata[key], bool)):
                 raise CorruptFileError(f"corrupt index metadata {path}: {key!r} is missing or not a {kind.__name__}")
-        for key in ("index", "documents"):
+        keys = ("index", "documents", "sentences") if "sentences" in metadata["files"] else ("index", "documents")
+        for key in keys:
             plain_file_name(metadata["files"].get(key), f"{path}: files.{key}")
             if not isinstance(metadata["sha256"].get(key), str):
                 raise CorruptFileError(f"corrupt index metadata {path}: sha256.{key} is missing")
+        if "sentences" in metadata["files"]:
+            count = metadata.get("num_sentences")
+            if not isinstance(count, int) or isinstance(count, bool) or count < metadata["num_documents"]:
+                raise CorruptFileError(f"corrupt index metadata {path}: 'num_sentences' is missing or too small")
         if metadata["metric"] != "inner_product" or metadata["normalized"] is not True:
             raise ValueError(f"{path}: unsupported metric {metadata['metric']!r} (normalized={metadata['normalized']})")
         if metadata["index_type"] not in INDEX_TYPES:
@@ -415,40 +571,41 @@ class DocumentIndex:
             check_model(metadata.get("model"), expected_model, where=f"the index at {folder}")
         try:
             index = cls(
-                metadata["dim"], metadata["index_type"], model=metadata.get("model"), **metadata["index_params"]
+                metadata["dim"],
+                metadata["index_type"],
+                model=metadata.get("model"),
+                sentences="sentences" in metadata["files"],
+                **metadata["index_params"],
             )
         except (TypeError, ValueError) as error:
             raise CorruptFileError(f"corrupt index metadata in {folder}: {error}") from error
 
-        paths = {key: folder / name for key, name in metadata["files"].items() if key in ("index", "documents")}
+        kinds = ("index", "documents", "sentences")
+        paths = {key: folder / name for key, name in metadata["files"].items() if key in kinds}
         for key, path in paths.items():
             if not path.is_file():
                 raise FileNotFoundError(f"the index at {folder} is incomplete: {path.name} is missing")
             # Checked before FAISS parses the file: a damaged file becomes a clear error, not a crash or a huge read.
             if sha256_file(path) != metadata["sha256"][key]:
                 raise CorruptFileError(f"{path} is corrupt or was changed after saving (its SHA-256 does not match)")
-        try:
-            faiss_index = faiss.read_index(str(paths["index"]))
-        except RuntimeError as error:
-            raise CorruptFileError(f"corrupt FAISS index {paths['index']}: {error}") from error
-        expected_class = _FAISS_CLASSES[index.index_type]
-        if not isinstance(faiss_index, expected_class) or faiss_index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            raise CorruptFileError(
-                f"{paths['index']} is a {type(faiss_index).__name__}, expected an inner-product "
-                f"{expected_class.__name__} as the metadata says"
-            )
-        if faiss_index.d != index.dim or faiss_index.ntotal != metadata["num_documents"]:
-            raise CorruptFileError(
-                f"{paths['index']} holds {faiss_index.ntotal} vectors of dimension {faiss_index.d}; the metadata "
-                f"says {metadata['num_documents']} of dimension {index.dim}"
-            )
-        ids, texts = _read_documents(paths["documents"])
+        faiss_index = _read_faiss(paths["index"], index, metadata["num_documents"])
+        ids, texts, counts = _read_documents(paths["documents"], with_sentences=index.has_sentences)
         if len(ids) != metadata["num_documents"]:
             raise CorruptFileError(
                 f"{paths['documents']} holds {len(ids)} documents; the metadata says {metadata['num_documents']}"
             )
         _check_vectors(faiss_index, paths["index"], ids)
         _check_unique(ids, {})
+        if index.has_sentences:
+            sentence_index = _read_faiss(paths["sentences"], index, metadata["num_sentences"])
+            if sum(counts) != sentence_index.ntotal:
+                raise CorruptFileError(
+                    f"{paths['documents']} gives its documents {sum(counts)} sentence vectors; "
+                    f"{paths['sentences']} holds {sentence_index.ntotal}"
+                )
+            owners = [doc_id for doc_id, count in zip(ids, counts, strict=True) for _ in range(count)]
+            _check_vectors(sentence_index, paths["sentences"], owners)
+            index._sentences, index._sentence_counts, index._sentence_layout = sentence_index, counts, None
         index._index = faiss_index
         index._apply_search_params()
         index._ids, index._texts = ids, texts
@@ -459,7 +616,64 @@ class DocumentIndex:
 def _data_files(folder: Path) -> list[str]:
     """The data files the index saved in ``folder`` uses (what its metadata names)."""
     files = DocumentIndex.read_metadata(folder)["files"]
-    return [files["index"], files["documents"]]
+    return [files[key] for key in ("index", "documents", "sentences") if key in files]
+
+
+def _flat_vectors(index: faiss.IndexFlat) -> np.ndarray:
+    """The vectors a flat FAISS index holds, as an (ntotal, d) view (no copy; valid until the index changes)."""
+    if not index.ntotal:
+        return np.zeros((0, index.d), dtype=np.float32)
+    return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+
+
+def _inner_products(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """(n,) inner products of a (d,) query with (n, d) float32 vectors, by FAISS's SIMD kernel on this thread. Not
+    numpy's ``@``: its BLAS starts threads of its own, which then compete with torch's while the next query is
+    encoded (on 2 cores a question took 3x as long)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    query = np.ascontiguousarray(query, dtype=np.float32)
+    products = np.empty(len(vectors), dtype=np.float32)
+    if len(vectors):
+        faiss.fvec_inner_products_ny(
+            faiss.swig_ptr(products), faiss.swig_ptr(query), faiss.swig_ptr(vectors), len(query), len(vectors)
+        )
+    return products
+
+
+def _best(scores: np.ndarray, positions: np.ndarray, k: int) -> list[tuple[float, int]]:
+    """The ``k`` best (score, position) pairs, best first; equal scores: the earlier position first."""
+    chosen = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else np.arange(len(scores))
+    chosen = chosen[np.lexsort((positions[chosen], -scores[chosen]))]
+    return [(float(scores[i]), int(positions[i])) for i in chosen]
+
+
+def _check_normalised(vectors: np.ndarray, name: str) -> None:
+    norms = np.linalg.norm(vectors, axis=1)
+    if len(norms) and np.abs(norms - 1.0).max() > _NORM_TOLERANCE:
+        bad = int(np.argmax(np.abs(norms - 1.0)))
+        raise ValueError(f"{name} must be L2-normalised (inner product = cosine); row {bad} has norm {norms[bad]:.4f}")
+
+
+def _read_faiss(path: Path, index: DocumentIndex, expected_vectors: int) -> faiss.Index:
+    """A FAISS file of ``index``'s type and dimension holding ``expected_vectors`` vectors (what the metadata says)."""
+    try:
+        faiss_index = faiss.read_index(str(path))
+    except RuntimeError as error:
+        raise CorruptFileError(f"corrupt FAISS index {path}: {error}") from error
+    expected_class = _FAISS_CLASSES[index.index_type]
+    if not isinstance(faiss_index, expected_class) or faiss_index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise CorruptFileError(
+            f"{path} is a {type(faiss_index).__name__}, expected an inner-product "
+            f"{expected_class.__name__} as the metadata says"
+        )
+    if faiss_index.d != index.dim or faiss_index.ntotal != expected_vectors:
+        raise CorruptFileError(
+            f"{path} holds {faiss_index.ntotal} vectors of dimension {faiss_index.d}; the metadata "
+            f"says {expected_vectors} of dimension {index.dim}"
+        )
+    if isinstance(faiss_index, faiss.IndexIVF):
+        faiss_index.make_direct_map()  # reconstruct(), for scoring by sentences and the vector check
+    return faiss_index
 
 
 def _check_vectors(faiss_index: faiss.Index, path: Path, ids: list[str]) -> None:
@@ -495,8 +709,8 @@ def _check_unique(ids: list[str], existing: dict[str, int]) -> None:
         raise ValueError(f"document ids must be unique; {len(duplicates)} duplicate(s): {shown}")
 
 
-def _read_documents(path: Path) -> tuple[list[str], list[str]]:
-    ids, texts = [], []
+def _read_documents(path: Path, with_sentences: bool) -> tuple[list[str], list[str], list[int]]:
+    ids, texts, counts = [], [], []
     with path.open(encoding="utf-8", errors="surrogatepass") as handle:
         for line_number, line in enumerate(handle, start=1):
             try:
@@ -509,6 +723,13 @@ def _read_documents(path: Path) -> tuple[list[str], list[str]]:
                 raise CorruptFileError(
                     f"corrupt document record at {path}:{line_number}: expected string 'id' and 'text'"
                 )
+            if with_sentences:
+                count = record.get("sentences")
+                if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                    raise CorruptFileError(
+                        f"corrupt document record at {path}:{line_number}: expected a positive int 'sentences'"
+                    )
+                counts.append(count)
             ids.append(record["id"])
             texts.append(record["text"])
-    return ids, texts
+    return ids, texts, counts

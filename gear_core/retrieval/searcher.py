@@ -1,6 +1,7 @@
 """GeARSearcher: GeAR's three uses in one call: find documents, the sentences in them that answer, and evidence.
 
-1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors; with
+1. Global retrieval: the query encoder's vector against the :class:`DocumentIndex` of document vectors (and, when
+   ``GeARConfig.retrieval_sentence_weight`` asks for it, each document's best sentence vector too); with
    ``mode="hybrid"``, merged with BM25 over the same documents (:mod:`gear_core.retrieval.lexical`:
    BM25 rebuilt from the index's texts, so nothing more is saved; :class:`HybridFusion`, how the two are merged).
 2. Local retrieval: each hit's sentences ranked by the fusion encoder's cross-attention
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
+import numpy as np
+
 from gear_core.evidence import GroundedEvidence
 from gear_core.retrieval.index import DocumentIndex, Hit, IndexType, check_model, model_identity
 from gear_core.retrieval.lexical import HybridFusion, LexicalIndex
@@ -32,15 +35,32 @@ if TYPE_CHECKING:
 SearchMode = Literal["dense", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 
+#: What :meth:`DocumentIndex.add` takes besides ids and texts: document vectors, and the sentence vectors and their
+#: counts per document (both None for an index without sentence vectors).
+EncodedDocuments = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+
+
+def encode_for_index(
+    model: GeARModel, texts: Sequence[str], sentences: bool, batch_size: int = 32, show_progress: bool = False
+) -> EncodedDocuments:
+    """``texts`` encoded for a :class:`DocumentIndex`: their vectors, and with ``sentences`` their sentences'
+    (``GeARModel.encode_document_sentences``)."""
+    embeddings = model.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+    if not sentences:
+        return embeddings, None, None
+    return embeddings, *model.encode_document_sentences(texts, batch_size=batch_size, show_progress=show_progress)
+
 
 @dataclass
 class SearchResult:
     """One retrieved document with what GeAR found inside it.
 
-    ``score`` is the cosine of query and document, or in hybrid mode the fused score (by default the weighted sum
-    of GeAR's and BM25's standardised scores: :class:`~gear_core.retrieval.lexical.HybridFusion`);
-    ``found_by`` names those retrievers (``"dense"``, ``"bm25"``). ``sentences`` are best first and each satisfies
-    ``text[s.start_char:s.end_char] == s.text``; ``evidence`` is the generated text with the span of ``text`` that
+    ``score`` is the cosine of query and document (with sentence vectors, ``cos(query, document) + w * cos(query,
+    its best sentence)``: :func:`~gear_core.retrieval.index.document_scores`), or in hybrid mode the fused score (by
+    default the weighted sum of GeAR's and BM25's standardised scores: :class:`~gear_core.retrieval.lexical.
+    HybridFusion`); ``found_by`` names those retrievers (``"dense"``, ``"bm25"``). ``sentences`` are best first and
+    each satisfies ``text[s.start_char:s.end_char] == s.text``; ``evidence`` is the generated text with the span of
+    ``text`` that
     supports it (:class:`~gear_core.evidence.GroundedEvidence`), or None when generation was not asked for.
     """
 
@@ -120,13 +140,20 @@ class GeARSearcher:
         index_type: IndexType = "flat",
         batch_size: int = 32,
         show_progress: bool = False,
+        sentences: bool | None = None,
         **index_params: int,
     ) -> GeARSearcher:
         """Encode ``texts`` with the document encoder and index them (ids default to "0", "1", ...).
 
-        ``index_params`` go to :class:`DocumentIndex` (``m``/``ef_construction``/``ef_search``, ``nlist``/``nprobe``).
+        ``sentences``: keep each document's sentence vectors too (default: when the model scores documents by their
+        best sentence, ``GeARConfig.retrieval_sentence_weight > 0``). ``index_params`` go to :class:`DocumentIndex`
+        (``m``/``ef_construction``/``ef_search``, ``nlist``/``nprobe``).
         """
-        index = DocumentIndex(model.config.hidden_size, index_type, model=model_identity(model), **index_params)
+        if sentences is None:
+            sentences = model.config.retrieval_sentence_weight > 0
+        index = DocumentIndex(
+            model.config.hidden_size, index_type, model=model_identity(model), sentences=sentences, **index_params
+        )
         searcher = cls(model, index, check=False)  # the index is new: nothing to check
         searcher.add_documents(texts, ids, batch_size=batch_size, show_progress=show_progress)
         return searcher
@@ -138,15 +165,16 @@ class GeARSearcher:
         batch_size: int = 32,
         show_progress: bool = False,
     ) -> None:
-        """Encode and add more documents (ids default to their positions in the index, as strings)."""
+        """Encode and add more documents (ids default to their positions in the index, as strings); their sentences
+        too when the index keeps sentence vectors."""
         if isinstance(texts, str):
             raise TypeError("expected a list of document texts, got a single string")
         texts = list(texts)
         if ids is None:
             ids = [str(len(self.index) + i) for i in range(len(texts))]
-        embeddings = self.model.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+        encoded = encode_for_index(self.model, texts, self.index.has_sentences, batch_size, show_progress)
         with self._lexical_lock:
-            self.index.add(embeddings, ids, texts)
+            self.index.add(encoded[0], ids, texts, *encoded[1:])
             self._lexical = None  # rebuilt with the new documents on the next hybrid search
 
     def search(
@@ -179,7 +207,7 @@ class GeARSearcher:
         queries = list(queries)
         hybrid = self.mode == "hybrid"
         depth = self.fusion.candidates(k) if hybrid else k
-        hits = self.index.search(self.model.encode_queries(queries), depth)
+        hits = self.index.search(self.model.encode_queries(queries), depth, self.sentence_weight)
         if hybrid:
             results = self._fuse(hits, self.lexical_index().search(queries, depth), k)
         else:
@@ -210,6 +238,12 @@ class GeARSearcher:
             if evidence is not None:
                 result.evidence = evidence[p]
         return results
+
+    @property
+    def sentence_weight(self) -> float:
+        """How much a document's best sentence counts in dense scores: the model's ``retrieval_sentence_weight``
+        when the index keeps sentence vectors, else 0 (an index built without them scores documents alone)."""
+        return float(self.model.config.retrieval_sentence_weight) if self.index.has_sentences else 0.0
 
     def lexical_index(self) -> LexicalIndex:
         """BM25 over the index's documents (what hybrid mode fuses), built on first use from their stored texts."""
