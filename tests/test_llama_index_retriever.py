@@ -117,6 +117,21 @@ def test_persist_round_trip(tiny_model, tmp_path):
     assert plain.highlighter is None and len(plain.retrieve(QUERY)) == 5
 
 
+def test_a_retriever_with_sentence_vectors_reloads_identical_results(tiny_model, tmp_path):
+    """A model that scores documents by their best sentence: the retriever keeps sentence vectors, and in both modes
+    its results reload identically."""
+    tiny_model.config.retrieval_sentence_weight = 1.0
+    retriever = GeARRetriever.from_defaults(documents=documents(), model=tiny_model, similarity_top_k=3)
+    index = retriever.searcher.index
+    assert index.has_sentences and index.num_sentences > len(index)
+    retriever.persist(tmp_path / "retriever")
+    loaded = GeARRetriever.from_persist_dir(tmp_path / "retriever", model=tiny_model)
+    assert loaded.searcher.index.num_sentences == index.num_sentences
+    for mode in ("hybrid", "dense"):
+        retriever.searcher.mode = loaded.searcher.mode = mode
+        assert as_tuples(loaded.retrieve(QUERY)) == as_tuples(retriever.retrieve(QUERY))
+
+
 def test_persisted_index_refuses_another_model(tiny_model, tiny_encoder_dir, tmp_path):
     GeARRetriever.from_defaults(nodes=nodes(), model=tiny_model).persist(tmp_path / "retriever")
     other = GeARModel.from_encoder(tiny_encoder_dir, decoder_num_layers=1, ranking_layer=-1, max_document_length=48)

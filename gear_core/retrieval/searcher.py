@@ -57,10 +57,9 @@ class SearchResult:
 
     ``score`` is the cosine of query and document (with sentence vectors, ``cos(query, document) + w * cos(query,
     its best sentence)``: :func:`~gear_core.retrieval.index.document_scores`), or in hybrid mode the fused score (by
-    default the weighted sum of GeAR's and BM25's standardised scores: :class:`~gear_core.retrieval.lexical.
-    HybridFusion`); ``found_by`` names those retrievers (``"dense"``, ``"bm25"``). ``sentences`` are best first and
-    each satisfies ``text[s.start_char:s.end_char] == s.text``; ``evidence`` is the generated text with the span of
-    ``text`` that
+    default the weighted sum of GeAR's and BM25's standardised scores: :class:`~gear_core.retrieval.HybridFusion`);
+    ``found_by`` names those retrievers (``"dense"``, ``"bm25"``). ``sentences`` are best first and each satisfies
+    ``text[s.start_char:s.end_char] == s.text``; ``evidence`` is the generated text with the span of ``text`` that
     supports it (:class:`~gear_core.evidence.GroundedEvidence`), or None when generation was not asked for.
     """
 
