@@ -445,6 +445,12 @@ class GeARConfig(PretrainedConfig):
             raise ValueError("document_stride must be smaller than half of max_document_length")
 
     @property
+    def indexes_sentences(self) -> bool:
+        """Whether an index of this model's documents keeps their sentence vectors (``retrieval_sentence_weight > 0``:
+        the model scores documents by their best sentence too)."""
+        return self.retrieval_sentence_weight > 0
+
+    @property
     def num_encoder_layers(self) -> int:
         return int(self.encoder_config["num_hidden_layers"])
 

@@ -148,16 +148,8 @@ class GeARServing:
         has. A document with no sentence (all whitespace) counts its whole text as one, so every count is at least
         1. Sentences are split as sentence ranking splits them (:func:`gear_core.text.split_sentences`).
         """
-        documents = check_texts(documents)
-        pieces = [[s.text for s in split_sentences(d)] or [d] for d in documents]
-        vectors = self._encode(
-            [p for piece in pieces for p in piece],
-            self.document_encoder_module,
-            self.config.max_document_length,
-            batch_size,
-            show_progress,
-            self.retrieval_layers,
-        )
+        pieces = [[s.text for s in split_sentences(d)] or [d] for d in check_texts(documents)]
+        vectors = self.encode_documents([p for piece in pieces for p in piece], batch_size, show_progress)
         return vectors, np.array([len(piece) for piece in pieces], dtype=np.int64)
 
     def sentence_scores_batch(

@@ -97,7 +97,7 @@ def _cached_searcher(model: GeARModel, index_dir: Path, fingerprint: str) -> GeA
     except (OSError, ValueError) as error:
         note(f"the index in {index_dir} is unreadable ({error}): rebuilding it")
     else:
-        if searcher.index.has_sentences == (model.config.retrieval_sentence_weight > 0):
+        if searcher.index.has_sentences == model.config.indexes_sentences:
             return searcher
         note(f"the index in {index_dir} does not keep the sentence vectors this model scores with: rebuilding it")
     return None

@@ -212,8 +212,9 @@ def _global(
     encoders = {"GeAR": model, baseline_name: baseline}
 
     def encode(encoder: GeARModel, texts: list[str]) -> EncodedDocuments:
-        sentences = encoder.config.retrieval_sentence_weight > 0  # what GeARSearcher.from_documents would keep
-        return encode_for_index(encoder, texts, sentences, settings.batch_size, settings.show_progress)
+        return encode_for_index(
+            encoder, texts, encoder.config.indexes_sentences, settings.batch_size, settings.show_progress
+        )
 
     wiki_vectors = {name: encode(encoder, wiki[1]) for name, encoder in encoders.items()} if wiki else {}
     results: dict[str, dict[str, dict[str, float]]] = {}

@@ -63,6 +63,8 @@ _OWN_FILES = (
     rf"index-{TAG_PATTERN}\.faiss|documents-{TAG_PATTERN}\.jsonl|sentences-{TAG_PATTERN}\.faiss|"
     r"index\.faiss|documents\.jsonl"
 )
+# The data files a saved index may name in its metadata's "files" (sentences only with sentence vectors).
+_DATA_FILES = ("index", "documents", "sentences")
 # Vectors checked for NaN and infinity per block on load (bounds the copy FAISS makes of them).
 _CHECK_BLOCK = 1 << 14
 
@@ -368,9 +370,8 @@ class DocumentIndex:
         """The ``k`` best documents for each query (fewer if the index holds fewer), best first.
 
         ``sentence_weight > 0`` (an index with sentence vectors) scores each document by :func:`document_scores`:
-        both FAISS indexes are read deep enough that no document left unread could outscore the ``k`` found (on a
-        flat index the result is exact). Approximate index types may return fewer than ``k`` hits when their
-        search reaches fewer documents.
+        exactly on a flat index, which scores every document; HNSW and IVF rescore the documents their two searches
+        find. Approximate index types may return fewer than ``k`` hits when their search reaches fewer documents.
         """
         check_positive_int(k, "k")
         if isinstance(sentence_weight, bool) or not isinstance(sentence_weight, (int, float)):
@@ -539,8 +540,8 @@ class DocumentIndex:
         for key, kind in expected.items():
             if not isinstance(metadata.get(key), kind) or (kind is int and isinstance(metadata[key], bool)):
                 raise CorruptFileError(f"corrupt index metadata {path}: {key!r} is missing or not a {kind.__name__}")
-        keys = ("index", "documents", "sentences") if "sentences" in metadata["files"] else ("index", "documents")
-        for key in keys:
+        named = _DATA_FILES if "sentences" in metadata["files"] else _DATA_FILES[:2]  # sentences: optional
+        for key in named:
             plain_file_name(metadata["files"].get(key), f"{path}: files.{key}")
             if not isinstance(metadata["sha256"].get(key), str):
                 raise CorruptFileError(f"corrupt index metadata {path}: sha256.{key} is missing")
@@ -580,8 +581,7 @@ class DocumentIndex:
         except (TypeError, ValueError) as error:
             raise CorruptFileError(f"corrupt index metadata in {folder}: {error}") from error
 
-        kinds = ("index", "documents", "sentences")
-        paths = {key: folder / name for key, name in metadata["files"].items() if key in kinds}
+        paths = {key: folder / name for key, name in metadata["files"].items() if key in _DATA_FILES}
         for key, path in paths.items():
             if not path.is_file():
                 raise FileNotFoundError(f"the index at {folder} is incomplete: {path.name} is missing")
@@ -616,7 +616,7 @@ class DocumentIndex:
 def _data_files(folder: Path) -> list[str]:
     """The data files the index saved in ``folder`` uses (what its metadata names)."""
     files = DocumentIndex.read_metadata(folder)["files"]
-    return [files[key] for key in ("index", "documents", "sentences") if key in files]
+    return [files[key] for key in _DATA_FILES if key in files]
 
 
 def _flat_vectors(index: faiss.IndexFlat) -> np.ndarray:

@@ -145,11 +145,11 @@ class GeARSearcher:
         """Encode ``texts`` with the document encoder and index them (ids default to "0", "1", ...).
 
         ``sentences``: keep each document's sentence vectors too (default: when the model scores documents by their
-        best sentence, ``GeARConfig.retrieval_sentence_weight > 0``). ``index_params`` go to :class:`DocumentIndex`
+        best sentence, ``GeARConfig.indexes_sentences``). ``index_params`` go to :class:`DocumentIndex`
         (``m``/``ef_construction``/``ef_search``, ``nlist``/``nprobe``).
         """
         if sentences is None:
-            sentences = model.config.retrieval_sentence_weight > 0
+            sentences = model.config.indexes_sentences
         index = DocumentIndex(
             model.config.hidden_size, index_type, model=model_identity(model), sentences=sentences, **index_params
         )
